@@ -1,0 +1,160 @@
+//! Feedback routes: insert a batch (through the group-commit writer), list by user or item, delete.
+
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error::{Error, Result};
+use super::extract::{Json, Path, Query, validate_batch, validate_id};
+use super::items::ListParams;
+use crate::app::AppState;
+use crate::store::{Feedback, FeedbackOf, Page};
+
+const MAX_TYPE_BYTES: usize = 64;
+
+/// One feedback event as sent by a client.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackInput {
+    user_id: String,
+    item_id: String,
+    #[serde(rename = "type")]
+    feedback_type: String,
+    #[serde(default = "one")]
+    value: f64,
+    timestamp: Option<DateTime<Utc>>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn validate_type(field: &str, t: &str) -> Result<()> {
+    validate_id(field, t)?;
+    if t.len() > MAX_TYPE_BYTES {
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {MAX_TYPE_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+impl FeedbackInput {
+    fn validate(self, prefix: &str) -> Result<Feedback> {
+        validate_id(&format!("{prefix}user_id"), &self.user_id)?;
+        validate_id(&format!("{prefix}item_id"), &self.item_id)?;
+        validate_type(&format!("{prefix}type"), &self.feedback_type)?;
+        if !self.value.is_finite() {
+            return Err(Error::invalid(
+                format!("{prefix}value"),
+                "must be a finite number",
+            ));
+        }
+        Ok(Feedback {
+            user_id: self.user_id,
+            item_id: self.item_id,
+            feedback_type: self.feedback_type,
+            value: self.value,
+            timestamp: self.timestamp.unwrap_or_else(Utc::now),
+        })
+    }
+}
+
+/// Inserts a batch. Answers only after the rows are committed (group commit).
+pub async fn insert(
+    State(state): State<AppState>,
+    Json(inputs): Json<Vec<FeedbackInput>>,
+) -> Result<Json<Value>> {
+    validate_batch(&inputs)?;
+    let rows = inputs
+        .into_iter()
+        .enumerate()
+        .map(|(i, input)| input.validate(&format!("[{i}].")))
+        .collect::<Result<Vec<_>>>()?;
+    if !state.config.feedback.auto_create {
+        for (i, f) in rows.iter().enumerate() {
+            if !state.engine.has_user(&f.user_id) {
+                return Err(Error::NotFound {
+                    what: "user",
+                    id: f.user_id.clone(),
+                    field: Some(format!("[{i}].user_id")),
+                });
+            }
+            if !state.engine.has_item(&f.item_id) {
+                return Err(Error::NotFound {
+                    what: "item",
+                    id: f.item_id.clone(),
+                    field: Some(format!("[{i}].item_id")),
+                });
+            }
+        }
+    }
+    let n = rows.len();
+    state.feedback.write(rows).await?;
+    Ok(Json(json!({ "inserted": n })))
+}
+
+pub async fn list_by_user(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<Page<Feedback>>> {
+    validate_id("id", &id)?;
+    let limit = params.limit()?;
+    Ok(Json(
+        state
+            .store
+            .list_feedback(FeedbackOf::User, &id, params.cursor.as_deref(), limit)
+            .await?,
+    ))
+}
+
+pub async fn list_by_item(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<Page<Feedback>>> {
+    validate_id("id", &id)?;
+    let limit = params.limit()?;
+    Ok(Json(
+        state
+            .store
+            .list_feedback(FeedbackOf::Item, &id, params.cursor.as_deref(), limit)
+            .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteParams {
+    #[serde(rename = "type")]
+    feedback_type: Option<String>,
+}
+
+/// Deletes a user's feedback on an item: one type with `?type=`, else every type.
+pub async fn remove(
+    State(state): State<AppState>,
+    Path((user_id, item_id)): Path<(String, String)>,
+    Query(params): Query<DeleteParams>,
+) -> Result<Json<Value>> {
+    validate_id("user_id", &user_id)?;
+    validate_id("item_id", &item_id)?;
+    if let Some(t) = &params.feedback_type {
+        validate_type("type", t)?;
+    }
+    let deleted = state
+        .store
+        .delete_feedback(&user_id, &item_id, params.feedback_type.as_deref())
+        .await?;
+    if deleted.is_empty() {
+        return Err(Error::NotFound {
+            what: "feedback",
+            id: format!("{user_id}/{item_id}"),
+            field: None,
+        });
+    }
+    state.engine.remove_feedback(&deleted);
+    Ok(Json(json!({ "deleted": deleted.len() })))
+}

@@ -1,0 +1,137 @@
+//! HTTP: routes, request validation, authentication, error mapping, metrics middleware and the
+//! OpenAPI document.
+//!
+//! [`router`] builds the whole service from an [`AppState`] without binding a socket, so tests can
+//! drive it in-process or serve it on port 0. Handlers return [`error::Error`], the one type that
+//! maps to HTTP responses.
+
+mod auth;
+pub mod error;
+pub mod extract;
+mod feedback;
+mod items;
+mod openapi;
+mod ops;
+mod recommend;
+mod users;
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, Method};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::app::AppState;
+use crate::config::seconds;
+use crate::metrics::HttpLabels;
+pub use error::Error;
+use extract::BodyLimit;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The complete HTTP service.
+pub fn router(state: AppState) -> Router {
+    let reads = Router::new()
+        .route("/api/items", get(items::list))
+        .route("/api/items/{id}", get(items::get))
+        .route("/api/items/{id}/feedback", get(feedback::list_by_item))
+        .route("/api/users", get(users::list))
+        .route("/api/users/{id}", get(users::get))
+        .route("/api/users/{id}/feedback", get(feedback::list_by_user))
+        .route("/api/recommend/{user_id}", get(recommend::recommend))
+        .route("/api/popular", get(recommend::popular))
+        .route("/api/latest", get(recommend::latest))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key_for_reads,
+        ));
+    let writes = Router::new()
+        .route("/api/items", post(items::upsert))
+        .route("/api/items/batch", post(items::upsert_batch))
+        .route("/api/items/{id}", delete(items::remove).patch(items::patch))
+        .route("/api/users", post(users::upsert))
+        .route("/api/users/batch", post(users::upsert_batch))
+        .route("/api/users/{id}", delete(users::remove).patch(users::patch))
+        .route("/api/feedback", post(feedback::insert))
+        .route(
+            "/api/feedback/{user_id}/{item_id}",
+            delete(feedback::remove),
+        )
+        .route("/api/admin/pool", get(ops::pool_status))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key,
+        ));
+    let open = Router::new()
+        .route("/health/live", get(ops::live))
+        .route("/health/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(openapi::document));
+
+    let body_limit = state.config.http.max_body_bytes;
+    Router::new()
+        .merge(reads)
+        .merge(writes)
+        .merge(open)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), request_timeout))
+        .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(axum::Extension(BodyLimit(body_limit)))
+        .layer(CatchPanicLayer::custom(|_| Error::Internal("handler panicked".into()).into_response()))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn not_found(method: Method, uri: axum::http::Uri) -> Error {
+    Error::NoRoute(format!("{method} {}", uri.path()))
+}
+
+async fn method_not_allowed() -> Error {
+    Error::MethodNotAllowed
+}
+
+/// Answers 503 when a request runs past `http.request_timeout`.
+async fn request_timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let limit = seconds(state.config.http.request_timeout);
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => Error::Timeout.into_response(),
+    }
+}
+
+/// Counts requests and records latency by route template and status.
+async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let response = next.run(req).await;
+    let labels = HttpLabels {
+        method,
+        route,
+        status: response.status().as_u16(),
+    };
+    state.metrics.http_requests.get_or_create(&labels).inc();
+    state
+        .metrics
+        .http_latency
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,355 @@
+//! The OpenAPI 3.1 document served at `/openapi.json`.
+//!
+//! Written out here rather than derived with `utoipa`: the API is small, the document is one table
+//! ([`ROUTES`]) plus a few schemas, and the derive would add a proc-macro dependency tree and an
+//! annotation on every handler for the same result. An integration test calls every route listed
+//! here against the real router, so the document cannot drift from what is served.
+
+use std::sync::OnceLock;
+
+use serde_json::{Map, Value, json};
+
+use super::extract::Json;
+
+/// (method, path, summary, request schema, response schema, who may call it).
+pub type Route = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+    Access,
+);
+
+pub const ROUTES: &[Route] = &[
+    (
+        "get",
+        "/api/items",
+        "List items by id (cursor pagination)",
+        None,
+        "ItemPage",
+        Access::Read,
+    ),
+    (
+        "post",
+        "/api/items",
+        "Create or replace one item",
+        Some("ItemInput"),
+        "Item",
+        Access::Write,
+    ),
+    (
+        "post",
+        "/api/items/batch",
+        "Create or replace up to 10,000 items atomically",
+        Some("ItemInputBatch"),
+        "Upserted",
+        Access::Write,
+    ),
+    (
+        "get",
+        "/api/items/{id}",
+        "Get an item",
+        None,
+        "Item",
+        Access::Read,
+    ),
+    (
+        "patch",
+        "/api/items/{id}",
+        "Change some fields of an item",
+        Some("ItemPatch"),
+        "Item",
+        Access::Write,
+    ),
+    (
+        "delete",
+        "/api/items/{id}",
+        "Delete an item and its feedback",
+        None,
+        "Empty",
+        Access::Write,
+    ),
+    (
+        "get",
+        "/api/items/{id}/feedback",
+        "List an item's feedback",
+        None,
+        "FeedbackPage",
+        Access::Read,
+    ),
+    (
+        "get",
+        "/api/users",
+        "List users by id (cursor pagination)",
+        None,
+        "UserPage",
+        Access::Read,
+    ),
+    (
+        "post",
+        "/api/users",
+        "Create or replace one user",
+        Some("UserInput"),
+        "User",
+        Access::Write,
+    ),
+    (
+        "post",
+        "/api/users/batch",
+        "Create or replace up to 10,000 users atomically",
+        Some("UserInputBatch"),
+        "Upserted",
+        Access::Write,
+    ),
+    (
+        "get",
+        "/api/users/{id}",
+        "Get a user",
+        None,
+        "User",
+        Access::Read,
+    ),
+    (
+        "patch",
+        "/api/users/{id}",
+        "Change a user's labels",
+        Some("UserPatch"),
+        "User",
+        Access::Write,
+    ),
+    (
+        "delete",
+        "/api/users/{id}",
+        "Delete a user and their feedback",
+        None,
+        "Empty",
+        Access::Write,
+    ),
+    (
+        "get",
+        "/api/users/{id}/feedback",
+        "List a user's feedback",
+        None,
+        "FeedbackPage",
+        Access::Read,
+    ),
+    (
+        "post",
+        "/api/feedback",
+        "Insert up to 10,000 feedback events; answered after commit",
+        Some("FeedbackBatch"),
+        "Inserted",
+        Access::Write,
+    ),
+    (
+        "delete",
+        "/api/feedback/{user_id}/{item_id}",
+        "Delete a user's feedback on an item (?type= for one type)",
+        None,
+        "Deleted",
+        Access::Write,
+    ),
+    (
+        "get",
+        "/api/recommend/{user_id}",
+        "Recommendations for a user (?n=&category=&exclude=)",
+        None,
+        "Recommendations",
+        Access::Read,
+    ),
+    (
+        "get",
+        "/api/popular",
+        "Most popular items (?n=&category=&exclude=)",
+        None,
+        "Recommendations",
+        Access::Read,
+    ),
+    (
+        "get",
+        "/api/latest",
+        "Newest items (?n=&category=&exclude=)",
+        None,
+        "Recommendations",
+        Access::Read,
+    ),
+    (
+        "get",
+        "/api/admin/pool",
+        "The connection pool's state",
+        None,
+        "PoolStatus",
+        Access::Write,
+    ),
+    (
+        "get",
+        "/health/live",
+        "Liveness",
+        None,
+        "Status",
+        Access::Open,
+    ),
+    (
+        "get",
+        "/health/ready",
+        "Readiness: database reachable, migrations current",
+        None,
+        "Status",
+        Access::Open,
+    ),
+    (
+        "get",
+        "/metrics",
+        "Prometheus metrics (text format)",
+        None,
+        "Text",
+        Access::Open,
+    ),
+    (
+        "get",
+        "/openapi.json",
+        "This document",
+        None,
+        "Object",
+        Access::Open,
+    ),
+];
+
+/// Who may call a route when an API key is configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Always open.
+    Open,
+    /// Open unless `http.protect_reads` is on.
+    Read,
+    /// Requires the key.
+    Write,
+}
+
+fn parameters(path: &str, method: &str) -> Vec<Value> {
+    let mut out: Vec<Value> = path
+        .split('/')
+        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string", "maxLength": 256 } }))
+        .collect();
+    let query = |name: &str, schema: Value| json!({ "name": name, "in": "query", "required": false, "schema": schema });
+    if method == "get"
+        && (path.ends_with("/feedback") || path == "/api/items" || path == "/api/users")
+    {
+        out.push(query("cursor", json!({ "type": "string" })));
+        out.push(query(
+            "limit",
+            json!({ "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 }),
+        ));
+    }
+    if path.starts_with("/api/recommend") || path == "/api/popular" || path == "/api/latest" {
+        out.push(query(
+            "n",
+            json!({ "type": "integer", "minimum": 1, "maximum": 1000, "default": 10 }),
+        ));
+        out.push(query(
+            "category",
+            json!({ "type": "array", "items": { "type": "string" } }),
+        ));
+        out.push(query(
+            "exclude",
+            json!({ "type": "array", "items": { "type": "string" } }),
+        ));
+    }
+    if path.starts_with("/api/feedback/") {
+        out.push(query("type", json!({ "type": "string" })));
+    }
+    out
+}
+
+fn schemas() -> Value {
+    let id = json!({ "type": "string", "minLength": 1, "maxLength": 256, "description": "no control characters" });
+    let labels = json!({ "type": "object", "additionalProperties": true });
+    let ts = json!({ "type": "string", "format": "date-time" });
+    let item_props = json!({
+        "id": id, "categories": { "type": "array", "items": id, "maxItems": 100 }, "labels": labels,
+        "title": { "type": "string" }, "description": { "type": "string" }, "timestamp": ts, "hidden": { "type": "boolean" }
+    });
+    let page = |of: &str| {
+        json!({ "type": "object", "properties": {
+        "items": { "type": "array", "items": { "$ref": format!("#/components/schemas/{of}") } },
+        "next_cursor": { "type": "string" } } })
+    };
+    let count =
+        |name: &str| json!({ "type": "object", "properties": { name: { "type": "integer" } } });
+    json!({
+        "Item": { "type": "object", "properties": item_props, "required": ["id", "categories", "labels", "title", "description", "timestamp", "hidden"] },
+        "ItemInput": { "type": "object", "properties": item_props, "required": ["id"], "additionalProperties": false },
+        "ItemInputBatch": { "type": "array", "items": { "$ref": "#/components/schemas/ItemInput" }, "minItems": 1, "maxItems": 10000 },
+        "ItemPatch": { "type": "object", "properties": item_props, "additionalProperties": false },
+        "ItemPage": page("Item"),
+        "User": { "type": "object", "properties": { "id": id, "labels": labels, "created_at": ts } },
+        "UserInput": { "type": "object", "properties": { "id": id, "labels": labels }, "required": ["id"], "additionalProperties": false },
+        "UserInputBatch": { "type": "array", "items": { "$ref": "#/components/schemas/UserInput" }, "minItems": 1, "maxItems": 10000 },
+        "UserPatch": { "type": "object", "properties": { "labels": labels }, "additionalProperties": false },
+        "UserPage": page("User"),
+        "Feedback": { "type": "object", "properties": {
+            "user_id": id, "item_id": id, "type": { "type": "string", "maxLength": 64 },
+            "value": { "type": "number", "default": 1.0 }, "timestamp": ts },
+            "required": ["user_id", "item_id", "type"], "additionalProperties": false },
+        "FeedbackBatch": { "type": "array", "items": { "$ref": "#/components/schemas/Feedback" }, "minItems": 1, "maxItems": 10000 },
+        "FeedbackPage": page("Feedback"),
+        "Recommendations": { "type": "object", "properties": {
+            "user_id": { "type": "string" }, "engine": { "type": "string" },
+            "items": { "type": "array", "items": { "type": "object", "properties": {
+                "id": { "type": "string" }, "score": { "type": "number" }, "reason": { "type": "string" } } } } } },
+        "Upserted": count("upserted"),
+        "Inserted": count("inserted"),
+        "Deleted": count("deleted"),
+        "PoolStatus": { "type": "object", "additionalProperties": true },
+        "Status": { "type": "object", "properties": { "status": { "type": "string" } } },
+        "Object": { "type": "object" },
+        "Text": { "type": "string" },
+        "Empty": { "type": "null" },
+        "Error": { "type": "object", "required": ["error", "message"], "properties": {
+            "error": { "type": "string", "description": "machine-readable code" },
+            "message": { "type": "string" },
+            "field": { "type": "string", "description": "JSON path or parameter at fault" } } }
+    })
+}
+
+fn build() -> Value {
+    let mut paths = Map::new();
+    for (method, path, summary, request, response, access) in ROUTES {
+        let mut op = json!({
+            "summary": summary,
+            "parameters": parameters(path, method),
+            "responses": {
+                "200": { "description": "OK", "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{response}") } } } },
+                "4XX": { "description": "Bad input, unknown id or missing key", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
+                "503": { "description": "Database busy: retry after the Retry-After header", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
+            }
+        });
+        if let Some(req) = request {
+            op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{req}") } } } });
+        }
+        if *access != Access::Open {
+            op["security"] = json!([{ "apiKey": [] }, { "bearer": [] }]);
+        }
+        paths.entry(path.to_string()).or_insert_with(|| json!({}))[method] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "reco", "version": env!("CARGO_PKG_VERSION"),
+                  "description": "Recommendation server: items, users, feedback, recommendations served from memory." },
+        "paths": paths,
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {
+                "apiKey": { "type": "apiKey", "in": "header", "name": "X-API-Key" },
+                "bearer": { "type": "http", "scheme": "bearer" }
+            }
+        }
+    })
+}
+
+pub async fn document() -> Json<Value> {
+    static DOC: OnceLock<Value> = OnceLock::new();
+    Json(DOC.get_or_init(build).clone())
+}

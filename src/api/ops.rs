@@ -1,0 +1,64 @@
+//! Operational routes: liveness, readiness, Prometheus metrics and the pool's state.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::extract::Json;
+use crate::app::AppState;
+use crate::db::PoolStatus;
+
+/// The process is up. Also the trivial handler the benchmarks compare recommend against.
+pub async fn live() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// The database answers and every migration is applied; 503 otherwise.
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let ping = state.pool.ping().await;
+    let migrations = match &ping {
+        Ok(_) => state.store.migrations_current().await.ok(),
+        Err(_) => None,
+    };
+    let ok = ping.is_ok() && migrations == Some(true);
+    let body = json!({
+        "status": if ok { "ready" } else { "not_ready" },
+        "database": match &ping {
+            Ok(rtt) => json!({ "reachable": true, "round_trip_ms": rtt.as_secs_f64() * 1000.0 }),
+            Err(e) => json!({ "reachable": false, "reason": if e.is_busy() { "busy" } else { "unreachable" } }),
+        },
+        "migrations_current": migrations,
+    });
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut response = (status, axum::Json(body)).into_response();
+    if !ok {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    response
+}
+
+/// Prometheus text format; pool gauges are gathered now.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    state.pool.publish_gauges();
+    let body = state.metrics.encode();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// The pool's state as JSON (admin).
+pub async fn pool_status(State(state): State<AppState>) -> Json<PoolStatus> {
+    Json(state.pool.status())
+}

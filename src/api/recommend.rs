@@ -1,0 +1,119 @@
+//! Recommendation routes, answered from memory: no database round trip.
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+
+use super::error::{Error, Result};
+use super::extract::{Json, Path, Query, split_list, validate_id};
+use crate::app::AppState;
+use crate::engine::{self, Scored};
+
+const MAX_N: usize = 1000;
+const MAX_LIST: usize = 1000;
+
+/// `?n=&category=&exclude=`; `category` and `exclude` may repeat or hold comma-separated values.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    n: Option<usize>,
+    #[serde(default)]
+    category: Vec<String>,
+    #[serde(default)]
+    exclude: Vec<String>,
+}
+
+struct Checked {
+    n: usize,
+    categories: Vec<String>,
+    exclude: Vec<String>,
+}
+
+impl Params {
+    fn check(self, default_n: usize) -> Result<Checked> {
+        let n = self.n.unwrap_or(default_n);
+        if !(1..=MAX_N).contains(&n) {
+            return Err(Error::Invalid {
+                code: "invalid_query",
+                message: format!("n must be 1..={MAX_N} (got {n})"),
+                field: Some("n".into()),
+            });
+        }
+        let categories = split_list(&self.category);
+        let exclude = split_list(&self.exclude);
+        for (field, list) in [("category", &categories), ("exclude", &exclude)] {
+            if list.len() > MAX_LIST {
+                return Err(Error::invalid(
+                    field,
+                    format!("at most {MAX_LIST} values allowed"),
+                ));
+            }
+            for v in list {
+                validate_id(field, v)?;
+            }
+        }
+        Ok(Checked {
+            n,
+            categories,
+            exclude,
+        })
+    }
+}
+
+impl Checked {
+    fn query(&self) -> engine::Query<'_> {
+        engine::Query {
+            n: self.n,
+            categories: &self.categories,
+            exclude: &self.exclude,
+        }
+    }
+}
+
+/// The response of every recommendation route.
+#[derive(Debug, Serialize)]
+pub struct Recommendations {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<String>,
+    /// Which recommender answered.
+    engine: &'static str,
+    items: Vec<Scored>,
+}
+
+pub async fn recommend(
+    State(state): State<AppState>,
+    Path(user_id): Path<String>,
+    Query(params): Query<Params>,
+) -> Result<Json<Recommendations>> {
+    validate_id("user_id", &user_id)?;
+    let checked = params.check(state.config.recommend.default_n)?;
+    let items = state.engine.recommend(&user_id, &checked.query());
+    Ok(Json(Recommendations {
+        user_id: Some(user_id),
+        engine: "popularity",
+        items,
+    }))
+}
+
+pub async fn popular(
+    State(state): State<AppState>,
+    Query(params): Query<Params>,
+) -> Result<Json<Recommendations>> {
+    let checked = params.check(state.config.recommend.default_n)?;
+    Ok(Json(Recommendations {
+        user_id: None,
+        engine: "popularity",
+        items: state.engine.popular(&checked.query()),
+    }))
+}
+
+pub async fn latest(
+    State(state): State<AppState>,
+    Query(params): Query<Params>,
+) -> Result<Json<Recommendations>> {
+    let checked = params.check(state.config.recommend.default_n)?;
+    Ok(Json(Recommendations {
+        user_id: None,
+        engine: "latest",
+        items: state.engine.latest(&checked.query()),
+    }))
+}

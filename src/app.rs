@@ -1,0 +1,169 @@
+//! The application: one [`App`] built at start-up holding the pool, the store, the in-memory engine,
+//! the feedback writer, the configuration and the metrics, shared as [`AppState`]. Nothing else
+//! constructs a pool or a connection. [`App::serve`] runs the HTTP server until a shutdown signal,
+//! then stops in order: stop accepting, finish in-flight requests, commit queued feedback, close
+//! the pool.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, seconds};
+use crate::db::Pool;
+use crate::engine::Engine;
+use crate::feedback_writer::FeedbackWriter;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// Everything a request handler can reach.
+pub struct App {
+    pub config: Config,
+    /// The process's one pool (also reachable through `store`).
+    pub pool: Pool,
+    pub store: Store,
+    pub engine: Arc<Engine>,
+    pub feedback: FeedbackWriter,
+    pub metrics: Arc<Metrics>,
+    pub started_at: Instant,
+    /// Background tasks stopped at shutdown.
+    tasks: parking_lot::Mutex<Option<Tasks>>,
+}
+
+struct Tasks {
+    /// Ends by itself after [`FeedbackWriter::close`], once queued feedback is committed.
+    writer: JoinHandle<()>,
+    /// Endless; aborted at shutdown.
+    reranker: JoinHandle<()>,
+}
+
+/// The shared state handed to every handler.
+#[derive(Clone)]
+pub struct AppState(pub Arc<App>);
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+impl App {
+    /// Opens the pool, applies migrations, seeds the demo catalogue into an empty embedded
+    /// database if configured, loads the engine and starts the background tasks.
+    pub async fn build(config: Config) -> anyhow::Result<AppState> {
+        let metrics = Arc::new(Metrics::new());
+        let pool = Pool::open(&config.db, metrics.pool.clone())
+            .await
+            .context("opening the database pool")?;
+        let store = Store::new(pool.clone());
+        store.migrate().await.context("applying migrations")?;
+        if config.demo.seed_if_empty && pool.backend() == crate::db::Backend::Sqlite {
+            let (items, _, _) = store.counts().await?;
+            if items == 0 {
+                let started = Instant::now();
+                let demo =
+                    crate::demo::generate(&crate::demo::DemoSpec::default(), config.demo.seed);
+                demo.write(&store).await.context("seeding demo data")?;
+                tracing::info!(
+                    items = demo.items.len(),
+                    users = demo.users.len(),
+                    feedback = demo.feedback.len(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "seeded demo catalogue into the empty database"
+                );
+            }
+        }
+        let engine = Arc::new(Engine::new(config.recommend.negative_types.clone()));
+        let started = Instant::now();
+        engine
+            .load(&store)
+            .await
+            .context("loading the recommender")?;
+        tracing::info!(
+            ms = started.elapsed().as_millis() as u64,
+            "recommender loaded"
+        );
+        let reranker = engine.spawn_reranker(seconds(config.recommend.rerank_interval));
+        let (feedback, writer_task) = FeedbackWriter::spawn(
+            store.clone(),
+            engine.clone(),
+            metrics.clone(),
+            config.feedback.auto_create,
+            config.feedback.max_group_rows,
+        );
+        Ok(AppState(Arc::new(App {
+            config,
+            pool,
+            store,
+            engine,
+            feedback,
+            metrics,
+            started_at: Instant::now(),
+            tasks: parking_lot::Mutex::new(Some(Tasks {
+                writer: writer_task,
+                reranker,
+            })),
+        })))
+    }
+
+    /// Serves HTTP on `listener` until `shutdown` completes, then shuts down gracefully.
+    pub async fn serve(
+        state: AppState,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let router = crate::api::router(state.clone());
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("HTTP server")?;
+        tracing::info!("HTTP server stopped; committing queued feedback");
+        state.shutdown().await;
+        Ok(())
+    }
+
+    /// Commits queued feedback, stops background tasks and closes the pool.
+    pub async fn shutdown(&self) {
+        self.feedback.close().await;
+        let tasks = self.tasks.lock().take();
+        if let Some(tasks) = tasks {
+            tasks.reranker.abort();
+            if let Err(e) = tasks.writer.await {
+                tracing::error!(error = %e, "feedback writer ended abnormally");
+            }
+        }
+        self.pool.close().await;
+        tracing::info!("pool closed");
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

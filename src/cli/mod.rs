@@ -1,0 +1,108 @@
+//! The command line: one clap enum of subcommands, one module per subcommand with its options and
+//! `run`. Options shared by every subcommand (config file, database URL, logging) live in
+//! [`GlobalOpts`] and become the top configuration layer.
+
+mod config_cmd;
+mod import;
+mod migrate;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, LogFormat, Overrides};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "reco",
+    version,
+    about = "A recommendation server that never runs out of database connections"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GlobalOpts {
+    /// Configuration file (TOML); default: ./reco.toml if present.
+    #[arg(long, global = true, env = "RECO_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Database URL: postgres://… or sqlite://path (overrides DATABASE_URL).
+    #[arg(long, global = true)]
+    pub database_url: Option<String>,
+    /// Log format.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter, e.g. `info` or `reco=debug`.
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve(serve::Opts),
+    /// Apply database migrations and exit.
+    Migrate(migrate::Opts),
+    /// Import a data set into the database.
+    Import(import::Opts),
+    /// Print the effective configuration, secrets redacted.
+    Config(config_cmd::Opts),
+}
+
+impl GlobalOpts {
+    fn overrides(&self) -> Overrides {
+        let mut o = Overrides {
+            config_file: self.config.clone(),
+            ..Default::default()
+        };
+        o.set("db.url", self.database_url.clone());
+        o.set("log.format", self.log_format);
+        o.set("log.level", self.log_level.clone());
+        o
+    }
+}
+
+/// Parses the command line and runs the subcommand.
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut overrides = cli.global.overrides();
+    if let Command::Serve(opts) = &cli.command {
+        opts.add_overrides(&mut overrides);
+    }
+    let config = match Config::load(&overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    if let Command::Config(opts) = &cli.command {
+        return config_cmd::run(opts, &config);
+    }
+    crate::telemetry::init(&config.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(opts) => serve::run(opts, config).await,
+            Command::Migrate(opts) => migrate::run(opts, config).await,
+            Command::Import(opts) => import::run(opts, config).await,
+            Command::Config(_) => unreachable!("handled above"),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

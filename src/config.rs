@@ -1,0 +1,559 @@
+//! Configuration: typed settings, their defaults, the layering and validation.
+//!
+//! Layers, later ones win: built-in defaults < `reco.toml` (path from `--config` or `RECO_CONFIG`)
+//! < environment (`DATABASE_URL`, `RECO_DB__POOL_SIZE`, `RECO_HTTP__API_KEY`, ...) < command-line
+//! flags. [`Config::validate`] rejects out-of-range values with one line naming the key, the value and
+//! the allowed range. Secrets (the database URL, which may hold a password, and the API key) are kept
+//! in [`SecretString`] so that they cannot be printed by accident; [`Config::redacted`] is the only
+//! way they leave this module, with the password and key replaced by `***`.
+//!
+//! This module owns no I/O beyond reading the config file.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// The embedded default: a SQLite file next to where `reco` runs.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://reco.db";
+
+/// Everything reco can be configured with.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The database and its one connection pool.
+    pub db: DbConfig,
+    /// The HTTP server.
+    pub http: HttpConfig,
+    /// Feedback ingestion.
+    pub feedback: FeedbackConfig,
+    /// The in-memory recommender.
+    pub recommend: RecommendConfig,
+    /// Demo catalogue seeded into an empty database.
+    pub demo: DemoConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// Database connection and pool settings. Names and defaults follow SQLAlchemy's `QueuePool`, which
+/// the people migrating to reco already know.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DbConfig {
+    /// `postgres://user:password@host/db` or `sqlite://path`. Secret because of the password.
+    pub url: SecretString,
+    /// Connections kept open and reused.
+    pub pool_size: u32,
+    /// Extra connections allowed under load, closed again when they fall idle.
+    pub max_overflow: u32,
+    /// Seconds to wait for a connection before answering "database busy" (HTTP 503).
+    pub pool_timeout: f64,
+    /// Seconds after which a connection is replaced when next handed out or returned.
+    pub pool_recycle: f64,
+    /// Check a connection that sat idle before handing it out.
+    pub pool_pre_ping: bool,
+    /// Seconds a checkout may last before it is reported as a suspected leak.
+    pub leak_threshold: f64,
+    /// Seconds allowed for opening the first connection at start-up and for health checks.
+    pub connect_timeout: f64,
+    /// Seconds a single statement may run on PostgreSQL (0 = no limit). Not applied to SQLite.
+    pub statement_timeout: f64,
+    /// Shown in `pg_stat_activity`, so operators can tell reco's backends from others.
+    pub application_name: String,
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address to listen on; port 0 picks a free port.
+    pub bind: String,
+    /// Seconds a request may take before it is answered 503.
+    pub request_timeout: f64,
+    /// Largest accepted request body in bytes; larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// When set, write and admin routes require it (`Authorization: Bearer …` or `X-API-Key`).
+    pub api_key: Option<SecretString>,
+    /// With an API key set: whether read routes require it too.
+    pub protect_reads: bool,
+}
+
+/// Feedback ingestion settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedbackConfig {
+    /// Create unknown users and items on the fly (true) or reject the feedback with 404 (false).
+    pub auto_create: bool,
+    /// Most rows one group commit writes in a transaction.
+    pub max_group_rows: usize,
+}
+
+/// In-memory recommender settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecommendConfig {
+    /// Seconds between re-rankings of the popularity list from the in-memory counts.
+    pub rerank_interval: f64,
+    /// Feedback types that count against an item (excluded, never counted as popularity).
+    pub negative_types: Vec<String>,
+    /// Default number of items returned when `n` is not given.
+    pub default_n: usize,
+}
+
+/// Demo data settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DemoConfig {
+    /// Import a generated demo catalogue when the database has no items.
+    pub seed_if_empty: bool,
+    /// Seed of the demo generator, so every run produces the same catalogue.
+    pub seed: u64,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `human` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `reco=debug,tower_http=info`.
+    pub level: String,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines for a terminal.
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl Default for DbConfig {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from(DEFAULT_DATABASE_URL),
+            pool_size: 5,
+            max_overflow: 10,
+            pool_timeout: 30.0,
+            pool_recycle: 1800.0,
+            pool_pre_ping: true,
+            leak_threshold: 10.0,
+            connect_timeout: 10.0,
+            statement_timeout: 0.0,
+            application_name: "reco".into(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            request_timeout: 30.0,
+            max_body_bytes: 16 * 1024 * 1024,
+            api_key: None,
+            protect_reads: false,
+        }
+    }
+}
+
+impl Default for FeedbackConfig {
+    fn default() -> Self {
+        Self {
+            auto_create: true,
+            max_group_rows: 5000,
+        }
+    }
+}
+
+impl Default for RecommendConfig {
+    fn default() -> Self {
+        Self {
+            rerank_interval: 1.0,
+            negative_types: vec!["dislike".into(), "hide".into()],
+            default_n: 10,
+        }
+    }
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        Self {
+            seed_if_empty: true,
+            seed: 42,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            level: "info".into(),
+        }
+    }
+}
+
+/// A configuration that could not be loaded or is out of range.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value outside its allowed range.
+    #[error("invalid configuration: {key} = {value} (allowed: {allowed})")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        allowed: &'static str,
+    },
+    /// The file or environment did not parse into the typed structure.
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+}
+
+/// Command-line overrides: the last layer. `None` leaves the lower layers' value.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub settings: Vec<(&'static str, figment::value::Value)>,
+}
+
+impl Overrides {
+    /// Sets `key` (a dotted path such as `db.pool_size`) when `value` is given.
+    pub fn set<T: Serialize>(&mut self, key: &'static str, value: Option<T>) {
+        if let Some(value) = value {
+            let value = figment::value::Value::serialize(value).expect("plain values serialize");
+            self.settings.push((key, value));
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults < file < environment < `overrides`, then validates.
+    pub fn load(overrides: &Overrides) -> Result<Self, ConfigError> {
+        let file = overrides
+            .config_file
+            .clone()
+            .or_else(|| std::env::var_os("RECO_CONFIG").map(PathBuf::from));
+        let mut figment = Figment::new();
+        match &file {
+            // An explicitly named file must exist; the default `reco.toml` is optional.
+            Some(path) if !path.exists() => {
+                return Err(ConfigError::Parse(format!(
+                    "config file {} not found",
+                    path.display()
+                )));
+            }
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            None if Path::new("reco.toml").exists() => {
+                figment = figment.merge(Toml::file_exact("reco.toml"))
+            }
+            None => {}
+        }
+        figment = figment
+            .merge(Env::raw().only(&["database_url"]).map(|_| "db.url".into()))
+            // Only `RECO_SECTION__KEY` variables are settings; other `RECO_…` variables (RECO_CONFIG,
+            // the test suite's) are not.
+            .merge(
+                Env::prefixed("RECO_")
+                    .filter(|k| k.as_str().contains("__"))
+                    .split("__"),
+            );
+        for (key, value) in &overrides.settings {
+            figment = figment.merge(Serialized::default(key, value.clone()));
+        }
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Rejects values outside their allowed range, naming the key, the value and the range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn check(
+            ok: bool,
+            key: &'static str,
+            value: impl ToString,
+            allowed: &'static str,
+        ) -> Result<(), ConfigError> {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid {
+                    key,
+                    value: value.to_string(),
+                    allowed,
+                })
+            }
+        }
+        fn secs(
+            v: f64,
+            key: &'static str,
+            min: f64,
+            max: f64,
+            allowed: &'static str,
+        ) -> Result<(), ConfigError> {
+            check(v.is_finite() && v >= min && v <= max, key, v, allowed)
+        }
+        let db = &self.db;
+        check(
+            (1..=1000).contains(&db.pool_size),
+            "db.pool_size",
+            db.pool_size,
+            "1..=1000",
+        )?;
+        check(
+            db.max_overflow <= 1000,
+            "db.max_overflow",
+            db.max_overflow,
+            "0..=1000",
+        )?;
+        secs(
+            db.pool_timeout,
+            "db.pool_timeout",
+            0.001,
+            3600.0,
+            "0.001..=3600 seconds",
+        )?;
+        secs(
+            db.pool_recycle,
+            "db.pool_recycle",
+            1.0,
+            604_800.0,
+            "1..=604800 seconds",
+        )?;
+        secs(
+            db.leak_threshold,
+            "db.leak_threshold",
+            0.001,
+            86_400.0,
+            "0.001..=86400 seconds",
+        )?;
+        secs(
+            db.connect_timeout,
+            "db.connect_timeout",
+            0.1,
+            600.0,
+            "0.1..=600 seconds",
+        )?;
+        secs(
+            db.statement_timeout,
+            "db.statement_timeout",
+            0.0,
+            86_400.0,
+            "0..=86400 seconds (0 = none)",
+        )?;
+        check(
+            !db.application_name.is_empty()
+                && db.application_name.len() <= 63
+                && db.application_name.chars().all(|c| c.is_ascii_graphic()),
+            "db.application_name",
+            &db.application_name,
+            "1 to 63 printable ASCII characters without spaces",
+        )?;
+        let url = db.url.expose_secret();
+        check(
+            crate::db::Backend::from_url(url).is_some(),
+            "db.url",
+            redact_url(url),
+            "a postgres://, postgresql:// or sqlite:// URL",
+        )?;
+        check(
+            self.http.bind.parse::<std::net::SocketAddr>().is_ok(),
+            "http.bind",
+            &self.http.bind,
+            "an address such as 127.0.0.1:8080",
+        )?;
+        secs(
+            self.http.request_timeout,
+            "http.request_timeout",
+            0.01,
+            3600.0,
+            "0.01..=3600 seconds",
+        )?;
+        check(
+            (1024..=1 << 30).contains(&self.http.max_body_bytes),
+            "http.max_body_bytes",
+            self.http.max_body_bytes,
+            "1024..=1073741824",
+        )?;
+        if let Some(key) = &self.http.api_key {
+            check(
+                key.expose_secret().len() >= 8,
+                "http.api_key",
+                "***",
+                "at least 8 characters",
+            )?;
+        }
+        check(
+            (1..=100_000).contains(&self.feedback.max_group_rows),
+            "feedback.max_group_rows",
+            self.feedback.max_group_rows,
+            "1..=100000",
+        )?;
+        secs(
+            self.recommend.rerank_interval,
+            "recommend.rerank_interval",
+            0.01,
+            3600.0,
+            "0.01..=3600 seconds",
+        )?;
+        check(
+            (1..=1000).contains(&self.recommend.default_n),
+            "recommend.default_n",
+            self.recommend.default_n,
+            "1..=1000",
+        )?;
+        Ok(())
+    }
+
+    /// The effective configuration as TOML with every secret replaced by `***`.
+    pub fn redacted(&self) -> String {
+        let db = &self.db;
+        let value = serde_json::json!({
+            "db": {
+                "url": redact_url(db.url.expose_secret()),
+                "pool_size": db.pool_size,
+                "max_overflow": db.max_overflow,
+                "pool_timeout": db.pool_timeout,
+                "pool_recycle": db.pool_recycle,
+                "pool_pre_ping": db.pool_pre_ping,
+                "leak_threshold": db.leak_threshold,
+                "connect_timeout": db.connect_timeout,
+                "statement_timeout": db.statement_timeout,
+                "application_name": db.application_name,
+            },
+            "http": {
+                "bind": self.http.bind,
+                "request_timeout": self.http.request_timeout,
+                "max_body_bytes": self.http.max_body_bytes,
+                "api_key": if self.http.api_key.is_some() { "***" } else { "" },
+                "protect_reads": self.http.protect_reads,
+            },
+            "feedback": self.feedback,
+            "recommend": self.recommend,
+            "demo": self.demo,
+            "log": self.log,
+        });
+        toml::to_string(&value)
+            .unwrap_or_else(|e| format!("# could not render configuration: {e}\n"))
+    }
+}
+
+/// Seconds from the config as a [`Duration`].
+pub fn seconds(value: f64) -> Duration {
+    Duration::from_secs_f64(value.max(0.0))
+}
+
+/// The URL with any password replaced by `***`; unparseable input is hidden whole.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some("***"));
+            }
+            // A password can also hide in the query string (`?password=`).
+            let pairs: Vec<(String, String)> = parsed
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if k.eq_ignore_ascii_case("password") {
+                        "***".to_string()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            if !pairs.is_empty() {
+                parsed.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            parsed.to_string()
+        }
+        Err(_) if url.contains('@') => "***".into(),
+        Err(_) => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_sqlalchemy_ones_and_valid() {
+        let c = Config::default();
+        assert_eq!((c.db.pool_size, c.db.max_overflow), (5, 10));
+        assert_eq!(
+            (c.db.pool_timeout, c.db.pool_recycle, c.db.leak_threshold),
+            (30.0, 1800.0, 10.0)
+        );
+        assert!(c.db.pool_pre_ping);
+        assert_eq!(c.db.application_name, "reco");
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn invalid_value_names_key_value_and_range() {
+        let mut c = Config::default();
+        c.db.pool_size = 0;
+        let msg = c.validate().unwrap_err().to_string();
+        assert_eq!(
+            msg,
+            "invalid configuration: db.pool_size = 0 (allowed: 1..=1000)"
+        );
+        let mut c = Config::default();
+        c.db.pool_timeout = -1.0;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("db.pool_timeout = -1")
+        );
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://u:hunter2@h:5432/d"),
+            "postgres://u:***@h:5432/d"
+        );
+        assert_eq!(
+            redact_url("postgres://u@h/d?password=hunter2&x=1"),
+            "postgres://u@h/d?password=***&x=1"
+        );
+        let mut c = Config::default();
+        c.db.url = SecretString::from("postgres://u:hunter2@h/d");
+        c.http.api_key = Some(SecretString::from("sekrit-key-123"));
+        let shown = c.redacted();
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("sekrit"),
+            "{shown}"
+        );
+        assert!(shown.contains("pool_size = 5"), "{shown}");
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail error type, test only
+    fn flags_override_file_and_env() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("reco.toml", "[db]\npool_size = 7\nmax_overflow = 1\n")?;
+            jail.set_env("RECO_DB__MAX_OVERFLOW", "4");
+            jail.set_env("DATABASE_URL", "postgres://u:p@localhost/x");
+            let mut o = Overrides::default();
+            let c = Config::load(&o).unwrap();
+            assert_eq!((c.db.pool_size, c.db.max_overflow), (7, 4));
+            assert_eq!(c.db.url.expose_secret(), "postgres://u:p@localhost/x");
+            o.set("db.pool_size", Some(2u32));
+            let c = Config::load(&o).unwrap();
+            assert_eq!(c.db.pool_size, 2);
+            jail.set_env("RECO_DB__POOL_SIZE", "0");
+            let err = Config::load(&Overrides::default()).unwrap_err().to_string();
+            assert!(err.contains("db.pool_size = 0"), "{err}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,568 @@
+//! The database layer: the one place that talks to the database driver.
+//!
+//! [`Pool`] is the process's only connection pool. It is built once at start-up (by
+//! [`crate::app::App::build`] for the server, or by a CLI command for its own run) and handed to
+//! every component as a clone of the same handle. Nothing else in the crate opens a connection: the
+//! driver's connect functions are only called from this module.
+//!
+//! What the pool adds on top of sqlx's pool, and why it is our own code: sqlx has no notion of
+//! `max_overflow`, no waiting count, no hold-time or acquire-wait histograms, no close reasons and no
+//! leak detection with the code location that took a connection. Those are the things operators of a
+//! 20-connection managed PostgreSQL need, so [`Pool`] wraps sqlx's pool with:
+//! - a semaphore gate holding exactly `pool_size + max_overflow` permits: the hard ceiling, and the
+//!   queue whose length is the waiting count;
+//! - sqlx hooks that recycle connections by age and pre-ping connections that sat idle;
+//! - a checkout registry: every [`Conn`] remembers when and where it was taken;
+//! - a maintenance task that reports checkouts held longer than `leak_threshold` and closes idle
+//!   connections beyond `pool_size` (overflow is closed again once the burst is over).
+//!
+//! Errors of this layer are [`Error`]; the API maps [`Error::Busy`] to 503 with `Retry-After`.
+
+mod checkout;
+mod metrics;
+
+use std::panic::Location;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use secrecy::ExposeSecret;
+use serde::Serialize;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::config::{DbConfig, seconds};
+use checkout::Checkouts;
+pub use checkout::LeakSuspect;
+pub use metrics::{CloseReason, PoolMetrics};
+
+/// A connection idle for at least this long is pinged before it is handed out (when
+/// `pool_pre_ping` is on). A connection used within the last second is known to be alive, and pinging
+/// it would add a round trip to every checkout under load.
+const PRE_PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// Which database the URL points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    /// The backend named by a URL's scheme, if it is one reco supports.
+    pub fn from_url(url: &str) -> Option<Self> {
+        let scheme = url.split(':').next()?.to_ascii_lowercase();
+        match scheme.as_str() {
+            "postgres" | "postgresql" => Some(Self::Postgres),
+            "sqlite" => Some(Self::Sqlite),
+            _ => None,
+        }
+    }
+}
+
+/// Errors of the database layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No connection became free within `pool_timeout`: the caller should retry later.
+    #[error("database busy: no connection free after {waited:?}")]
+    Busy { waited: Duration },
+    /// The pool was closed (shutdown or rebuild in progress).
+    #[error("database pool is closed")]
+    Closed,
+    /// Anything the driver reported. Internal detail: never shown to HTTP clients.
+    #[error(transparent)]
+    Driver(#[from] sqlx::Error),
+}
+
+impl Error {
+    /// Whether this error means "try again soon" rather than "something is broken".
+    pub fn is_busy(&self) -> bool {
+        match self {
+            Error::Busy { .. } => true,
+            Error::Driver(sqlx::Error::PoolTimedOut) => true,
+            Error::Driver(sqlx::Error::Database(e)) => {
+                // 57014: statement timeout / query canceled; 53300: too many connections;
+                // 55P03: lock not available; SQLite 5/6: database busy/locked.
+                matches!(
+                    e.code().as_deref(),
+                    Some("57014" | "53300" | "55P03" | "5" | "6" | "517")
+                )
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Pool settings resolved from [`DbConfig`].
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub pool_size: u32,
+    pub max_overflow: u32,
+    pub pool_timeout: Duration,
+    pub pool_recycle: Duration,
+    pub pool_pre_ping: bool,
+    pub leak_threshold: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl PoolSettings {
+    pub fn from_config(c: &DbConfig) -> Self {
+        Self {
+            pool_size: c.pool_size,
+            max_overflow: c.max_overflow,
+            pool_timeout: seconds(c.pool_timeout),
+            pool_recycle: seconds(c.pool_recycle),
+            pool_pre_ping: c.pool_pre_ping,
+            leak_threshold: seconds(c.leak_threshold),
+            connect_timeout: seconds(c.connect_timeout),
+        }
+    }
+
+    /// The hard ceiling of open connections.
+    pub fn ceiling(&self) -> u32 {
+        self.pool_size + self.max_overflow
+    }
+}
+
+/// The process's one connection pool. Cheap to clone: every clone is the same pool.
+#[derive(Clone)]
+pub struct Pool {
+    inner: Arc<PoolInner>,
+}
+
+struct PoolInner {
+    /// The driver's pool: opens, stores and closes the connections.
+    sqlx: AnyPool,
+    /// `pool_size + max_overflow` permits; held by every checkout, so the ceiling cannot be passed.
+    gate: Arc<Semaphore>,
+    /// Tasks currently queued for a connection.
+    waiting: AtomicI64,
+    settings: PoolSettings,
+    backend: Backend,
+    metrics: PoolMetrics,
+    checkouts: Checkouts,
+}
+
+/// A checked-out connection. Derefs to the driver's connection; returns to the pool on drop,
+/// recording how long it was held.
+pub struct Conn {
+    conn: sqlx::pool::PoolConnection<sqlx::Any>,
+    checkout_id: u64,
+    taken_at: Instant,
+    pool: Arc<PoolInner>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl std::ops::Deref for Conn {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.conn
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        let held = self.taken_at.elapsed();
+        self.pool.metrics.hold_seconds.observe(held.as_secs_f64());
+        if let Some(c) = self.pool.checkouts.remove(self.checkout_id)
+            && c.reported
+        {
+            {
+                tracing::warn!(
+                    location = %c.location,
+                    held_ms = held.as_millis() as u64,
+                    "suspected leaked connection returned to the pool"
+                );
+            }
+        }
+    }
+}
+
+/// A point-in-time view of the pool, served at `/api/admin/pool`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolStatus {
+    pub backend: Backend,
+    pub pool_size: u32,
+    pub max_overflow: u32,
+    pub ceiling: u32,
+    /// Open connections.
+    pub size: u32,
+    pub idle: u32,
+    pub in_use: u32,
+    /// Checkouts beyond `pool_size`.
+    pub overflow_in_use: u32,
+    pub waiting: u32,
+    pub timeouts_total: u64,
+    pub opened_total: u64,
+    pub closed_total: std::collections::BTreeMap<&'static str, u64>,
+    pub pre_ping_failures_total: u64,
+    pub leaks_total: u64,
+    pub leak_suspects: Vec<LeakSuspect>,
+    pub acquire_wait: crate::metrics::HistogramSummary,
+    pub hold_time: crate::metrics::HistogramSummary,
+}
+
+impl Pool {
+    /// Opens the pool: connects `pool_size` connections (the first within `connect_timeout`) and
+    /// starts the leak detector. Errors here mean the database is unreachable or the URL is wrong.
+    pub async fn open(config: &DbConfig, metrics: PoolMetrics) -> Result<Self, Error> {
+        let settings = PoolSettings::from_config(config);
+        let url = config.url.expose_secret();
+        let backend = Backend::from_url(url).ok_or_else(|| {
+            Error::Driver(sqlx::Error::Configuration(
+                "unsupported database URL scheme".into(),
+            ))
+        })?;
+        sqlx::any::install_default_drivers();
+        let connect_options = connect_options(url, backend, config)?;
+        let sqlx_pool =
+            pool_options(&settings, backend, &metrics).connect_lazy_with(connect_options);
+
+        let inner = Arc::new(PoolInner {
+            sqlx: sqlx_pool,
+            gate: Arc::new(Semaphore::new(settings.ceiling() as usize)),
+            waiting: AtomicI64::new(0),
+            settings,
+            backend,
+            metrics,
+            checkouts: Checkouts::default(),
+        });
+        let pool = Pool { inner };
+        // Fail fast on a wrong URL or an unreachable server, within connect_timeout.
+        let first = tokio::time::timeout(
+            pool.inner.settings.connect_timeout,
+            pool.inner.sqlx.acquire(),
+        )
+        .await
+        .map_err(|_| Error::Busy {
+            waited: pool.inner.settings.connect_timeout,
+        })??;
+        drop(first);
+        pool.warm_up().await;
+        spawn_maintenance(Arc::downgrade(&pool.inner));
+        Ok(pool)
+    }
+
+    /// Opens up to `pool_size` connections so the first requests do not pay for connecting.
+    async fn warm_up(&self) {
+        let want = self.inner.settings.pool_size as usize;
+        let mut held = Vec::with_capacity(want);
+        for _ in 0..want {
+            match self.inner.sqlx.try_acquire() {
+                Some(c) => held.push(c),
+                None if self.inner.sqlx.size() < self.inner.settings.pool_size => {
+                    match tokio::time::timeout(
+                        self.inner.settings.connect_timeout,
+                        self.inner.sqlx.acquire(),
+                    )
+                    .await
+                    {
+                        Ok(Ok(c)) => held.push(c),
+                        _ => break,
+                    }
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Checks out a connection, waiting at most `pool_timeout`. The caller's source location is
+    /// remembered for leak reports.
+    #[track_caller]
+    pub fn acquire(
+        &self,
+    ) -> impl std::future::Future<Output = Result<Conn, Error>> + Send + 'static {
+        let location = Location::caller();
+        let inner = self.inner.clone();
+        async move { acquire(inner, location).await }
+    }
+
+    /// Which database this pool talks to.
+    pub fn backend(&self) -> Backend {
+        self.inner.backend
+    }
+
+    /// The pool's settings.
+    pub fn settings(&self) -> &PoolSettings {
+        &self.inner.settings
+    }
+
+    /// Checks that the database answers, within `connect_timeout`.
+    pub async fn ping(&self) -> Result<Duration, Error> {
+        let started = Instant::now();
+        let timeout = self.inner.settings.connect_timeout;
+        let ping = async {
+            let mut conn = self.acquire().await?;
+            conn.ping().await?;
+            Ok::<_, Error>(())
+        };
+        tokio::time::timeout(timeout, ping)
+            .await
+            .map_err(|_| Error::Busy { waited: timeout })??;
+        Ok(started.elapsed())
+    }
+
+    /// The pool's current state.
+    pub fn status(&self) -> PoolStatus {
+        let inner = &self.inner;
+        let s = &inner.settings;
+        let size = inner.sqlx.size();
+        let idle = inner.sqlx.num_idle() as u32;
+        let in_use = inner.checkouts.len() as u32;
+        let m = &inner.metrics;
+        PoolStatus {
+            backend: inner.backend,
+            pool_size: s.pool_size,
+            max_overflow: s.max_overflow,
+            ceiling: s.ceiling(),
+            size,
+            idle,
+            in_use,
+            overflow_in_use: in_use.saturating_sub(s.pool_size),
+            waiting: inner.waiting.load(Ordering::Relaxed).max(0) as u32,
+            timeouts_total: m.timeouts.get(),
+            opened_total: m.opened.get(),
+            closed_total: m.closed_by_reason(size),
+            pre_ping_failures_total: m.pre_ping_failures.get(),
+            leaks_total: m.leaks.get(),
+            leak_suspects: inner.checkouts.suspects(s.leak_threshold),
+            acquire_wait: m.acquire_wait_summary(),
+            hold_time: m.hold_summary(),
+        }
+    }
+
+    /// Publishes the gauges (size, idle, in use, waiting) into the metrics registry; called at
+    /// scrape time so the values are current.
+    pub fn publish_gauges(&self) {
+        let st = self.status();
+        let m = &self.inner.metrics;
+        m.size.set(st.size as i64);
+        m.idle.set(st.idle as i64);
+        m.in_use.set(st.in_use as i64);
+        m.overflow_in_use.set(st.overflow_in_use as i64);
+        m.waiting.set(st.waiting as i64);
+        m.ceiling.set(st.ceiling as i64);
+        m.leak_suspects.set(st.leak_suspects.len() as i64);
+        m.publish_other_closes(st.size);
+    }
+
+    /// Closes every connection: waits for checked-out connections to come back first.
+    pub async fn close(&self) {
+        self.inner.sqlx.close().await;
+    }
+}
+
+async fn acquire(
+    inner: Arc<PoolInner>,
+    location: &'static Location<'static>,
+) -> Result<Conn, Error> {
+    let started = Instant::now();
+    let timeout = inner.settings.pool_timeout;
+    inner.waiting.fetch_add(1, Ordering::Relaxed);
+    let result = tokio::time::timeout(timeout, async {
+        let permit = inner
+            .gate
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Closed)?;
+        let conn = inner.sqlx.acquire().await.map_err(|e| match e {
+            sqlx::Error::PoolClosed => Error::Closed,
+            sqlx::Error::PoolTimedOut => Error::Busy {
+                waited: started.elapsed(),
+            },
+            other => Error::Driver(other),
+        })?;
+        Ok::<_, Error>((permit, conn))
+    })
+    .await;
+    inner.waiting.fetch_sub(1, Ordering::Relaxed);
+    let waited = started.elapsed();
+    inner
+        .metrics
+        .acquire_wait_seconds
+        .observe(waited.as_secs_f64());
+    let (permit, conn) = match result {
+        Ok(Ok(pair)) => pair,
+        Ok(Err(e)) => {
+            if matches!(e, Error::Busy { .. }) {
+                inner.metrics.timeouts.inc();
+            }
+            return Err(e);
+        }
+        Err(_) => {
+            inner.metrics.timeouts.inc();
+            return Err(Error::Busy { waited });
+        }
+    };
+    let taken_at = Instant::now();
+    let checkout_id = inner.checkouts.insert(location, taken_at);
+    Ok(Conn {
+        conn,
+        checkout_id,
+        taken_at,
+        pool: inner,
+        _permit: permit,
+    })
+}
+
+/// Runs a few times per `leak_threshold` (at least every second) until the pool is dropped:
+/// reports new leak suspects and closes idle connections beyond `pool_size`.
+fn spawn_maintenance(pool: Weak<PoolInner>) {
+    let Some(threshold) = pool.upgrade().map(|p| p.settings.leak_threshold) else {
+        return;
+    };
+    let period = (threshold / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(inner) = pool.upgrade() else { return };
+            if inner.sqlx.is_closed() {
+                return;
+            }
+            for (location, held) in inner.checkouts.newly_leaked(threshold) {
+                inner.metrics.leaks.inc();
+                tracing::warn!(
+                    %location,
+                    held_ms = held.as_millis() as u64,
+                    threshold_ms = threshold.as_millis() as u64,
+                    "connection held past leak_threshold: suspected leak"
+                );
+            }
+            inner.close_idle_overflow().await;
+        }
+    });
+}
+
+impl PoolInner {
+    /// Closes idle connections while more than `pool_size` are idle. Done here rather than at
+    /// return time: returns race with each other, and a short delay keeps bursts from churning
+    /// connections.
+    async fn close_idle_overflow(&self) {
+        let keep = self.settings.pool_size as usize;
+        while self.sqlx.num_idle() > keep && self.sqlx.size() as usize > keep {
+            let Some(conn) = self.sqlx.try_acquire() else {
+                break;
+            };
+            self.metrics.record_close(CloseReason::Overflow);
+            let _ = conn.close().await;
+        }
+    }
+}
+
+/// The driver's connect options: the URL plus what reco sets on every connection.
+fn connect_options(
+    url: &str,
+    backend: Backend,
+    config: &DbConfig,
+) -> Result<AnyConnectOptions, Error> {
+    let mut parsed = url::Url::parse(url).map_err(|e| {
+        Error::Driver(sqlx::Error::Configuration(
+            format!("invalid database URL: {e}").into(),
+        ))
+    })?;
+    match backend {
+        Backend::Postgres => {
+            let has = |k: &str| parsed.query_pairs().any(|(key, _)| key == k);
+            let set_name = !has("application_name");
+            let mut q = parsed.query_pairs_mut();
+            if set_name {
+                q.append_pair("application_name", &config.application_name);
+            }
+            if config.statement_timeout > 0.0 {
+                let ms = (config.statement_timeout * 1000.0).round() as u64;
+                q.append_pair("options[statement_timeout]", &ms.to_string());
+            }
+        }
+        Backend::Sqlite => {
+            if !parsed.query_pairs().any(|(k, _)| k == "mode") {
+                parsed.query_pairs_mut().append_pair("mode", "rwc");
+            }
+        }
+    }
+    let options: AnyConnectOptions = parsed.as_str().parse()?;
+    // Statements are not logged by the driver: they would flood the logs, and literal values in
+    // them can be personal data.
+    Ok(options.disable_statement_logging())
+}
+
+/// sqlx's pool options with reco's hooks for recycling, pre-ping and overflow closing.
+fn pool_options(
+    settings: &PoolSettings,
+    backend: Backend,
+    metrics: &PoolMetrics,
+) -> AnyPoolOptions {
+    let recycle = settings.pool_recycle;
+    let pre_ping = settings.pool_pre_ping;
+    let (m_connect, m_acquire, m_release) = (metrics.clone(), metrics.clone(), metrics.clone());
+    AnyPoolOptions::new()
+        .max_connections(settings.ceiling())
+        .min_connections(settings.pool_size)
+        .acquire_timeout(settings.pool_timeout)
+        // Age and idleness are handled by the hooks below, where the close reason is known.
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .test_before_acquire(false)
+        .after_connect(
+            move |conn, _meta| -> BoxFuture<'_, Result<(), sqlx::Error>> {
+                let metrics = m_connect.clone();
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers proceed while the feedback writer commits; foreign keys make
+                        // deleting a user or item remove its feedback.
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                        )
+                        .await?;
+                    }
+                    metrics.opened.inc();
+                    Ok(())
+                })
+            },
+        )
+        .before_acquire(
+            move |conn, meta| -> BoxFuture<'_, Result<bool, sqlx::Error>> {
+                let metrics = m_acquire.clone();
+                Box::pin(async move {
+                    if meta.age >= recycle {
+                        metrics.record_close(CloseReason::Recycled);
+                        return Ok(false);
+                    }
+                    if pre_ping
+                        && meta.idle_for >= PRE_PING_AFTER_IDLE
+                        && let Err(e) = conn.ping().await
+                    {
+                        tracing::warn!(error = %e, "pre-ping failed; replacing the connection");
+                        metrics.pre_ping_failures.inc();
+                        metrics.record_close(CloseReason::PrePingFailed);
+                        return Ok(false);
+                    }
+                    Ok(true)
+                })
+            },
+        )
+        .after_release(
+            move |_conn, meta| -> BoxFuture<'_, Result<bool, sqlx::Error>> {
+                let metrics = m_release.clone();
+                Box::pin(async move {
+                    if meta.age >= recycle {
+                        metrics.record_close(CloseReason::Recycled);
+                        return Ok(false);
+                    }
+                    Ok(true)
+                })
+            },
+        )
+}

@@ -1,0 +1,271 @@
+//! The engine's mutable state: items, users' interaction sets and popularity counts, keyed by
+//! compact integer indices so that histories stay small.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::{Query, Ranking, Scored};
+use crate::store::{Feedback, Item};
+
+/// The fields of an item that filtering and ranking need.
+#[derive(Debug, Clone)]
+pub struct ItemMeta {
+    pub id: Arc<str>,
+    pub categories: Box<[Arc<str>]>,
+    pub hidden: bool,
+    /// Deleted items keep their index (a re-created id reuses it) but are never recommended.
+    pub deleted: bool,
+    pub timestamp_ms: i64,
+    /// Number of non-negative feedback rows on the item.
+    pub popularity: f64,
+}
+
+/// One user's interactions: item index → the feedback types recorded for it.
+type History = HashMap<u32, Vec<Arc<str>>>;
+
+#[derive(Default)]
+struct UserEntry {
+    history: History,
+    deleted: bool,
+}
+
+pub(super) struct State {
+    negative_types: Vec<String>,
+    item_index: HashMap<Arc<str>, u32>,
+    items: Vec<ItemMeta>,
+    user_index: HashMap<Arc<str>, u32>,
+    users: Vec<UserEntry>,
+    /// Counts changed since the last ranking.
+    dirty: AtomicBool,
+}
+
+/// What the ranking is computed from: (index, popularity, timestamp, id) of live items.
+pub(super) type RankingInputs = Vec<(u32, f64, i64, Arc<str>)>;
+
+impl State {
+    pub fn new(negative_types: Vec<String>) -> Self {
+        Self {
+            negative_types,
+            item_index: HashMap::new(),
+            items: Vec::new(),
+            user_index: HashMap::new(),
+            users: Vec::new(),
+            dirty: AtomicBool::new(true),
+        }
+    }
+
+    pub fn negative_types(&self) -> &[String] {
+        &self.negative_types
+    }
+
+    pub fn dirty(&self) -> bool {
+        self.dirty.load(Ordering::Relaxed)
+    }
+
+    fn is_negative(&self, feedback_type: &str) -> bool {
+        self.negative_types.iter().any(|t| t == feedback_type)
+    }
+
+    fn item_idx(&mut self, id: &str, timestamp_ms: i64) -> u32 {
+        if let Some(idx) = self.item_index.get(id) {
+            return *idx;
+        }
+        let idx = self.items.len() as u32;
+        let id: Arc<str> = Arc::from(id);
+        self.items.push(ItemMeta {
+            id: id.clone(),
+            categories: Box::new([]),
+            hidden: false,
+            deleted: false,
+            timestamp_ms,
+            popularity: 0.0,
+        });
+        self.item_index.insert(id, idx);
+        idx
+    }
+
+    fn user_idx(&mut self, id: &str) -> u32 {
+        if let Some(idx) = self.user_index.get(id) {
+            let idx = *idx;
+            self.users[idx as usize].deleted = false;
+            return idx;
+        }
+        let idx = self.users.len() as u32;
+        self.users.push(UserEntry::default());
+        self.user_index.insert(Arc::from(id), idx);
+        idx
+    }
+
+    pub fn upsert_item(&mut self, item: &Item) {
+        let ts = item.timestamp.timestamp_millis();
+        let idx = self.item_idx(&item.id, ts) as usize;
+        let meta = &mut self.items[idx];
+        meta.categories = item
+            .categories
+            .iter()
+            .map(|c| Arc::from(c.as_str()))
+            .collect();
+        meta.hidden = item.hidden;
+        meta.deleted = false;
+        meta.timestamp_ms = ts;
+        self.dirty.store(true, Ordering::Relaxed);
+    }
+
+    pub fn delete_item(&mut self, id: &str) {
+        let Some(&idx) = self.item_index.get(id) else {
+            return;
+        };
+        let meta = &mut self.items[idx as usize];
+        meta.deleted = true;
+        meta.popularity = 0.0;
+        meta.categories = Box::new([]);
+        // Its feedback was deleted with it (cascade).
+        for user in &mut self.users {
+            user.history.remove(&idx);
+        }
+        self.dirty.store(true, Ordering::Relaxed);
+    }
+
+    pub fn ensure_user(&mut self, id: &str) {
+        self.user_idx(id);
+    }
+
+    pub fn delete_user(&mut self, id: &str) {
+        let Some(&idx) = self.user_index.get(id) else {
+            return;
+        };
+        let user = std::mem::take(&mut self.users[idx as usize]);
+        for (item, types) in user.history {
+            let negatives = types.iter().filter(|t| self.is_negative(t)).count();
+            self.items[item as usize].popularity -= (types.len() - negatives) as f64;
+        }
+        self.users[idx as usize].deleted = true;
+        self.dirty.store(true, Ordering::Relaxed);
+    }
+
+    pub fn add_feedback(&mut self, f: &Feedback) {
+        let u = self.user_idx(&f.user_id) as usize;
+        let i = self.item_idx(&f.item_id, chrono::Utc::now().timestamp_millis());
+        self.items[i as usize].deleted = false;
+        let types = self.users[u].history.entry(i).or_default();
+        if types.iter().any(|t| **t == *f.feedback_type) {
+            return; // same key again: an update of value/timestamp, not a new interaction
+        }
+        types.push(Arc::from(f.feedback_type.as_str()));
+        if !self.is_negative(&f.feedback_type) {
+            self.items[i as usize].popularity += 1.0;
+            self.dirty.store(true, Ordering::Relaxed);
+        }
+    }
+
+    pub fn remove_feedback(&mut self, f: &Feedback) {
+        let (Some(&u), Some(&i)) = (
+            self.user_index.get(f.user_id.as_str()),
+            self.item_index.get(f.item_id.as_str()),
+        ) else {
+            return;
+        };
+        let negative = self.is_negative(&f.feedback_type);
+        let history = &mut self.users[u as usize].history;
+        let Some(types) = history.get_mut(&i) else {
+            return;
+        };
+        let before = types.len();
+        types.retain(|t| **t != *f.feedback_type);
+        let removed = before != types.len();
+        if types.is_empty() {
+            history.remove(&i);
+        }
+        if removed && !negative {
+            self.items[i as usize].popularity -= 1.0;
+            self.dirty.store(true, Ordering::Relaxed);
+        }
+    }
+
+    pub fn has_user(&self, id: &str) -> bool {
+        self.user_index
+            .get(id)
+            .is_some_and(|&u| !self.users[u as usize].deleted)
+    }
+
+    pub fn has_item(&self, id: &str) -> bool {
+        self.item_index
+            .get(id)
+            .is_some_and(|&i| !self.items[i as usize].deleted)
+    }
+
+    pub fn user_history(&self, id: &str) -> Option<&HashMap<u32, Vec<Arc<str>>>> {
+        self.user_index
+            .get(id)
+            .map(|&u| &self.users[u as usize].history)
+    }
+
+    pub fn ranking_inputs(&self) -> RankingInputs {
+        self.dirty.store(false, Ordering::Relaxed);
+        self.items
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| !m.deleted)
+            .map(|(i, m)| (i as u32, m.popularity, m.timestamp_ms, m.id.clone()))
+            .collect()
+    }
+
+    /// Walks `order` and keeps the first `q.n` items that pass every filter.
+    pub fn pick(
+        &self,
+        order: &[u32],
+        q: &Query<'_>,
+        seen: impl Fn(u32) -> bool,
+        score: impl Fn(&ItemMeta) -> (f64, String),
+    ) -> Vec<Scored> {
+        let mut out = Vec::with_capacity(q.n);
+        for &idx in order {
+            if out.len() >= q.n {
+                break;
+            }
+            let Some(meta) = self.items.get(idx as usize) else {
+                continue;
+            };
+            if meta.deleted || meta.hidden || seen(idx) {
+                continue;
+            }
+            if !q.categories.is_empty()
+                && !meta
+                    .categories
+                    .iter()
+                    .any(|c| q.categories.iter().any(|w| **c == **w))
+            {
+                continue;
+            }
+            if q.exclude.iter().any(|x| **x == *meta.id) {
+                continue;
+            }
+            let (score, reason) = score(meta);
+            let reason = if q.categories.len() == 1 && reason == "popular" {
+                format!("popular in {}", q.categories[0])
+            } else {
+                reason
+            };
+            out.push(Scored {
+                id: meta.id.clone(),
+                score,
+                reason,
+            });
+        }
+        out
+    }
+}
+
+/// Sorts the live items by popularity (ties: newer, then id) and by recency.
+pub(super) fn rank(mut inputs: RankingInputs) -> Ranking {
+    inputs.sort_unstable_by(|a, b| {
+        b.1.total_cmp(&a.1)
+            .then(b.2.cmp(&a.2))
+            .then_with(|| a.3.cmp(&b.3))
+    });
+    let popular = inputs.iter().map(|x| x.0).collect();
+    inputs.sort_unstable_by(|a, b| b.2.cmp(&a.2).then_with(|| a.3.cmp(&b.3)));
+    let latest = inputs.iter().map(|x| x.0).collect();
+    Ranking { popular, latest }
+}

@@ -1,0 +1,179 @@
+use chrono::{TimeZone, Utc};
+use serde_json::json;
+
+use super::*;
+
+fn item(id: &str, cats: &[&str], day: u32, hidden: bool) -> Item {
+    Item {
+        id: id.into(),
+        categories: cats.iter().map(|c| c.to_string()).collect(),
+        labels: json!({}),
+        title: String::new(),
+        description: String::new(),
+        timestamp: Utc.with_ymd_and_hms(2026, 1, day, 0, 0, 0).unwrap(),
+        hidden,
+    }
+}
+
+fn fb(user: &str, item: &str, ty: &str) -> Feedback {
+    Feedback {
+        user_id: user.into(),
+        item_id: item.into(),
+        feedback_type: ty.into(),
+        value: 1.0,
+        timestamp: Utc::now(),
+    }
+}
+
+fn ids(v: &[Scored]) -> Vec<&str> {
+    v.iter().map(|s| &*s.id).collect()
+}
+
+fn engine() -> Engine {
+    let e = Engine::new(vec!["dislike".into()]);
+    e.upsert_items(&[
+        item("a", &["x"], 1, false),
+        item("b", &["y"], 2, false),
+        item("c", &["x", "y"], 3, false),
+        item("d", &["x"], 4, true),
+    ]);
+    // popularity: a=3, b=2, c=1, d=5 (hidden)
+    e.add_feedback(&[
+        fb("u1", "a", "like"),
+        fb("u2", "a", "like"),
+        fb("u3", "a", "view"),
+    ]);
+    e.add_feedback(&[
+        fb("u1", "b", "like"),
+        fb("u2", "b", "like"),
+        fb("u3", "c", "like"),
+    ]);
+    e.add_feedback(
+        &(0..5)
+            .map(|i| fb(&format!("v{i}"), "d", "like"))
+            .collect::<Vec<_>>(),
+    );
+    e.rerank();
+    e
+}
+
+#[test]
+fn popular_order_skips_hidden() {
+    let e = engine();
+    let q = Query {
+        n: 10,
+        ..Default::default()
+    };
+    assert_eq!(ids(&e.popular(&q)), ["a", "b", "c"]);
+    assert_eq!(e.popular(&q)[0].score, 3.0);
+}
+
+#[test]
+fn recommend_skips_seen_excluded_and_filters_categories() {
+    let e = engine();
+    let q = Query {
+        n: 10,
+        ..Default::default()
+    };
+    assert_eq!(ids(&e.recommend("u3", &q)), ["b"], "u3 saw a and c");
+    assert_eq!(ids(&e.recommend("stranger", &q)), ["a", "b", "c"]);
+    let exclude = vec!["a".to_string()];
+    assert_eq!(
+        ids(&e.recommend(
+            "stranger",
+            &Query {
+                n: 10,
+                exclude: &exclude,
+                ..Default::default()
+            }
+        )),
+        ["b", "c"]
+    );
+    let cats = vec!["y".to_string()];
+    let got = e.recommend(
+        "stranger",
+        &Query {
+            n: 10,
+            categories: &cats,
+            ..Default::default()
+        },
+    );
+    assert_eq!(ids(&got), ["b", "c"]);
+    assert_eq!(got[0].reason, "popular in y");
+    assert_eq!(
+        ids(&e.recommend(
+            "stranger",
+            &Query {
+                n: 1,
+                ..Default::default()
+            }
+        )),
+        ["a"]
+    );
+}
+
+#[test]
+fn feedback_is_seen_at_once_and_negative_does_not_count() {
+    let e = engine();
+    let q = Query {
+        n: 10,
+        ..Default::default()
+    };
+    e.add_feedback(&[fb("u9", "b", "dislike")]);
+    assert_eq!(
+        ids(&e.recommend("u9", &q)),
+        ["a", "c"],
+        "disliked item excluded without a rerank"
+    );
+    e.rerank();
+    assert_eq!(
+        e.popular(&q)[1].score,
+        2.0,
+        "dislike does not add popularity"
+    );
+    // The same key again is an update, not a new interaction.
+    e.add_feedback(&[fb("u1", "a", "like")]);
+    e.rerank();
+    assert_eq!(e.popular(&q)[0].score, 3.0);
+    e.remove_feedback(&[fb("u1", "a", "like"), fb("u2", "a", "like")]);
+    e.rerank();
+    assert_eq!(
+        ids(&e.popular(&q)),
+        ["b", "c", "a"],
+        "a and c tie at 1: newer first"
+    );
+}
+
+#[test]
+fn deleting_items_and_users_updates_everything() {
+    let e = engine();
+    let q = Query {
+        n: 10,
+        ..Default::default()
+    };
+    e.delete_item("a");
+    e.rerank();
+    assert_eq!(ids(&e.popular(&q)), ["b", "c"]);
+    assert!(!e.has_item("a"));
+    e.delete_user("u1");
+    e.rerank();
+    assert!(!e.has_user("u1"));
+    assert_eq!(e.popular(&q)[0].score, 1.0, "b lost u1's like");
+    e.upsert_items(&[item("a", &[], 1, false)]);
+    e.rerank();
+    assert_eq!(
+        ids(&e.recommend("u2", &q)),
+        ["c", "a"],
+        "re-created item is new to its old users"
+    );
+}
+
+#[test]
+fn latest_orders_by_timestamp() {
+    let e = engine();
+    let q = Query {
+        n: 2,
+        ..Default::default()
+    };
+    assert_eq!(ids(&e.latest(&q)), ["c", "b"], "d is hidden");
+}

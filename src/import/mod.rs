@@ -1,0 +1,3 @@
+//! Importers of public data sets into the store.
+
+pub mod movielens;

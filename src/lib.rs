@@ -1,0 +1,32 @@
+//! reco: a recommendation server that never runs out of database connections.
+//!
+//! Module map (see `../shared/DESIGN.md` for the architecture):
+//! - [`config`]: typed, layered configuration and secret redaction.
+//! - [`db`]: the one connection pool per process, its metrics and leak detection. The only module
+//!   that talks to the database driver's connection machinery.
+//! - [`store`]: typed queries for items, users and feedback; migrations for PostgreSQL and SQLite.
+//! - [`engine`]: recommendations served from memory.
+//! - [`feedback_writer`]: group commit of feedback events.
+//! - [`api`]: HTTP routes, validation, auth and the one error type that maps to HTTP.
+//! - [`app`]: the application state built at start-up and the server's lifecycle.
+//! - [`metrics`]: the Prometheus registry.
+//! - [`dataset`], [`demo`], [`import`]: data sets: the demo generator and the MovieLens importer.
+//! - [`cli`]: the `reco` command line; [`telemetry`]: logging.
+//!
+//! Errors: each layer has its own `thiserror` enum (`db::Error`, `store::Error`, `engine::Error`);
+//! `api::Error` is the only one that becomes an HTTP response; `anyhow` is used only in the CLI and
+//! start-up glue.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod dataset;
+pub mod db;
+pub mod demo;
+pub mod engine;
+pub mod feedback_writer;
+pub mod import;
+pub mod metrics;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,11 @@
+//! Integration tests: the real server on a random port, on real SQLite files and a real PostgreSQL.
+//! One binary (faster to link); each module covers one concern.
+
+mod auth;
+mod bad_input;
+mod cli;
+mod feedback;
+mod helpers;
+mod movielens;
+mod pool;
+mod routes;
