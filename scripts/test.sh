@@ -7,6 +7,7 @@
 #   2. the server on 127.0.0.1:5432 (user postgres, trust auth), if it answers;
 #   3. a private cluster started here under a temp dir with initdb/pg_ctl (PostgreSQL is installed
 #      from Debian's packages first when its binaries are missing and we are root), stopped on exit.
+#      RECO_TEST_PRIVATE_PG=1 forces this even when 127.0.0.1:5432 answers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,7 +59,7 @@ start_private_cluster() {
 }
 
 if [ -z "${RECO_TEST_DATABASE_URL:-}" ]; then
-  if pg_answers "postgres://postgres@127.0.0.1:5432/postgres"; then
+  if [ "${RECO_TEST_PRIVATE_PG:-0}" != 1 ] && pg_answers "postgres://postgres@127.0.0.1:5432/postgres"; then
     export RECO_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:5432/postgres"
   else
     start_private_cluster

@@ -26,10 +26,9 @@ pub enum Error {
         message: String,
         field: Option<String>,
     },
-    #[error("{what} {id:?} not found")]
+    #[error("{message}")]
     NotFound {
-        what: &'static str,
-        id: String,
+        message: String,
         field: Option<String>,
     },
     #[error("no route for {0}")]
@@ -63,6 +62,14 @@ struct Body<'a> {
 }
 
 impl Error {
+    /// `what` (an item, a user, …) with this id does not exist; `field` names where the id came from.
+    pub fn not_found(what: &str, id: &str, field: impl Into<String>) -> Self {
+        Error::NotFound {
+            message: format!("{what} {id:?} not found"),
+            field: Some(field.into()),
+        }
+    }
+
     /// Bad input in `field`.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Invalid {
@@ -149,8 +156,7 @@ impl From<store::Error> for Error {
         match e {
             store::Error::Db(e) => e.into(),
             store::Error::MissingReference => Error::NotFound {
-                what: "user or item",
-                id: String::new(),
+                message: "a user or item named in the request does not exist".into(),
                 field: None,
             },
             other => Error::Internal(other.to_string()),

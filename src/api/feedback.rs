@@ -76,18 +76,18 @@ pub async fn insert(
     if !state.config.feedback.auto_create {
         for (i, f) in rows.iter().enumerate() {
             if !state.engine.has_user(&f.user_id) {
-                return Err(Error::NotFound {
-                    what: "user",
-                    id: f.user_id.clone(),
-                    field: Some(format!("[{i}].user_id")),
-                });
+                return Err(Error::not_found(
+                    "user",
+                    &f.user_id,
+                    format!("[{i}].user_id"),
+                ));
             }
             if !state.engine.has_item(&f.item_id) {
-                return Err(Error::NotFound {
-                    what: "item",
-                    id: f.item_id.clone(),
-                    field: Some(format!("[{i}].item_id")),
-                });
+                return Err(Error::not_found(
+                    "item",
+                    &f.item_id,
+                    format!("[{i}].item_id"),
+                ));
             }
         }
     }
@@ -150,8 +150,7 @@ pub async fn remove(
         .await?;
     if deleted.is_empty() {
         return Err(Error::NotFound {
-            what: "feedback",
-            id: format!("{user_id}/{item_id}"),
+            message: format!("no feedback of user {user_id:?} on item {item_id:?}"),
             field: None,
         });
     }

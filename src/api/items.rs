@@ -116,11 +116,7 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
     validate_id("id", &id)?;
     match state.store.get_item(&id).await? {
         Some(item) => Ok(Json(item)),
-        None => Err(Error::NotFound {
-            what: "item",
-            id,
-            field: Some("id".into()),
-        }),
+        None => Err(Error::not_found("item", &id, "id")),
     }
 }
 
@@ -147,11 +143,7 @@ pub async fn patch(
             state.engine.upsert_items(std::slice::from_ref(&item));
             Ok(Json(item))
         }
-        None => Err(Error::NotFound {
-            what: "item",
-            id,
-            field: Some("id".into()),
-        }),
+        None => Err(Error::not_found("item", &id, "id")),
     }
 }
 
@@ -161,11 +153,7 @@ pub async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Re
         state.engine.delete_item(&id);
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(Error::NotFound {
-            what: "item",
-            id,
-            field: Some("id".into()),
-        })
+        Err(Error::not_found("item", &id, "id"))
     }
 }
 

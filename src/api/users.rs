@@ -71,11 +71,7 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
     validate_id("id", &id)?;
     match state.store.get_user(&id).await? {
         Some(user) => Ok(Json(user)),
-        None => Err(Error::NotFound {
-            what: "user",
-            id,
-            field: Some("id".into()),
-        }),
+        None => Err(Error::not_found("user", &id, "id")),
     }
 }
 
@@ -90,11 +86,7 @@ pub async fn patch(
     }
     match state.store.patch_user(&id, &patch).await? {
         Some(user) => Ok(Json(user)),
-        None => Err(Error::NotFound {
-            what: "user",
-            id,
-            field: Some("id".into()),
-        }),
+        None => Err(Error::not_found("user", &id, "id")),
     }
 }
 
@@ -104,11 +96,7 @@ pub async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Re
         state.engine.delete_user(&id);
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(Error::NotFound {
-            what: "user",
-            id,
-            field: Some("id".into()),
-        })
+        Err(Error::not_found("user", &id, "id"))
     }
 }
 

@@ -8,6 +8,7 @@ use sqlx::{AnyConnection, AssertSqlSafe, Connection, Row};
 
 use super::model::{from_ms, to_ms};
 use super::{Feedback, Page, Result, Store, chunk_rows, values_placeholders};
+use crate::db::Backend;
 
 const COLUMNS: &str = "user_id, item_id, feedback_type, value, timestamp_ms";
 
@@ -46,13 +47,13 @@ impl Store {
         let mut conn = self.pool.acquire().await?;
         let mut tx = conn.begin().await?;
         if auto_create {
-            create_missing(&mut tx, &rows).await?;
+            create_missing(self.pool.backend(), &mut tx, &rows).await?;
         }
         for chunk in rows.chunks(chunk_rows(5)) {
             let sql = format!(
                 "INSERT INTO feedback ({COLUMNS}) VALUES {} ON CONFLICT (user_id, item_id, feedback_type) \
                  DO UPDATE SET value = excluded.value, timestamp_ms = excluded.timestamp_ms",
-                values_placeholders(chunk.len(), 5)
+                values_placeholders(self.pool.backend(), chunk.len(), 5)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for f in chunk {
@@ -155,7 +156,11 @@ fn dedupe_last_wins(rows: &[Feedback]) -> Vec<&Feedback> {
         .collect()
 }
 
-async fn create_missing(conn: &mut AnyConnection, rows: &[&Feedback]) -> Result<()> {
+async fn create_missing(
+    backend: Backend,
+    conn: &mut AnyConnection,
+    rows: &[&Feedback],
+) -> Result<()> {
     let now = to_ms(chrono::Utc::now());
     let mut users: Vec<&str> = rows.iter().map(|f| f.user_id.as_str()).collect();
     users.sort_unstable();
@@ -163,7 +168,7 @@ async fn create_missing(conn: &mut AnyConnection, rows: &[&Feedback]) -> Result<
     for chunk in users.chunks(chunk_rows(2)) {
         let sql = format!(
             "INSERT INTO users (id, created_ms) VALUES {} ON CONFLICT (id) DO NOTHING",
-            values_placeholders(chunk.len(), 2)
+            values_placeholders(backend, chunk.len(), 2)
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for id in chunk {
@@ -177,7 +182,7 @@ async fn create_missing(conn: &mut AnyConnection, rows: &[&Feedback]) -> Result<
     for chunk in items.chunks(chunk_rows(2)) {
         let sql = format!(
             "INSERT INTO items (id, timestamp_ms) VALUES {} ON CONFLICT (id) DO NOTHING",
-            values_placeholders(chunk.len(), 2)
+            values_placeholders(backend, chunk.len(), 2)
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for id in chunk {

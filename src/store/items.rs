@@ -35,7 +35,7 @@ impl Store {
                 "INSERT INTO items ({COLUMNS}) VALUES {} ON CONFLICT (id) DO UPDATE SET \
                  categories = excluded.categories, labels = excluded.labels, title = excluded.title, \
                  description = excluded.description, timestamp_ms = excluded.timestamp_ms, hidden = excluded.hidden",
-                values_placeholders(chunk.len(), 7)
+                values_placeholders(self.pool.backend(), chunk.len(), 7)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for item in chunk {

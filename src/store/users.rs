@@ -27,7 +27,7 @@ impl Store {
             let sql = format!(
                 "INSERT INTO users (id, labels, created_ms) VALUES {} \
                  ON CONFLICT (id) DO UPDATE SET labels = excluded.labels",
-                values_placeholders(chunk.len(), 3)
+                values_placeholders(self.pool.backend(), chunk.len(), 3)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for user in chunk {
