@@ -69,7 +69,7 @@ for round in $(seq "$ROUNDS"); do
 done
 rows_before=$(metric reco_feedback_rows_total); commits_before=$(metric reco_feedback_commits_total)
 for round in $(seq "$ROUNDS"); do
-  echo "$round feedback $(run feedback / scripts/bench/feedback.lua)" >> "$OUT/results.txt"
+  echo "$round feedback $(run feedback /api/feedback scripts/bench/feedback.lua)" >> "$OUT/results.txt"
 done
 rows=$(( $(metric reco_feedback_rows_total) - rows_before ))
 commits=$(( $(metric reco_feedback_commits_total) - commits_before ))
