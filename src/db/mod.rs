@@ -237,42 +237,27 @@ impl Pool {
             checkouts: Checkouts::default(),
         });
         let pool = Pool { inner };
-        // Fail fast on a wrong URL or an unreachable server, within connect_timeout.
-        let first = tokio::time::timeout(
-            pool.inner.settings.connect_timeout,
-            pool.inner.sqlx.acquire(),
-        )
-        .await
-        .map_err(|_| Error::Busy {
-            waited: pool.inner.settings.connect_timeout,
-        })??;
-        drop(first);
-        pool.warm_up().await;
+        pool.warm_up().await?;
         spawn_maintenance(Arc::downgrade(&pool.inner));
         Ok(pool)
     }
 
-    /// Opens up to `pool_size` connections so the first requests do not pay for connecting.
-    async fn warm_up(&self) {
-        let want = self.inner.settings.pool_size as usize;
-        let mut held = Vec::with_capacity(want);
-        for _ in 0..want {
-            match self.inner.sqlx.try_acquire() {
-                Some(c) => held.push(c),
-                None if self.inner.sqlx.size() < self.inner.settings.pool_size => {
-                    match tokio::time::timeout(
-                        self.inner.settings.connect_timeout,
-                        self.inner.sqlx.acquire(),
-                    )
-                    .await
-                    {
-                        Ok(Ok(c)) => held.push(c),
-                        _ => break,
-                    }
-                }
-                None => break,
+    /// Opens `pool_size` connections so the first requests do not pay for connecting. The first
+    /// must succeed within `connect_timeout` (fail fast on a wrong URL or an unreachable server);
+    /// the others are best effort. They are held together, so each acquire opens a new one.
+    async fn warm_up(&self) -> Result<(), Error> {
+        let timeout = self.inner.settings.connect_timeout;
+        let first = tokio::time::timeout(timeout, self.inner.sqlx.acquire())
+            .await
+            .map_err(|_| Error::Busy { waited: timeout })??;
+        let mut held = vec![first];
+        while held.len() < self.inner.settings.pool_size as usize {
+            match tokio::time::timeout(timeout, self.inner.sqlx.acquire()).await {
+                Ok(Ok(c)) => held.push(c),
+                _ => break,
             }
         }
+        Ok(())
     }
 
     /// Checks out a connection, waiting at most `pool_timeout`. The caller's source location is

@@ -73,3 +73,102 @@ fn migrate_creates_the_schema() {
     );
     assert!(dir.path().join("m.db").exists());
 }
+
+/// `reco serve` as a process: JSON logs carrying the request id, graceful stop on SIGTERM.
+#[tokio::test]
+async fn serve_logs_json_with_request_ids_and_stops_on_sigterm() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("s.db").display());
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_reco"))
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--no-demo",
+            "--log-format",
+            "json",
+        ])
+        .args([
+            "--log-level",
+            "info,tower_http=debug",
+            "--database-url",
+            &url,
+        ])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = stdout.next_line().await.unwrap().expect("a line on stdout");
+    let base = first
+        .strip_prefix("reco is listening on ")
+        .expect(&first)
+        .to_string();
+    let r = reqwest::Client::new()
+        .get(format!("{base}/api/popular"))
+        .header("x-request-id", "req-abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-request-id"], "req-abc-123");
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().await.unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .await
+        .unwrap();
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["span"]["request_id"] == "req-abc-123"),
+        "no log line carries the request id:\n{err}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "pool closed"),
+        "{err}"
+    );
+}
+
+#[test]
+fn database_passwords_never_reach_the_output() {
+    let out = reco()
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--database-url",
+            "postgres://reco:hunter2@127.0.0.1:1/reco",
+        ])
+        .env("RECO_DB__CONNECT_TIMEOUT", "2")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("opening the database pool"), "{all}");
+    assert!(!all.contains("hunter2"), "{all}");
+}

@@ -293,3 +293,30 @@ async fn slow_requests_get_503_with_retry_after() {
     locker.execute("ROLLBACK").await.unwrap();
     assert_eq!(app.get("/api/items/a").await.0, 200);
 }
+
+#[tokio::test]
+async fn statement_timeout_ends_slow_queries_with_503() {
+    let app = spawn_app_with(Backend::Postgres, |c| c.db.statement_timeout = 0.2).await;
+    app.post("/api/items", json!({"id": "a"})).await;
+    let mut locker = pg_connect(&app.db_url).await;
+    locker
+        .execute("BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let r = app
+        .client
+        .get(app.url("/api/items/a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().get("retry-after").is_some());
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "database_busy");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "cut at statement_timeout"
+    );
+    locker.execute("ROLLBACK").await.unwrap();
+}
