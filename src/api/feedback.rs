@@ -96,19 +96,27 @@ pub async fn insert(
     Ok(Json(json!({ "inserted": n })))
 }
 
+async fn list(
+    state: &AppState,
+    of: FeedbackOf,
+    id: &str,
+    params: &ListParams,
+) -> Result<Json<Page<Feedback>>> {
+    validate_id("id", id)?;
+    let limit = params.limit()?;
+    let page = state
+        .store
+        .list_feedback(of, id, params.cursor.as_deref(), limit)
+        .await?;
+    Ok(Json(page))
+}
+
 pub async fn list_by_user(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Page<Feedback>>> {
-    validate_id("id", &id)?;
-    let limit = params.limit()?;
-    Ok(Json(
-        state
-            .store
-            .list_feedback(FeedbackOf::User, &id, params.cursor.as_deref(), limit)
-            .await?,
-    ))
+    list(&state, FeedbackOf::User, &id, &params).await
 }
 
 pub async fn list_by_item(
@@ -116,14 +124,7 @@ pub async fn list_by_item(
     Path(id): Path<String>,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Page<Feedback>>> {
-    validate_id("id", &id)?;
-    let limit = params.limit()?;
-    Ok(Json(
-        state
-            .store
-            .list_feedback(FeedbackOf::Item, &id, params.cursor.as_deref(), limit)
-            .await?,
-    ))
+    list(&state, FeedbackOf::Item, &id, &params).await
 }
 
 #[derive(Debug, Deserialize)]

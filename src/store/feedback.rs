@@ -95,20 +95,14 @@ impl Store {
         .bind(limit as i64 + 1)
         .fetch_all(&mut *conn)
         .await?;
-        let mut items = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
-        let next_cursor = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|f| {
-                let other_id = match of {
-                    FeedbackOf::User => &f.item_id,
-                    FeedbackOf::Item => &f.user_id,
-                };
-                format!("{other_id}\t{}", f.feedback_type)
-            })
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        let rows = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_rows(rows, limit, |f| {
+            let other_id = match of {
+                FeedbackOf::User => &f.item_id,
+                FeedbackOf::Item => &f.user_id,
+            };
+            format!("{other_id}\t{}", f.feedback_type)
+        }))
     }
 
     /// Deletes a user's feedback on an item (of one type, or all types). Returns the deleted rows.

@@ -106,14 +106,8 @@ impl Store {
         .bind(limit as i64 + 1)
         .fetch_all(&mut *conn)
         .await?;
-        let mut items = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
-        let next_cursor = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|i| i.id.clone())
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        let rows = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_rows(rows, limit, |r| r.id.clone()))
     }
 
     /// Streams every item through `f` over one connection (start-up loading).

@@ -79,6 +79,23 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// A page from `limit + 1` fetched rows: the extra row only says that another page exists, and
+    /// the cursor is made from the last row kept.
+    fn from_rows(mut rows: Vec<T>, limit: usize, cursor_of: impl Fn(&T) -> String) -> Self {
+        let next_cursor = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(cursor_of)
+        } else {
+            None
+        };
+        Page {
+            items: rows,
+            next_cursor,
+        }
+    }
+}
+
 impl Store {
     pub fn new(pool: Pool) -> Self {
         Self { pool }

@@ -82,17 +82,8 @@ impl Store {
         .bind(limit as i64 + 1)
         .fetch_all(&mut *conn)
         .await?;
-        let mut users = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
-        let next_cursor = if users.len() > limit {
-            users.truncate(limit);
-            users.last().map(|u| u.id.clone())
-        } else {
-            None
-        };
-        Ok(Page {
-            items: users,
-            next_cursor,
-        })
+        let rows = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_rows(rows, limit, |u| u.id.clone()))
     }
 
     /// Streams every user id through `f` over one connection (start-up loading).
