@@ -25,6 +25,14 @@ impl Dataset {
         self.len() == 0
     }
 
+    /// Reads everything in the store (one connection per table, streamed).
+    pub async fn load(store: &Store) -> Result<Self, store::Error> {
+        let mut data = Dataset::default();
+        store.for_each_item(|i| data.items.push(i)).await?;
+        store.for_each_feedback(|f| data.feedback.push(f)).await?;
+        Ok(data)
+    }
+
     /// Writes items, then users, then feedback, each batch in its own transaction.
     pub async fn write(&self, store: &Store) -> Result<(), store::Error> {
         self.write_with_progress(store, &ProgressBar::hidden())

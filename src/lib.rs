@@ -6,6 +6,8 @@
 //!   that talks to the database driver's connection machinery.
 //! - [`store`]: typed queries for items, users and feedback; migrations for PostgreSQL and SQLite.
 //! - [`engine`]: recommendations served from memory.
+//! - [`algo`]: the recommendation algorithms (popularity, item-to-item, ALS, BPR) on compact ids.
+//! - [`eval`]: offline evaluation (temporal split, ranking metrics) behind `reco evaluate`.
 //! - [`feedback_writer`]: group commit of feedback events.
 //! - [`api`]: HTTP routes, validation, auth and the one error type that maps to HTTP.
 //! - [`app`]: the application state built at start-up and the server's lifecycle.
@@ -17,6 +19,7 @@
 //! `api::Error` is the only one that becomes an HTTP response; `anyhow` is used only in the CLI and
 //! start-up glue.
 
+pub mod algo;
 pub mod api;
 pub mod app;
 pub mod cli;
@@ -25,6 +28,7 @@ pub mod dataset;
 pub mod db;
 pub mod demo;
 pub mod engine;
+pub mod eval;
 pub mod feedback_writer;
 pub mod import;
 pub mod metrics;

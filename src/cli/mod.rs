@@ -3,6 +3,7 @@
 //! [`GlobalOpts`] and become the top configuration layer.
 
 mod config_cmd;
+mod evaluate;
 mod import;
 mod migrate;
 mod serve;
@@ -52,6 +53,8 @@ pub enum Command {
     Import(import::Opts),
     /// Print the effective configuration, secrets redacted.
     Config(config_cmd::Opts),
+    /// Measure recommendation quality offline (Precision, Recall, NDCG, HR at 10; coverage).
+    Evaluate(evaluate::Opts),
 }
 
 impl GlobalOpts {
@@ -93,6 +96,7 @@ pub fn main() -> anyhow::Result<()> {
             Command::Serve(opts) => serve::run(opts, config).await,
             Command::Migrate(opts) => migrate::run(opts, config).await,
             Command::Import(opts) => import::run(opts, config).await,
+            Command::Evaluate(opts) => evaluate::run(opts, config).await,
             Command::Config(_) => unreachable!("handled above"),
         }
     })

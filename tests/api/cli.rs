@@ -172,3 +172,51 @@ fn database_passwords_never_reach_the_output() {
     assert!(all.contains("opening the database pool"), "{all}");
     assert!(!all.contains("hunter2"), "{all}");
 }
+
+#[test]
+fn evaluate_on_a_given_split_prints_json() {
+    let dir = tempfile::tempdir().unwrap();
+    // 30 users in three taste groups of 10 items each; ratings 5 within the group, 1 outside. Each
+    // user holds out two of their group's items, which other users of the group trained on.
+    let (mut train, mut test) = (String::new(), String::new());
+    for u in 0..30 {
+        let group = u / 10;
+        for i in 0..10 {
+            let item = group * 10 + i;
+            let line = format!("{u}\t{item}\t5\t{}\n", 1000 + i);
+            if i == u % 10 || i == (u + 1) % 10 {
+                test.push_str(&line);
+            } else {
+                train.push_str(&line);
+            }
+        }
+        train.push_str(&format!("{u}\t{}\t1\t999\n", (group * 10 + 15) % 30));
+    }
+    std::fs::write(dir.path().join("a.base"), train).unwrap();
+    std::fs::write(dir.path().join("a.test"), test).unwrap();
+    let out = reco()
+        .args(["evaluate", "files"])
+        .arg(dir.path().join("a.base"))
+        .arg(dir.path().join("a.test"))
+        .args(["--json", "--models", "popularity,itemknn"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reports = reports.as_array().unwrap();
+    assert_eq!(reports.len(), 2);
+    assert_eq!(reports[1]["model"], "itemknn");
+    assert_eq!(reports[1]["users"], 30);
+    // Item-to-item finds each user's two held-out group items: perfect recall at 10.
+    assert_eq!(reports[1]["recall"], 1.0);
+    assert!(reports[0]["ndcg"].as_f64().unwrap() < reports[1]["ndcg"].as_f64().unwrap());
+    let out = reco()
+        .args(["evaluate", "files", "missing.base", "missing.test"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}

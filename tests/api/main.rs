@@ -8,4 +8,5 @@ mod feedback;
 mod helpers;
 mod movielens;
 mod pool;
+mod quality;
 mod routes;

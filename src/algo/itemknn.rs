@@ -1,0 +1,150 @@
+//! Item-to-item collaborative filtering: cosine similarity of items' user sets with shrinkage,
+//! keeping the top-K neighbours per item. A user's score for an item is the sum of its similarities
+//! to the items in the user's history, weighted by the history's weights.
+
+use rayon::prelude::*;
+
+use super::{Csr, History, Scorer};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Params {
+    /// Neighbours kept per item.
+    pub k: usize,
+    /// Added to the cosine denominator: damps similarities backed by few common users.
+    pub shrinkage: f32,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            k: 100,
+            shrinkage: 10.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ItemKnn {
+    /// For item i: (neighbour, similarity), best first.
+    pub neighbours: Vec<Vec<(u32, f32)>>,
+}
+
+/// Fits on a users × items matrix (weights are treated as presence).
+pub fn fit(user_items: &Csr, params: Params) -> ItemKnn {
+    let item_users = user_items.transpose();
+    let n_items = user_items.n_cols;
+    let counts: Vec<f32> = (0..n_items).map(|i| item_users.row_len(i) as f32).collect();
+    let neighbours = (0..n_items)
+        .into_par_iter()
+        .map_init(
+            || vec![0f32; n_items],
+            |co, i| {
+                // Co-occurrence counts of item i with every item sharing a user.
+                let (users, _) = item_users.row(i);
+                let mut touched = Vec::new();
+                for &u in users {
+                    for &j in user_items.row(u as usize).0 {
+                        if j as usize != i {
+                            if co[j as usize] == 0.0 {
+                                touched.push(j);
+                            }
+                            co[j as usize] += 1.0;
+                        }
+                    }
+                }
+                let mut sims: Vec<(u32, f32)> = touched
+                    .iter()
+                    .map(|&j| {
+                        let c = co[j as usize];
+                        co[j as usize] = 0.0;
+                        (
+                            j,
+                            c / ((counts[i] * counts[j as usize]).sqrt() + params.shrinkage),
+                        )
+                    })
+                    .collect();
+                let by_sim =
+                    |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+                if sims.len() > params.k {
+                    sims.select_nth_unstable_by(params.k, by_sim);
+                    sims.truncate(params.k);
+                }
+                sims.sort_unstable_by(by_sim);
+                sims
+            },
+        )
+        .collect();
+    ItemKnn { neighbours }
+}
+
+impl Scorer for ItemKnn {
+    fn score(&self, _user: Option<usize>, history: History<'_>, scores: &mut [f32]) {
+        scores.fill(0.0);
+        for (&j, &w) in history.items.iter().zip(history.weights) {
+            for &(i, sim) in &self.neighbours[j as usize] {
+                scores[i as usize] += sim * w;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cosine_with_shrinkage_by_hand() {
+        // users: 0 = {0,1}, 1 = {0,1}, 2 = {0,2}
+        let ui = Csr::from_triplets(
+            3,
+            3,
+            vec![
+                (0, 0, 1.0),
+                (0, 1, 1.0),
+                (1, 0, 1.0),
+                (1, 1, 1.0),
+                (2, 0, 1.0),
+                (2, 2, 1.0),
+            ],
+        );
+        let m = fit(
+            &ui,
+            Params {
+                k: 10,
+                shrinkage: 1.0,
+            },
+        );
+        // sim(0,1) = 2 / (sqrt(3*2) + 1); sim(0,2) = 1 / (sqrt(3*1) + 1)
+        let s01 = 2.0 / (6f32.sqrt() + 1.0);
+        let s02 = 1.0 / (3f32.sqrt() + 1.0);
+        assert_eq!(
+            m.neighbours[0].iter().map(|x| x.0).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        assert!(
+            (m.neighbours[0][0].1 - s01).abs() < 1e-6 && (m.neighbours[0][1].1 - s02).abs() < 1e-6
+        );
+        assert!(
+            m.neighbours[1].iter().all(|&(j, _)| j == 0),
+            "1 and 2 never co-occur"
+        );
+        let mut scores = vec![0.0; 3];
+        m.score(
+            None,
+            History {
+                items: &[1],
+                weights: &[1.0],
+            },
+            &mut scores,
+        );
+        assert!((scores[0] - s01).abs() < 1e-6 && scores[2] == 0.0);
+        let m = fit(
+            &ui,
+            Params {
+                k: 1,
+                shrinkage: 1.0,
+            },
+        );
+        assert_eq!(m.neighbours[0].len(), 1);
+    }
+}

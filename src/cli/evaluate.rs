@@ -1,0 +1,88 @@
+//! `reco evaluate`: offline quality of every model on MovieLens files, a train/test file pair, or
+//! the data in the configured database (see `eval` for the protocol).
+
+use std::path::PathBuf;
+
+use crate::config::Config;
+use crate::dataset::Dataset;
+use crate::db::Pool;
+use crate::eval::{self, EvalData};
+use crate::metrics::Metrics;
+use crate::store::{Feedback, Store};
+
+#[derive(Debug, clap::Args)]
+pub struct Opts {
+    #[command(subcommand)]
+    pub source: Source,
+    /// Print one JSON document instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Models to evaluate, comma-separated (default: all).
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub models: Vec<String>,
+    /// Worker threads for fitting and scoring (default: all cores).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Source {
+    /// MovieLens 100K folder: ratings >= 4 are positives, per-user temporal 80/20 split.
+    Movielens { dir: PathBuf },
+    /// A given split: tab-separated `user item rating timestamp` files; ratings >= 4 are positives.
+    Files { train: PathBuf, test: PathBuf },
+    /// The configured database: likes, purchases and other non-view, non-negative feedback and
+    /// ratings >= 4 are positives; per-user temporal 80/20 split.
+    Store,
+}
+
+/// Positive feedback for evaluation on store data.
+fn is_positive(f: &Feedback, negative_types: &[String]) -> bool {
+    match f.feedback_type.as_str() {
+        "rating" => f.value >= 4.0,
+        "view" => false,
+        t => !negative_types.iter().any(|n| n == t),
+    }
+}
+
+pub async fn run(opts: Opts, config: Config) -> anyhow::Result<()> {
+    let data: EvalData = match &opts.source {
+        Source::Movielens { dir } => {
+            let ds = crate::import::movielens::load(dir)?;
+            eval::from_dataset(&ds, |f| f.value >= 4.0, 0.8)
+        }
+        Source::Files { train, test } => eval::from_files(train, test, 4.0)?,
+        Source::Store => {
+            let pool = Pool::open(&config.db, Metrics::new().pool).await?;
+            let ds = Dataset::load(&Store::new(pool.clone())).await?;
+            pool.close().await;
+            let negative = config.recommend.negative_types.clone();
+            eval::from_dataset(&ds, |f| is_positive(f, &negative), 0.8)
+        }
+    };
+    let models: Vec<String> = if opts.models.is_empty() {
+        eval::MODELS.iter().map(|m| m.to_string()).collect()
+    } else {
+        opts.models.clone()
+    };
+    for m in &models {
+        if !eval::MODELS.contains(&m.as_str()) {
+            anyhow::bail!("unknown model {m:?}; known: {}", eval::MODELS.join(", "));
+        }
+    }
+    let threads = opts.threads.unwrap_or(0);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()?;
+    let reports = tokio::task::spawn_blocking(move || {
+        let names: Vec<&str> = models.iter().map(String::as_str).collect();
+        pool.install(|| eval::run(&data, &names, 10))
+    })
+    .await?;
+    if opts.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        print!("{}", eval::table(&reports));
+    }
+    Ok(())
+}

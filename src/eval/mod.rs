@@ -1,0 +1,190 @@
+//! Offline evaluation, shared by `reco evaluate`, the quality tests and the benchmarks.
+//!
+//! Protocol (DESIGN.md): positives are ratings >= 4 (or, for data from the store, positive feedback
+//! types); each user's positives are ordered by time, ties broken by item id, and the first 80% (by
+//! `floor(0.8 n)`) train while the rest test; every model ranks the full catalogue minus the user's
+//! training items; Precision, Recall, NDCG and hit rate at 10 are averaged over users with at least
+//! one test item, and catalogue coverage is the share of items recommended to anyone.
+
+mod data;
+
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::algo::{self, History, Scorer, top_n};
+pub use data::{EvalData, Positive, from_dataset, from_files, split};
+
+/// Quality of one model on one split.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Metrics {
+    pub precision: f64,
+    pub recall: f64,
+    pub ndcg: f64,
+    pub hit_rate: f64,
+    pub coverage: f64,
+    /// Users evaluated (those with test items).
+    pub users: usize,
+}
+
+/// One row of `reco evaluate`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub model: String,
+    pub k: usize,
+    #[serde(flatten)]
+    pub metrics: Metrics,
+    pub fit_seconds: f64,
+}
+
+/// One user's scores and top list.
+struct UserResult {
+    precision: f64,
+    recall: f64,
+    ndcg: f64,
+    hit: f64,
+    top: Vec<u32>,
+}
+
+/// Ranks the catalogue for every test user and scores the top `k`.
+pub fn evaluate(scorer: &dyn Scorer, data: &EvalData, k: usize) -> Metrics {
+    let n_items = data.train.n_cols;
+    let per_user: Vec<UserResult> = (0..data.train.n_rows)
+        .into_par_iter()
+        .filter(|&u| !data.test[u].is_empty())
+        .map_init(
+            || vec![0f32; n_items],
+            |scores, u| {
+                let history = History::of(&data.train, u);
+                scorer.score(Some(u), history, scores);
+                let top = top_n(scores, history.items, k);
+                let test = &data.test[u];
+                let mut dcg = 0.0;
+                let mut hits = 0usize;
+                for (rank, item) in top.iter().enumerate() {
+                    if test.binary_search(item).is_ok() {
+                        hits += 1;
+                        dcg += 1.0 / ((rank + 2) as f64).log2();
+                    }
+                }
+                let ideal: f64 = (0..test.len().min(k))
+                    .map(|r| 1.0 / ((r + 2) as f64).log2())
+                    .sum();
+                let precision = hits as f64 / k as f64;
+                let recall = hits as f64 / test.len() as f64;
+                UserResult {
+                    precision,
+                    recall,
+                    ndcg: dcg / ideal,
+                    hit: (hits > 0) as u8 as f64,
+                    top,
+                }
+            },
+        )
+        .collect();
+    let users = per_user.len().max(1) as f64;
+    let mut recommended = vec![false; n_items];
+    for r in &per_user {
+        for &i in &r.top {
+            recommended[i as usize] = true;
+        }
+    }
+    let mean = |f: fn(&UserResult) -> f64| per_user.iter().map(f).sum::<f64>() / users;
+    Metrics {
+        precision: mean(|r| r.precision),
+        recall: mean(|r| r.recall),
+        ndcg: mean(|r| r.ndcg),
+        hit_rate: mean(|r| r.hit),
+        coverage: recommended.iter().filter(|r| **r).count() as f64 / n_items.max(1) as f64,
+        users: per_user.len(),
+    }
+}
+
+/// The models `reco evaluate` knows, in report order.
+pub const MODELS: [&str; 4] = ["popularity", "itemknn", "als", "bpr"];
+
+/// Fits the named model on the training part of `data`.
+pub fn fit(model: &str, data: &EvalData) -> Option<Box<dyn Scorer>> {
+    Some(match model {
+        "popularity" => Box::new(algo::popularity::fit(
+            data.train.n_cols,
+            data.train_events(),
+            data.now,
+            None,
+        )),
+        "itemknn" => Box::new(algo::itemknn::fit(&data.train, Default::default())),
+        "als" => Box::new(algo::als::fit(&data.train, Default::default())),
+        "bpr" => Box::new(algo::bpr::fit(&data.train, Default::default())),
+        _ => return None,
+    })
+}
+
+/// Fits and evaluates each model in turn.
+pub fn run(data: &EvalData, models: &[&str], k: usize) -> Vec<Report> {
+    models
+        .iter()
+        .filter_map(|&name| {
+            let started = Instant::now();
+            let scorer = fit(name, data)?;
+            let fit_seconds = started.elapsed().as_secs_f64();
+            let metrics = evaluate(scorer.as_ref(), data, k);
+            Some(Report {
+                model: name.to_string(),
+                k,
+                metrics,
+                fit_seconds,
+            })
+        })
+        .collect()
+}
+
+/// The reports as an aligned text table.
+pub fn table(reports: &[Report]) -> String {
+    let mut out = format!(
+        "{:<12} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}\n",
+        "model", "P@10", "R@10", "NDCG@10", "HR@10", "coverage", "fit (s)"
+    );
+    for r in reports {
+        let m = &r.metrics;
+        out.push_str(&format!(
+            "{:<12} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>9.4} {:>9.3}\n",
+            r.model, m.precision, m.recall, m.ndcg, m.hit_rate, m.coverage, r.fit_seconds
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::algo::Csr;
+
+    /// A scorer with fixed scores, to check the metric arithmetic by hand.
+    struct Fixed(Vec<f32>);
+    impl Scorer for Fixed {
+        fn score(&self, _: Option<usize>, _: History<'_>, scores: &mut [f32]) {
+            scores.copy_from_slice(&self.0);
+        }
+    }
+
+    #[test]
+    fn metrics_by_hand() {
+        // Two users, five items. User 0 trained on item 0, tests {1, 4}; user 1 tests {2}.
+        let train = Csr::from_triplets(2, 5, vec![(0, 0, 1.0), (1, 3, 1.0)]);
+        let data = EvalData::for_tests(train, vec![vec![1, 4], vec![2]]);
+        // Ranking: 0 (excluded for user 0), 1, 2, 3, 4.
+        let m = evaluate(&Fixed(vec![5.0, 4.0, 3.0, 2.0, 1.0]), &data, 2);
+        // User 0 gets [1, 2]: one hit at rank 1. User 1 gets [0, 1]: no hit.
+        let ndcg_u0 = 1.0 / (1.0 + 1.0 / 3f64.log2());
+        assert!((m.ndcg - ndcg_u0 / 2.0).abs() < 1e-9, "{m:?}");
+        assert!((m.precision - 0.25).abs() < 1e-9);
+        assert!((m.recall - 0.25).abs() < 1e-9);
+        assert!((m.hit_rate - 0.5).abs() < 1e-9);
+        assert!(
+            (m.coverage - 3.0 / 5.0).abs() < 1e-9,
+            "items 0, 1, 2 recommended"
+        );
+        assert_eq!(m.users, 2);
+    }
+}
