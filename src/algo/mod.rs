@@ -8,6 +8,7 @@
 
 pub mod als;
 pub mod bpr;
+pub mod content;
 pub mod itemknn;
 pub mod matrix;
 pub mod popularity;

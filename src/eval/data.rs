@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 
 use crate::algo::Csr;
+use crate::algo::content::{ItemText, label_tokens};
 use crate::algo::popularity::Event;
 use crate::dataset::Dataset;
 use crate::store::Feedback;
@@ -32,6 +33,9 @@ pub struct EvalData {
     pub item_ids: Vec<String>,
     /// The newest training timestamp: "now" for time decay.
     pub now: i64,
+    /// Text of each item (aligned with `item_ids`), for content similarity; empty when the source
+    /// has none (train/test files).
+    pub item_texts: Vec<ItemText>,
 }
 
 impl EvalData {
@@ -58,6 +62,7 @@ impl EvalData {
             test,
             train_times: times,
             now: 0,
+            item_texts: Vec::new(),
         }
     }
 }
@@ -154,6 +159,7 @@ fn build(
         t.dedup();
         t.retain(|i| !matrix.contains(u, *i));
     }
+    let item_texts = vec![ItemText::default(); item_ids.len()];
     EvalData {
         train: matrix,
         test,
@@ -161,6 +167,7 @@ fn build(
         user_ids,
         item_ids,
         now,
+        item_texts,
     }
 }
 
@@ -181,7 +188,26 @@ pub fn from_dataset(
             timestamp: f.timestamp.timestamp(),
         })
         .collect();
-    split(&catalogue, positives, train_fraction)
+    let mut split_data = split(&catalogue, positives, train_fraction);
+    let texts: HashMap<&str, ItemText> = data
+        .items
+        .iter()
+        .map(|i| {
+            let text = ItemText {
+                title: i.title.clone(),
+                description: i.description.clone(),
+                categories: i.categories.clone(),
+                labels: label_tokens(&i.labels),
+            };
+            (i.id.as_str(), text)
+        })
+        .collect();
+    split_data.item_texts = split_data
+        .item_ids
+        .iter()
+        .map(|id| texts.get(id.as_str()).cloned().unwrap_or_default())
+        .collect();
+    split_data
 }
 
 /// A given train/test pair of tab-separated `user item rating timestamp` files (like ML-100K's

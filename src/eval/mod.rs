@@ -102,7 +102,7 @@ pub fn evaluate(scorer: &dyn Scorer, data: &EvalData, k: usize) -> Metrics {
 }
 
 /// The models `reco evaluate` knows, in report order.
-pub const MODELS: [&str; 4] = ["popularity", "itemknn", "als", "bpr"];
+pub const MODELS: [&str; 5] = ["popularity", "itemknn", "als", "bpr", "content"];
 
 /// Fits the named model on the training part of `data`.
 pub fn fit(model: &str, data: &EvalData) -> Option<Box<dyn Scorer>> {
@@ -116,6 +116,7 @@ pub fn fit(model: &str, data: &EvalData) -> Option<Box<dyn Scorer>> {
         "itemknn" => Box::new(algo::itemknn::fit(&data.train, Default::default())),
         "als" => Box::new(algo::als::fit(&data.train, Default::default())),
         "bpr" => Box::new(algo::bpr::fit(&data.train, Default::default())),
+        "content" => Box::new(algo::content::fit(&data.item_texts, Default::default())),
         _ => return None,
     })
 }
