@@ -19,6 +19,7 @@ use crate::engine::Engine;
 use crate::feedback_writer::FeedbackWriter;
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::train::Trainer;
 
 /// Everything a request handler can reach.
 pub struct App {
@@ -29,6 +30,8 @@ pub struct App {
     pub engine: Arc<Engine>,
     pub feedback: FeedbackWriter,
     pub metrics: Arc<Metrics>,
+    /// Background training; `train_once` is also reachable through the admin API.
+    pub trainer: Arc<Trainer>,
     pub started_at: Instant,
     /// Background tasks stopped at shutdown.
     tasks: parking_lot::Mutex<Option<Tasks>>,
@@ -39,6 +42,8 @@ struct Tasks {
     writer: JoinHandle<()>,
     /// Endless; aborted at shutdown.
     reranker: JoinHandle<()>,
+    /// Endless; aborted at shutdown (a run in progress is abandoned, the snapshot stays).
+    trainer: JoinHandle<()>,
 }
 
 /// The shared state handed to every handler.
@@ -96,6 +101,13 @@ impl App {
             config.feedback.auto_create,
             config.feedback.max_group_rows,
         );
+        let trainer = Arc::new(Trainer::new(
+            store.clone(),
+            engine.clone(),
+            config.recommend.clone(),
+            metrics.clone(),
+        ));
+        let trainer_task = trainer.clone().spawn();
         Ok(AppState(Arc::new(App {
             config,
             pool,
@@ -103,10 +115,12 @@ impl App {
             engine,
             feedback,
             metrics,
+            trainer,
             started_at: Instant::now(),
             tasks: parking_lot::Mutex::new(Some(Tasks {
                 writer: writer_task,
                 reranker,
+                trainer: trainer_task,
             })),
         })))
     }
@@ -136,6 +150,7 @@ impl App {
         let tasks = self.tasks.lock().take();
         if let Some(tasks) = tasks {
             tasks.reranker.abort();
+            tasks.trainer.abort();
             if let Err(e) = tasks.writer.await {
                 tracing::error!(error = %e, "feedback writer ended abnormally");
             }

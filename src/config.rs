@@ -101,6 +101,17 @@ pub struct RecommendConfig {
     pub negative_types: Vec<String>,
     /// Default number of items returned when `n` is not given.
     pub default_n: usize,
+    /// Training weight of each positive feedback type; types not listed do not train models (but
+    /// still count as "seen"). `rating` counts only at or above `rating_threshold`.
+    pub positive_weights: std::collections::BTreeMap<String, f32>,
+    /// Lowest `rating` value that counts as positive.
+    pub rating_threshold: f64,
+    /// Seconds between background trainings.
+    pub train_interval: f64,
+    /// Train early once this many feedback events arrived since the last training.
+    pub retrain_after_events: u64,
+    /// Half-life of popularity, in days: an interaction this old counts half.
+    pub popularity_half_life_days: f64,
 }
 
 /// Demo data settings.
@@ -177,6 +188,20 @@ impl Default for RecommendConfig {
             rerank_interval: 1.0,
             negative_types: vec!["dislike".into(), "hide".into()],
             default_n: 10,
+            positive_weights: [
+                ("like", 1.0),
+                ("purchase", 1.0),
+                ("rating", 1.0),
+                ("click", 0.5),
+                ("view", 0.1),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+            rating_threshold: 4.0,
+            train_interval: 300.0,
+            retrain_after_events: 10_000,
+            popularity_half_life_days: 14.0,
         }
     }
 }
@@ -402,6 +427,34 @@ impl Config {
             3600.0,
             "0.01..=3600 seconds",
         )?;
+        let r = &self.recommend;
+        secs(
+            r.train_interval,
+            "recommend.train_interval",
+            0.1,
+            604_800.0,
+            "0.1..=604800 seconds",
+        )?;
+        check(
+            r.retrain_after_events >= 1,
+            "recommend.retrain_after_events",
+            r.retrain_after_events,
+            "at least 1",
+        )?;
+        check(
+            r.popularity_half_life_days.is_finite() && r.popularity_half_life_days > 0.0,
+            "recommend.popularity_half_life_days",
+            r.popularity_half_life_days,
+            "a positive number of days",
+        )?;
+        for (t, w) in &r.positive_weights {
+            check(
+                w.is_finite() && *w > 0.0,
+                "recommend.positive_weights",
+                format!("{t} = {w}"),
+                "weights above 0",
+            )?;
+        }
         check(
             (1..=1000).contains(&self.recommend.default_n),
             "recommend.default_n",

@@ -34,3 +34,4 @@ pub mod import;
 pub mod metrics;
 pub mod store;
 pub mod telemetry;
+pub mod train;

@@ -142,6 +142,13 @@ pub struct Metrics {
     pub http_latency: Family<HttpLabels, LatencyHistogram>,
     pub feedback_rows: Counter,
     pub feedback_commits: Counter,
+    pub train_runs: Family<ResultLabel, Counter>,
+    pub train_seconds: LatencyHistogram,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
 }
 
 impl Metrics {
@@ -173,6 +180,18 @@ impl Metrics {
             "Group commits (transactions) of the feedback writer",
             feedback_commits.clone(),
         );
+        let train_runs = Family::<ResultLabel, Counter>::default();
+        let train_seconds = LatencyHistogram::default();
+        registry.register(
+            "train_runs",
+            "Background training runs by result (ok, failed)",
+            train_runs.clone(),
+        );
+        registry.register(
+            "train_seconds",
+            "Duration of training runs",
+            train_seconds.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             pool,
@@ -180,7 +199,16 @@ impl Metrics {
             http_latency,
             feedback_rows,
             feedback_commits,
+            train_runs,
+            train_seconds,
         }
+    }
+
+    /// Counts a training run and records its duration.
+    pub fn record_training(&self, ok: bool, seconds: f64) {
+        let result = if ok { "ok" } else { "failed" };
+        self.train_runs.get_or_create(&ResultLabel { result }).inc();
+        self.train_seconds.observe(seconds);
     }
 
     /// The registry in Prometheus text format.

@@ -172,6 +172,15 @@ impl From<engine::Error> for Error {
     }
 }
 
+impl From<crate::train::Error> for Error {
+    fn from(e: crate::train::Error) -> Self {
+        match e {
+            crate::train::Error::Store(e) => e.into(),
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}
+
 impl From<WriteError> for Error {
     fn from(e: WriteError) -> Self {
         match e {

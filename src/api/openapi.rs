@@ -183,6 +183,14 @@ pub const ROUTES: &[Route] = &[
         Access::Write,
     ),
     (
+        "post",
+        "/api/admin/train",
+        "Train the models now; answers when they serve",
+        None,
+        "Object",
+        Access::Write,
+    ),
+    (
         "get",
         "/health/live",
         "Liveness",
@@ -256,6 +264,10 @@ fn parameters(path: &str, method: &str) -> Vec<Value> {
             "exclude",
             json!({ "type": "array", "items": { "type": "string" } }),
         ));
+        if path.starts_with("/api/recommend") {
+            let engines = json!({ "type": "string", "enum": ["auto", "fast", "popularity"], "default": "auto" });
+            out.push(query("engine", engines));
+        }
     }
     if path.starts_with("/api/feedback/") {
         out.push(query("type", json!({ "type": "string" })));

@@ -62,3 +62,16 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 pub async fn pool_status(State(state): State<AppState>) -> Json<PoolStatus> {
     Json(state.pool.status())
 }
+
+/// Trains now (admin): answers when the new models are serving.
+pub async fn train(State(state): State<AppState>) -> Result<Json<Value>, super::Error> {
+    let snapshot = state.trainer.train_once().await?;
+    Ok(Json(json!({
+        "version": snapshot.version,
+        "trained_at": snapshot.trained_at,
+        "users": snapshot.user_rows.len(),
+        "items": snapshot.n_items,
+        "interactions": snapshot.train.nnz(),
+        "fit_seconds": snapshot.fit_seconds,
+    })))
+}

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{Error, Result};
 use super::extract::{Json, Path, Query, split_list, validate_id};
 use crate::app::AppState;
-use crate::engine::{self, Scored};
+use crate::engine::{self, EngineKind, Scored};
 
 const MAX_N: usize = 1000;
 const MAX_LIST: usize = 1000;
@@ -20,6 +20,8 @@ pub struct Params {
     category: Vec<String>,
     #[serde(default)]
     exclude: Vec<String>,
+    /// `auto` (default), `fast` or `popularity`; only on the per-user route.
+    engine: Option<EngineKind>,
 }
 
 struct Checked {
@@ -29,6 +31,17 @@ struct Checked {
 }
 
 impl Params {
+    /// For the item lists, which have no engine to choose.
+    fn without_engine(self) -> Result<Self> {
+        if self.engine.is_some() {
+            return Err(Error::invalid(
+                "engine",
+                "only /api/recommend/{user_id} takes an engine",
+            ));
+        }
+        Ok(self)
+    }
+
     fn check(self, default_n: usize) -> Result<Checked> {
         let n = self.n.unwrap_or(default_n);
         if !(1..=MAX_N).contains(&n) {
@@ -85,11 +98,12 @@ pub async fn recommend(
     Query(params): Query<Params>,
 ) -> Result<Json<Recommendations>> {
     validate_id("user_id", &user_id)?;
+    let kind = params.engine.unwrap_or(EngineKind::Auto);
     let checked = params.check(state.config.recommend.default_n)?;
-    let items = state.engine.recommend(&user_id, &checked.query());
+    let (served_by, items) = state.engine.recommend(&user_id, &checked.query(), kind);
     Ok(Json(Recommendations {
         user_id: Some(user_id),
-        engine: "popularity",
+        engine: served_by.name(),
         items,
     }))
 }
@@ -98,7 +112,9 @@ pub async fn popular(
     State(state): State<AppState>,
     Query(params): Query<Params>,
 ) -> Result<Json<Recommendations>> {
-    let checked = params.check(state.config.recommend.default_n)?;
+    let checked = params
+        .without_engine()?
+        .check(state.config.recommend.default_n)?;
     Ok(Json(Recommendations {
         user_id: None,
         engine: "popularity",
@@ -110,7 +126,9 @@ pub async fn latest(
     State(state): State<AppState>,
     Query(params): Query<Params>,
 ) -> Result<Json<Recommendations>> {
-    let checked = params.check(state.config.recommend.default_n)?;
+    let checked = params
+        .without_engine()?
+        .check(state.config.recommend.default_n)?;
     Ok(Json(Recommendations {
         user_id: None,
         engine: "latest",

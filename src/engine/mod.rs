@@ -12,14 +12,17 @@
 
 mod state;
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::RwLock;
 use serde::Serialize;
 
 use crate::store::{self, Feedback, Item, Store};
+use crate::train::Snapshot;
 pub use state::ItemMeta;
 use state::State;
 
@@ -62,7 +65,38 @@ pub struct Ranking {
 pub struct Engine {
     state: RwLock<State>,
     ranking: ArcSwap<Ranking>,
+    /// The latest trained models; `None` until the first training finishes.
+    snapshot: ArcSwapOption<Snapshot>,
+    /// Feedback rows applied since the snapshot's training began.
+    events_since_training: AtomicU64,
 }
+
+/// Which recommender answers a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// The orchestrator's choice: for now `fast` once models are trained, else `popularity`.
+    Auto,
+    /// Item-to-item neighbours of the user's items blended with time-decayed popularity.
+    Fast,
+    /// Most interacted-with items.
+    Popularity,
+}
+
+impl EngineKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Auto => "auto",
+            EngineKind::Fast => "fast",
+            EngineKind::Popularity => "popularity",
+        }
+    }
+}
+
+/// Weight of normalised, time-decayed popularity in the `fast` blend (neighbours weigh 1).
+const FAST_POPULARITY_WEIGHT: f32 = 0.1;
+/// History items whose neighbours `fast` gathers (the rest only filter).
+const FAST_MAX_SOURCES: usize = 200;
 
 impl Engine {
     /// An empty engine; `negative_types` never count as popularity and exclude the item for the user.
@@ -70,7 +104,33 @@ impl Engine {
         Self {
             state: RwLock::new(State::new(negative_types)),
             ranking: ArcSwap::default(),
+            snapshot: ArcSwapOption::empty(),
+            events_since_training: AtomicU64::new(0),
         }
+    }
+
+    /// The live item index (id → compact index) for training.
+    pub fn item_index(&self) -> HashMap<Arc<str>, u32> {
+        self.state.read().item_index().clone()
+    }
+
+    /// Feedback rows applied since the current snapshot's training began.
+    pub fn events_since_training(&self) -> u64 {
+        self.events_since_training.load(Ordering::Relaxed)
+    }
+
+    /// Swaps in a trained snapshot; `events_before` were counted when its training began.
+    pub fn install(&self, snapshot: Arc<Snapshot>, events_before: u64) {
+        self.snapshot.store(Some(snapshot));
+        let _ =
+            self.events_since_training
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    Some(n.saturating_sub(events_before))
+                });
+    }
+
+    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.snapshot.load_full()
     }
 
     /// Loads every item, user and feedback row from the store, replacing what was held.
@@ -138,6 +198,8 @@ impl Engine {
         for f in rows {
             s.add_feedback(f);
         }
+        self.events_since_training
+            .fetch_add(rows.len() as u64, Ordering::Relaxed);
     }
 
     /// Applies deleted feedback rows.
@@ -156,9 +218,26 @@ impl Engine {
         self.state.read().has_item(id)
     }
 
-    /// The most popular items the user has not interacted with, that are not hidden, excluded, or
-    /// outside the requested categories. An unknown user gets the plain popular list.
-    pub fn recommend(&self, user_id: &str, q: &Query<'_>) -> Vec<Scored> {
+    /// Recommendations for a user from the chosen engine, and the engine that actually served
+    /// (`auto` resolves to a concrete one). Every engine skips items the user interacted with,
+    /// hidden and excluded items, and items outside the requested categories.
+    pub fn recommend(
+        &self,
+        user_id: &str,
+        q: &Query<'_>,
+        kind: EngineKind,
+    ) -> (EngineKind, Vec<Scored>) {
+        match (kind, self.snapshot.load_full()) {
+            (EngineKind::Fast | EngineKind::Auto, Some(snap)) => {
+                (EngineKind::Fast, self.fast(user_id, q, &snap))
+            }
+            _ => (EngineKind::Popularity, self.popular_for(user_id, q)),
+        }
+    }
+
+    /// The most popular items the user has not interacted with. An unknown user gets the plain
+    /// popular list.
+    fn popular_for(&self, user_id: &str, q: &Query<'_>) -> Vec<Scored> {
         let ranking = self.ranking.load();
         let s = self.state.read();
         let seen = s.user_history(user_id);
@@ -166,7 +245,75 @@ impl Engine {
             &ranking.popular,
             q,
             |idx| seen.is_some_and(|h| h.contains_key(&idx)),
-            |meta| (meta.popularity, "popular".to_string()),
+            |_, meta| (meta.popularity, "popular".to_string()),
+        )
+    }
+
+    /// `fast`: item-to-item neighbours of the user's positive items, each candidate scored by its
+    /// summed similarity (normalised to the best candidate) plus a little time-decayed popularity.
+    /// A user without history gets trending items.
+    fn fast(&self, user_id: &str, q: &Query<'_>, snap: &Snapshot) -> Vec<Scored> {
+        let s = self.state.read();
+        let history = s.user_history(user_id);
+        // candidate → (similarity sum, strongest source, its similarity)
+        let mut candidates: HashMap<u32, (f32, u32, f32)> = HashMap::new();
+        if let Some(h) = history {
+            let sources = h
+                .iter()
+                .filter(|(_, types)| !types.iter().any(|t| s.is_negative(t)))
+                .map(|(i, _)| *i)
+                .filter(|&j| (j as usize) < snap.n_items);
+            for j in sources.take(FAST_MAX_SOURCES) {
+                for &(i, sim) in &snap.itemknn.neighbours[j as usize] {
+                    let c = candidates.entry(i).or_insert((0.0, j, 0.0));
+                    c.0 += sim;
+                    if sim > c.2 {
+                        (c.1, c.2) = (j, sim);
+                    }
+                }
+            }
+        }
+        let best = candidates
+            .values()
+            .map(|c| c.0)
+            .fold(0.0f32, f32::max)
+            .max(f32::MIN_POSITIVE);
+        let pop_best = snap
+            .popular_order
+            .first()
+            .map(|&i| snap.popularity.scores[i as usize])
+            .unwrap_or(0.0);
+        let pop = |i: u32| {
+            FAST_POPULARITY_WEIGHT * snap.popularity.scores[i as usize]
+                / pop_best.max(f32::MIN_POSITIVE)
+        };
+        let mut order: Vec<(f32, u32)> = candidates
+            .iter()
+            .map(|(&i, c)| (c.0 / best + pop(i), i))
+            .collect();
+        order.extend(
+            snap.popular_order
+                .iter()
+                .filter(|i| !candidates.contains_key(i))
+                .map(|&i| (pop(i), i)),
+        );
+        order.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let scores: HashMap<u32, f32> = order.iter().map(|&(sc, i)| (i, sc)).collect();
+        let mut idx: Vec<u32> = order.into_iter().map(|(_, i)| i).collect();
+        // Items the snapshot does not rank (new since training) follow, by live popularity.
+        let ranking = self.ranking.load();
+        idx.extend(ranking.popular.iter().filter(|i| !scores.contains_key(i)));
+        s.pick(
+            &idx,
+            q,
+            |i| history.is_some_and(|h| h.contains_key(&i)),
+            |i, _| {
+                let reason = match candidates.get(&i) {
+                    Some(&(_, source, _)) => format!("because you liked {}", s.item_id(source)),
+                    None => "trending".to_string(),
+                };
+                (scores.get(&i).copied().unwrap_or(0.0) as f64, reason)
+            },
         )
     }
 
@@ -177,7 +324,7 @@ impl Engine {
             &ranking.popular,
             q,
             |_| false,
-            |meta| (meta.popularity, "popular".to_string()),
+            |_, meta| (meta.popularity, "popular".to_string()),
         )
     }
 
@@ -188,7 +335,7 @@ impl Engine {
             &ranking.latest,
             q,
             |_| false,
-            |meta| (meta.timestamp_ms as f64 / 1000.0, "latest".to_string()),
+            |_, meta| (meta.timestamp_ms as f64 / 1000.0, "latest".to_string()),
         )
     }
 }

@@ -63,7 +63,7 @@ impl State {
         self.dirty.load(Ordering::Relaxed)
     }
 
-    fn is_negative(&self, feedback_type: &str) -> bool {
+    pub fn is_negative(&self, feedback_type: &str) -> bool {
         self.negative_types.iter().any(|t| t == feedback_type)
     }
 
@@ -183,6 +183,14 @@ impl State {
         }
     }
 
+    pub fn item_index(&self) -> &HashMap<Arc<str>, u32> {
+        &self.item_index
+    }
+
+    pub fn item_id(&self, idx: u32) -> &str {
+        self.items.get(idx as usize).map(|m| &*m.id).unwrap_or("")
+    }
+
     pub fn has_user(&self, id: &str) -> bool {
         self.user_index
             .get(id)
@@ -217,7 +225,7 @@ impl State {
         order: &[u32],
         q: &Query<'_>,
         seen: impl Fn(u32) -> bool,
-        score: impl Fn(&ItemMeta) -> (f64, String),
+        score: impl Fn(u32, &ItemMeta) -> (f64, String),
     ) -> Vec<Scored> {
         let mut out = Vec::with_capacity(q.n);
         for &idx in order {
@@ -241,7 +249,7 @@ impl State {
             if q.exclude.iter().any(|x| **x == *meta.id) {
                 continue;
             }
-            let (score, reason) = score(meta);
+            let (score, reason) = score(idx, meta);
             let reason = if q.categories.len() == 1 && reason == "popular" {
                 format!("popular in {}", q.categories[0])
             } else {

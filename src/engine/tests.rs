@@ -29,6 +29,17 @@ fn ids(v: &[Scored]) -> Vec<&str> {
     v.iter().map(|s| &*s.id).collect()
 }
 
+/// The popularity engine's answer (no models are trained in these tests).
+fn popular_rec(e: &Engine, user: &str, q: &Query<'_>) -> Vec<Scored> {
+    let (served, items) = e.recommend(user, q, EngineKind::Auto);
+    assert_eq!(
+        served,
+        EngineKind::Popularity,
+        "untrained: auto falls back to popularity"
+    );
+    items
+}
+
 fn engine() -> Engine {
     let e = Engine::new(vec!["dislike".into()]);
     e.upsert_items(&[
@@ -75,11 +86,12 @@ fn recommend_skips_seen_excluded_and_filters_categories() {
         n: 10,
         ..Default::default()
     };
-    assert_eq!(ids(&e.recommend("u3", &q)), ["b"], "u3 saw a and c");
-    assert_eq!(ids(&e.recommend("stranger", &q)), ["a", "b", "c"]);
+    assert_eq!(ids(&popular_rec(&e, "u3", &q)), ["b"], "u3 saw a and c");
+    assert_eq!(ids(&popular_rec(&e, "stranger", &q)), ["a", "b", "c"]);
     let exclude = vec!["a".to_string()];
     assert_eq!(
-        ids(&e.recommend(
+        ids(&popular_rec(
+            &e,
             "stranger",
             &Query {
                 n: 10,
@@ -90,7 +102,8 @@ fn recommend_skips_seen_excluded_and_filters_categories() {
         ["b", "c"]
     );
     let cats = vec!["y".to_string()];
-    let got = e.recommend(
+    let got = popular_rec(
+        &e,
         "stranger",
         &Query {
             n: 10,
@@ -101,7 +114,8 @@ fn recommend_skips_seen_excluded_and_filters_categories() {
     assert_eq!(ids(&got), ["b", "c"]);
     assert_eq!(got[0].reason, "popular in y");
     assert_eq!(
-        ids(&e.recommend(
+        ids(&popular_rec(
+            &e,
             "stranger",
             &Query {
                 n: 1,
@@ -121,7 +135,7 @@ fn feedback_is_seen_at_once_and_negative_does_not_count() {
     };
     e.add_feedback(&[fb("u9", "b", "dislike")]);
     assert_eq!(
-        ids(&e.recommend("u9", &q)),
+        ids(&popular_rec(&e, "u9", &q)),
         ["a", "c"],
         "disliked item excluded without a rerank"
     );
@@ -162,7 +176,7 @@ fn deleting_items_and_users_updates_everything() {
     e.upsert_items(&[item("a", &[], 1, false)]);
     e.rerank();
     assert_eq!(
-        ids(&e.recommend("u2", &q)),
+        ids(&popular_rec(&e, "u2", &q)),
         ["c", "a"],
         "re-created item is new to its old users"
     );

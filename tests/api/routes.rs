@@ -140,7 +140,7 @@ async fn feedback_and_recommend(app: &TestApp) {
     assert_eq!(app.count("feedback").await, 7);
     reranked(app).await;
 
-    let (s, rec) = app.get("/api/recommend/u1?n=10").await;
+    let (s, rec) = app.get("/api/recommend/u1?n=10&engine=popularity").await;
     assert_eq!(s, 200, "{rec}");
     assert_eq!(rec["engine"], "popularity");
     let got = ids(&rec);
@@ -155,25 +155,31 @@ async fn feedback_and_recommend(app: &TestApp) {
             .contains("popular")
     );
 
-    let (_, rec) = app.get("/api/recommend/newcomer?n=2").await;
+    let (_, rec) = app
+        .get("/api/recommend/newcomer?n=2&engine=popularity")
+        .await;
     assert_eq!(
         ids(&rec),
         ["i1", "i3"],
         "unknown users get the popular list"
     );
-    let (_, rec) = app.get("/api/recommend/newcomer?exclude=i1,i3").await;
+    let (_, rec) = app
+        .get("/api/recommend/newcomer?exclude=i1,i3&engine=popularity")
+        .await;
     assert_eq!(ids(&rec), ["i4"]);
     let (_, rec) = app
-        .get("/api/recommend/newcomer?exclude=i1&exclude=i3")
+        .get("/api/recommend/newcomer?exclude=i1&exclude=i3&engine=popularity")
         .await;
     assert_eq!(ids(&rec), ["i4"], "repeated exclude works too");
     app.post("/api/items", json!({"id": "b1", "categories": ["book"]}))
         .await;
     reranked(app).await;
-    let (_, rec) = app.get("/api/recommend/newcomer?category=book").await;
+    let (_, rec) = app
+        .get("/api/recommend/newcomer?category=book&engine=popularity")
+        .await;
     assert_eq!(ids(&rec), ["b1"]);
     let (_, rec) = app
-        .get("/api/recommend/newcomer?category=book&category=film&n=10")
+        .get("/api/recommend/newcomer?category=book&category=film&n=10&engine=popularity")
         .await;
     assert_eq!(
         ids(&rec).len(),

@@ -1,0 +1,98 @@
+//! Trained engines: background training, the `fast` engine, and freshness of feedback.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, spawn_app_with};
+
+fn reasons(v: &Value) -> Vec<String> {
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["reason"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn ids(v: &Value) -> Vec<String> {
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn fast_engine_serves_after_training_and_reflects_a_like_at_once() {
+    let app = spawn_app_with(Backend::Sqlite, |c| {
+        c.demo.seed_if_empty = true;
+        c.recommend.train_interval = 3600.0;
+    })
+    .await;
+    let (s, trained) = app.post("/api/admin/train", json!(null)).await;
+    assert_eq!(s, 200, "{trained}");
+    assert!(trained["version"].as_u64().unwrap() >= 1);
+    assert!(trained["interactions"].as_u64().unwrap() > 1000);
+
+    // An established demo user: neighbours of their items, explained.
+    let (s, rec) = app.get("/api/recommend/user-3?engine=fast").await;
+    assert_eq!((s, rec["engine"].as_str()), (200, Some("fast")), "{rec}");
+    assert_eq!(ids(&rec).len(), 10);
+    assert!(
+        reasons(&rec)
+            .iter()
+            .any(|r| r.starts_with("because you liked item-")),
+        "{rec}"
+    );
+    let (_, auto) = app.get("/api/recommend/user-3").await;
+    assert_eq!(auto["engine"], "fast", "auto uses the trained engine");
+    let (_, pop) = app.get("/api/recommend/user-3?engine=popularity").await;
+    assert_eq!(pop["engine"], "popularity");
+    assert_ne!(
+        ids(&pop),
+        ids(&rec),
+        "a different algorithm, not popularity under another name"
+    );
+
+    // A newcomer gets trending items; after one like, its neighbours, excluding the liked item.
+    let (_, cold) = app.get("/api/recommend/newcomer?engine=fast").await;
+    assert!(reasons(&cold).iter().all(|r| r == "trending"), "{cold}");
+    let liked = ids(&cold)[0].clone();
+    let (s, _) = app
+        .post(
+            "/api/feedback",
+            json!([{"user_id": "newcomer", "item_id": liked, "type": "like"}]),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (_, warm) = app.get("/api/recommend/newcomer?engine=fast").await;
+    assert!(
+        !ids(&warm).contains(&liked),
+        "the liked item is excluded at once: {warm}"
+    );
+    assert_eq!(
+        reasons(&warm)[0],
+        format!("because you liked {liked}"),
+        "{warm}"
+    );
+
+    // Bad engine names are rejected, and item lists take no engine.
+    let (s, b) = app.get("/api/recommend/u?engine=magic").await;
+    assert_eq!((s, b["field"].as_str()), (400, Some("engine")), "{b}");
+    let (s, b) = app.get("/api/popular?engine=fast").await;
+    assert_eq!((s, b["field"].as_str()), (400, Some("engine")), "{b}");
+
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("reco_train_runs_total{result=\"ok\"}"),
+        "{text}"
+    );
+}
