@@ -7,6 +7,7 @@
 //! (rayon inside).
 
 pub mod als;
+pub mod blend;
 pub mod bpr;
 pub mod content;
 pub mod itemknn;

@@ -52,6 +52,33 @@ impl EvalData {
             })
     }
 
+    /// A temporal split of the training part itself (validation for fitting blend weights): each
+    /// user's training items ordered by (time, item index), the first `floor(fraction · n)` stay.
+    pub fn inner_split(&self, fraction: f64) -> EvalData {
+        let mut train = Vec::new();
+        let mut test = vec![Vec::new(); self.train.n_rows];
+        for u in 0..self.train.n_rows {
+            let span = self.train.indptr[u]..self.train.indptr[u + 1];
+            let mut events: Vec<(i64, u32)> = self.train_times[span.clone()]
+                .iter()
+                .copied()
+                .zip(self.train.indices[span].iter().copied())
+                .collect();
+            events.sort_unstable();
+            let n_train = (events.len() as f64 * fraction).floor() as usize;
+            for (rank, (ts, i)) in events.into_iter().enumerate() {
+                if rank < n_train {
+                    train.push((u as u32, i, ts));
+                } else {
+                    test[u].push(i);
+                }
+            }
+        }
+        let mut inner = build(self.user_ids.clone(), self.item_ids.clone(), train, test);
+        inner.item_texts = self.item_texts.clone();
+        inner
+    }
+
     #[cfg(test)]
     pub(crate) fn for_tests(train: Csr, test: Vec<Vec<u32>>) -> Self {
         let times = vec![0; train.nnz()];

@@ -13,6 +13,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::algo::blend::Blend;
 use crate::algo::{self, History, Scorer, top_n};
 pub use data::{EvalData, Positive, from_dataset, from_files, split};
 
@@ -102,7 +103,65 @@ pub fn evaluate(scorer: &dyn Scorer, data: &EvalData, k: usize) -> Metrics {
 }
 
 /// The models `reco evaluate` knows, in report order.
-pub const MODELS: [&str; 5] = ["popularity", "itemknn", "als", "bpr", "content"];
+pub const MODELS: [&str; 7] = [
+    "popularity",
+    "itemknn",
+    "als",
+    "bpr",
+    "content",
+    "fast",
+    "quality",
+];
+
+/// Half-life of popularity in the `fast` blend, as the server's default (14 days).
+const HALF_LIFE_SECS: f64 = 14.0 * 86_400.0;
+
+/// The engines' blends as offline models. `fast`: item-to-item plus 0.1 decayed popularity, the
+/// formula the server's `fast` engine uses. `quality`: ALS, BPR, item-to-item and content, weighted
+/// by a grid search on a temporal validation split of the training data, then refitted on all of it.
+fn fit_blend(model: &str, data: &EvalData) -> Option<Blend> {
+    match model {
+        "fast" => Some(Blend {
+            members: vec![
+                (
+                    Box::new(algo::itemknn::fit(&data.train, Default::default())),
+                    1.0,
+                ),
+                (
+                    Box::new(algo::popularity::fit(
+                        data.train.n_cols,
+                        data.train_events(),
+                        data.now,
+                        Some(HALF_LIFE_SECS),
+                    )),
+                    0.1,
+                ),
+            ],
+        }),
+        "quality" => {
+            let members = |d: &EvalData| -> Vec<Box<dyn Scorer>> {
+                vec![
+                    Box::new(algo::als::fit(&d.train, Default::default())),
+                    Box::new(algo::bpr::fit(&d.train, Default::default())),
+                    Box::new(algo::itemknn::fit(&d.train, Default::default())),
+                    Box::new(algo::content::fit(&d.item_texts, Default::default())),
+                ]
+            };
+            let inner = data.inner_split(0.8);
+            let inner_models = members(&inner);
+            let refs: Vec<&dyn Scorer> = inner_models.iter().map(|m| m.as_ref()).collect();
+            let weights = algo::blend::fit_weights(&refs, &inner.train, &inner.test, 10, 0.1);
+            tracing::info!(
+                ?weights,
+                "quality blend weights (als, bpr, itemknn, content)"
+            );
+            Some(Blend {
+                members: members(data).into_iter().zip(weights).collect(),
+            })
+        }
+        _ => None,
+    }
+}
 
 /// Fits the named model on the training part of `data`.
 pub fn fit(model: &str, data: &EvalData) -> Option<Box<dyn Scorer>> {
@@ -117,7 +176,7 @@ pub fn fit(model: &str, data: &EvalData) -> Option<Box<dyn Scorer>> {
         "als" => Box::new(algo::als::fit(&data.train, Default::default())),
         "bpr" => Box::new(algo::bpr::fit(&data.train, Default::default())),
         "content" => Box::new(algo::content::fit(&data.item_texts, Default::default())),
-        _ => return None,
+        other => Box::new(fit_blend(other, data)?),
     })
 }
 

@@ -1,0 +1,178 @@
+//! Weighted blends of scorers, and fitting the weights on a validation split.
+//!
+//! Each member's scores are scaled per user by their largest absolute value before weighting, so
+//! models with different score ranges (cosine sums, factor dot products, decayed counts) mix on equal
+//! terms. [`fit_weights`] searches the weight simplex on a grid for the best NDCG@10 on validation
+//! data; the engines use it at training time with a temporal split of the training data.
+
+use rayon::prelude::*;
+
+use super::{Csr, History, Scorer, top_n};
+
+/// A weighted sum of normalised scorer outputs.
+pub struct Blend {
+    pub members: Vec<(Box<dyn Scorer>, f32)>,
+}
+
+/// Scales `scores` so the largest absolute value is 1 (all-zero stays zero).
+pub fn normalise(scores: &mut [f32]) {
+    let max = scores.iter().fold(0f32, |m, s| m.max(s.abs()));
+    if max > 0.0 {
+        scores.iter_mut().for_each(|s| *s /= max);
+    }
+}
+
+impl Scorer for Blend {
+    fn score(&self, user: Option<usize>, history: History<'_>, scores: &mut [f32]) {
+        scores.fill(0.0);
+        let mut buf = vec![0f32; scores.len()];
+        for (scorer, w) in &self.members {
+            if *w == 0.0 {
+                continue;
+            }
+            scorer.score(user, history, &mut buf);
+            normalise(&mut buf);
+            scores.iter_mut().zip(&buf).for_each(|(s, b)| *s += w * b);
+        }
+    }
+}
+
+/// Weights on the simplex with the given step (e.g. 0.1), for `n` members.
+fn simplex(n: usize, step: f32) -> Vec<Vec<f32>> {
+    let units = (1.0 / step).round() as usize;
+    let mut out = Vec::new();
+    let mut current = vec![0usize; n];
+    fn rec(i: usize, left: usize, current: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
+        if i + 1 == current.len() {
+            current[i] = left;
+            out.push(current.clone());
+            return;
+        }
+        for u in 0..=left {
+            current[i] = u;
+            rec(i + 1, left - u, current, out);
+        }
+    }
+    let mut raw = Vec::new();
+    rec(0, units, &mut current, &mut raw);
+    for r in raw {
+        out.push(r.into_iter().map(|u| u as f32 * step).collect());
+    }
+    out
+}
+
+/// The member weights (summing to 1, on a grid of `step`) with the best mean NDCG@`k` when ranking
+/// for the users of `train` against `validation` (per-user sorted item lists).
+pub fn fit_weights(
+    members: &[&dyn Scorer],
+    train: &Csr,
+    validation: &[Vec<u32>],
+    k: usize,
+    step: f32,
+) -> Vec<f32> {
+    let users: Vec<usize> = (0..train.n_rows)
+        .filter(|&u| validation.get(u).is_some_and(|v| !v.is_empty()))
+        .collect();
+    let n_items = train.n_cols;
+    // Normalised scores of every member for every validation user, computed once.
+    let per_user: Vec<Vec<Vec<f32>>> = users
+        .par_iter()
+        .map(|&u| {
+            members
+                .iter()
+                .map(|m| {
+                    let mut s = vec![0f32; n_items];
+                    m.score(Some(u), History::of(train, u), &mut s);
+                    normalise(&mut s);
+                    s
+                })
+                .collect()
+        })
+        .collect();
+    let grid = simplex(members.len(), step);
+    let ndcg_of = |w: &Vec<f32>| -> f64 {
+        users
+            .par_iter()
+            .zip(&per_user)
+            .map_init(
+                || vec![0f32; n_items],
+                |blend, (&u, member_scores)| {
+                    blend.fill(0.0);
+                    for (s, &wi) in member_scores.iter().zip(w) {
+                        if wi != 0.0 {
+                            blend.iter_mut().zip(s).for_each(|(b, x)| *b += wi * x);
+                        }
+                    }
+                    let top = top_n(blend, train.row(u).0, k);
+                    let truth = &validation[u];
+                    let dcg: f64 = top
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, i)| truth.binary_search(i).is_ok())
+                        .map(|(r, _)| 1.0 / ((r + 2) as f64).log2())
+                        .sum();
+                    let ideal: f64 = (0..truth.len().min(k))
+                        .map(|r| 1.0 / ((r + 2) as f64).log2())
+                        .sum();
+                    dcg / ideal
+                },
+            )
+            .sum::<f64>()
+    };
+    grid.into_iter()
+        .map(|w| {
+            let score = ndcg_of(&w);
+            (w, score)
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(w, _)| w)
+        .unwrap_or_else(|| vec![1.0 / members.len() as f32; members.len()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed(Vec<f32>);
+    impl Scorer for Fixed {
+        fn score(&self, _: Option<usize>, _: History<'_>, scores: &mut [f32]) {
+            scores.copy_from_slice(&self.0);
+        }
+    }
+
+    #[test]
+    fn simplex_covers_the_grid() {
+        let g = simplex(3, 0.5);
+        assert_eq!(g.len(), 6);
+        assert!(g.iter().all(|w| (w.iter().sum::<f32>() - 1.0).abs() < 1e-6));
+    }
+
+    #[test]
+    fn blend_normalises_and_weights_finds_the_useful_member() {
+        let good = Fixed(vec![0.0, 10.0, 0.0]); // ranks item 1 first
+        let bad = Fixed(vec![0.0, 0.0, 0.5]); // ranks item 2 first
+        let blend = Blend {
+            members: vec![
+                (Box::new(Fixed(good.0.clone())), 0.5),
+                (Box::new(Fixed(bad.0.clone())), 0.5),
+            ],
+        };
+        let mut s = vec![0.0; 3];
+        blend.score(
+            None,
+            History {
+                items: &[],
+                weights: &[],
+            },
+            &mut s,
+        );
+        assert_eq!(
+            s,
+            [0.0, 0.5, 0.5],
+            "each member scaled to 1 before weighting"
+        );
+        let train = Csr::from_triplets(2, 3, vec![(0, 0, 1.0), (1, 0, 1.0)]);
+        let w = fit_weights(&[&good, &bad], &train, &[vec![1], vec![1]], 1, 0.25);
+        assert!(w[0] > w[1], "{w:?}");
+    }
+}
