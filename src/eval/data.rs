@@ -57,7 +57,7 @@ impl EvalData {
     pub fn inner_split(&self, fraction: f64) -> EvalData {
         let mut train = Vec::new();
         let mut test = vec![Vec::new(); self.train.n_rows];
-        for u in 0..self.train.n_rows {
+        for (u, user_test) in test.iter_mut().enumerate() {
             let span = self.train.indptr[u]..self.train.indptr[u + 1];
             let mut events: Vec<(i64, u32)> = self.train_times[span.clone()]
                 .iter()
@@ -70,7 +70,7 @@ impl EvalData {
                 if rank < n_train {
                     train.push((u as u32, i, ts));
                 } else {
-                    test[u].push(i);
+                    user_test.push(i);
                 }
             }
         }
