@@ -17,11 +17,13 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use crate::algo::Csr;
 use crate::algo::content::{self, ItemText, label_tokens};
 use crate::algo::popularity::{self, Event, Popularity};
-use crate::algo::{Csr, als, itemknn};
+use crate::algo::{als, bpr, itemknn};
 use crate::config::{RecommendConfig, seconds};
 use crate::engine::Engine;
+use crate::eval::{self, EvalData};
 use crate::metrics::Metrics;
 use crate::store::{self, Store};
 
@@ -41,7 +43,11 @@ pub struct Snapshot {
     pub popular_order: Vec<u32>,
     pub itemknn: itemknn::ItemKnn,
     pub als: als::Als,
+    pub bpr: bpr::Bpr,
     pub content: content::Content,
+    /// Weights of ALS, BPR, item-to-item and content in the `quality` blend, fitted on a temporal
+    /// validation split of this run's data.
+    pub quality_weights: Vec<f32>,
     pub fit_seconds: f64,
 }
 
@@ -58,10 +64,9 @@ pub enum Error {
 struct TrainingData {
     n_items: usize,
     user_rows: HashMap<Arc<str>, u32>,
-    triplets: Vec<(u32, u32, f32)>,
-    events: Vec<Event>,
+    /// (user row, item, weight, unix seconds)
+    interactions: Vec<(u32, u32, f32, i64)>,
     texts: Vec<ItemText>,
-    now: i64,
 }
 
 /// Training weight of a feedback row, or `None` when it does not train.
@@ -93,9 +98,7 @@ async fn load(
         })
         .await?;
     let mut user_rows: HashMap<Arc<str>, u32> = HashMap::new();
-    let mut triplets = Vec::new();
-    let mut events = Vec::new();
-    let mut now = 0;
+    let mut interactions = Vec::new();
     store
         .for_each_feedback(|f| {
             let (Some(w), Some(&item)) = (
@@ -108,57 +111,74 @@ async fn load(
             let row = *user_rows
                 .entry(Arc::from(f.user_id.as_str()))
                 .or_insert(next);
-            let ts = f.timestamp.timestamp();
-            now = now.max(ts);
-            triplets.push((row, item, w));
-            events.push(Event {
-                item,
-                weight: w,
-                timestamp: ts,
-            });
+            interactions.push((row, item, w, f.timestamp.timestamp()));
         })
         .await?;
     Ok(TrainingData {
         n_items,
         user_rows,
-        triplets,
-        events,
+        interactions,
         texts,
-        now,
     })
 }
 
 fn fit(data: TrainingData, version: u64, half_life_days: f64) -> Snapshot {
     let started = Instant::now();
-    let train = Csr::from_triplets(data.user_rows.len(), data.n_items, data.triplets);
+    let events: Vec<Event> = data
+        .interactions
+        .iter()
+        .map(|&(_, item, weight, timestamp)| Event {
+            item,
+            weight,
+            timestamp,
+        })
+        .collect();
+    let set = EvalData::from_interactions(
+        data.user_rows.len(),
+        data.n_items,
+        &data.interactions,
+        data.texts,
+    );
     let popularity = popularity::fit(
         data.n_items,
-        data.events,
-        data.now,
+        events,
+        set.now,
         Some(half_life_days * 86_400.0),
     );
-    let (itemknn, (als, content)) = rayon::join(
-        || itemknn::fit(&train, Default::default()),
+    let train = &set.train;
+    let ((itemknn, als), ((bpr, content), quality_weights)) = rayon::join(
         || {
             rayon::join(
-                || als::fit(&train, Default::default()),
-                || content::fit(&data.texts, Default::default()),
+                || itemknn::fit(train, Default::default()),
+                || als::fit(train, Default::default()),
+            )
+        },
+        || {
+            rayon::join(
+                || {
+                    rayon::join(
+                        || bpr::fit(train, Default::default()),
+                        || content::fit(&set.item_texts, Default::default()),
+                    )
+                },
+                || eval::quality_weights(&set),
             )
         },
     );
-    let all: Vec<f32> = popularity.scores.clone();
-    let popular_order = crate::algo::top_n(&all, &[], 1000);
+    let popular_order = crate::algo::top_n(&popularity.scores, &[], 1000);
     Snapshot {
-        popular_order,
         version,
         trained_at: Utc::now(),
         n_items: data.n_items,
         user_rows: data.user_rows,
-        train,
+        train: set.train.clone(),
         popularity,
+        popular_order,
         itemknn,
         als,
+        bpr,
         content,
+        quality_weights,
         fit_seconds: started.elapsed().as_secs_f64(),
     }
 }

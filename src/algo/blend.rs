@@ -61,6 +61,19 @@ fn simplex(n: usize, step: f32) -> Vec<Vec<f32>> {
     out
 }
 
+/// Candidates per member per user that weight fitting looks at: an item outside every member's
+/// top 200 practically never reaches a blend's top 10, and this bounds memory on large catalogues.
+const FIT_CANDIDATES: usize = 200;
+/// Validation users weight fitting looks at, at most (spread evenly over the user rows).
+const FIT_MAX_USERS: usize = 1000;
+
+/// One validation user: candidate items and each member's normalised scores on them.
+struct Candidates {
+    user: usize,
+    items: Vec<u32>,
+    member_scores: Vec<Vec<f32>>,
+}
+
 /// The member weights (summing to 1, on a grid of `step`) with the best mean NDCG@`k` when ranking
 /// for the users of `train` against `validation` (per-user sorted item lists).
 pub fn fit_weights(
@@ -70,56 +83,73 @@ pub fn fit_weights(
     k: usize,
     step: f32,
 ) -> Vec<f32> {
-    let users: Vec<usize> = (0..train.n_rows)
+    let mut users: Vec<usize> = (0..train.n_rows)
         .filter(|&u| validation.get(u).is_some_and(|v| !v.is_empty()))
         .collect();
+    if users.len() > FIT_MAX_USERS {
+        let stride = users.len() as f64 / FIT_MAX_USERS as f64;
+        users = (0..FIT_MAX_USERS)
+            .map(|n| users[(n as f64 * stride) as usize])
+            .collect();
+    }
     let n_items = train.n_cols;
-    // Normalised scores of every member for every validation user, computed once.
-    let per_user: Vec<Vec<Vec<f32>>> = users
+    let per_user: Vec<Candidates> = users
         .par_iter()
         .map(|&u| {
-            members
+            let history = History::of(train, u);
+            let full: Vec<Vec<f32>> = members
                 .iter()
                 .map(|m| {
                     let mut s = vec![0f32; n_items];
-                    m.score(Some(u), History::of(train, u), &mut s);
+                    m.score(Some(u), history, &mut s);
                     normalise(&mut s);
                     s
                 })
-                .collect()
+                .collect();
+            let mut items: Vec<u32> = full
+                .iter()
+                .flat_map(|s| top_n(s, history.items, FIT_CANDIDATES))
+                .collect();
+            items.sort_unstable();
+            items.dedup();
+            let member_scores = full
+                .iter()
+                .map(|s| items.iter().map(|&i| s[i as usize]).collect())
+                .collect();
+            Candidates {
+                user: u,
+                items,
+                member_scores,
+            }
         })
         .collect();
-    let grid = simplex(members.len(), step);
     let ndcg_of = |w: &Vec<f32>| -> f64 {
-        users
+        per_user
             .par_iter()
-            .zip(&per_user)
-            .map_init(
-                || vec![0f32; n_items],
-                |blend, (&u, member_scores)| {
-                    blend.fill(0.0);
-                    for (s, &wi) in member_scores.iter().zip(w) {
-                        if wi != 0.0 {
-                            blend.iter_mut().zip(s).for_each(|(b, x)| *b += wi * x);
-                        }
+            .map(|c| {
+                let mut blended: Vec<f32> = vec![0.0; c.items.len()];
+                for (s, &wi) in c.member_scores.iter().zip(w) {
+                    if wi != 0.0 {
+                        blended.iter_mut().zip(s).for_each(|(b, x)| *b += wi * x);
                     }
-                    let top = top_n(blend, train.row(u).0, k);
-                    let truth = &validation[u];
-                    let dcg: f64 = top
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, i)| truth.binary_search(i).is_ok())
-                        .map(|(r, _)| 1.0 / ((r + 2) as f64).log2())
-                        .sum();
-                    let ideal: f64 = (0..truth.len().min(k))
-                        .map(|r| 1.0 / ((r + 2) as f64).log2())
-                        .sum();
-                    dcg / ideal
-                },
-            )
+                }
+                let top = top_n(&blended, &[], k);
+                let truth = &validation[c.user];
+                let dcg: f64 = top
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, pos)| truth.binary_search(&c.items[**pos as usize]).is_ok())
+                    .map(|(r, _)| 1.0 / ((r + 2) as f64).log2())
+                    .sum();
+                let ideal: f64 = (0..truth.len().min(k))
+                    .map(|r| 1.0 / ((r + 2) as f64).log2())
+                    .sum();
+                dcg / ideal
+            })
             .sum::<f64>()
     };
-    grid.into_iter()
+    simplex(members.len(), step)
+        .into_iter()
         .map(|w| {
             let score = ndcg_of(&w);
             (w, score)

@@ -265,7 +265,7 @@ fn parameters(path: &str, method: &str) -> Vec<Value> {
             json!({ "type": "array", "items": { "type": "string" } }),
         ));
         if path.starts_with("/api/recommend") {
-            let engines = json!({ "type": "string", "enum": ["auto", "fast", "popularity"], "default": "auto" });
+            let engines = json!({ "type": "string", "enum": ["auto", "fast", "quality", "popularity"], "default": "auto" });
             out.push(query("engine", engines));
         }
     }

@@ -20,7 +20,7 @@ pub struct Params {
     category: Vec<String>,
     #[serde(default)]
     exclude: Vec<String>,
-    /// `auto` (default), `fast` or `popularity`; only on the per-user route.
+    /// `auto` (default), `fast`, `quality` or `popularity`; only on the per-user route.
     engine: Option<EngineKind>,
 }
 

@@ -21,6 +21,8 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::RwLock;
 use serde::Serialize;
 
+use crate::algo::blend::normalise;
+use crate::algo::{History, Scorer, top_n};
 use crate::store::{self, Feedback, Item, Store};
 use crate::train::Snapshot;
 pub use state::ItemMeta;
@@ -79,6 +81,8 @@ pub enum EngineKind {
     Auto,
     /// Item-to-item neighbours of the user's items blended with time-decayed popularity.
     Fast,
+    /// ALS, BPR, item-to-item and content blended with weights fitted at training time.
+    Quality,
     /// Most interacted-with items.
     Popularity,
 }
@@ -88,6 +92,7 @@ impl EngineKind {
         match self {
             EngineKind::Auto => "auto",
             EngineKind::Fast => "fast",
+            EngineKind::Quality => "quality",
             EngineKind::Popularity => "popularity",
         }
     }
@@ -228,7 +233,12 @@ impl Engine {
         kind: EngineKind,
     ) -> (EngineKind, Vec<Scored>) {
         match (kind, self.snapshot.load_full()) {
-            (EngineKind::Fast | EngineKind::Auto, Some(snap)) => {
+            (EngineKind::Fast, Some(snap)) => (EngineKind::Fast, self.fast(user_id, q, &snap)),
+            (EngineKind::Quality, Some(snap)) => {
+                (EngineKind::Quality, self.quality(user_id, q, &snap))
+            }
+            // Auto picks `fast` once it was trained on some interactions.
+            (EngineKind::Auto, Some(snap)) if snap.train.nnz() > 0 => {
                 (EngineKind::Fast, self.fast(user_id, q, &snap))
             }
             _ => (EngineKind::Popularity, self.popular_for(user_id, q)),
@@ -246,6 +256,72 @@ impl Engine {
             q,
             |idx| seen.is_some_and(|h| h.contains_key(&idx)),
             |_, meta| (meta.popularity, "popular".to_string()),
+        )
+    }
+
+    /// `quality`: every trained model scores the whole catalogue for the user (factor models from
+    /// the user's trained row, or folded in from the live history for users new since training),
+    /// scores are scaled per model and blended with the fitted weights.
+    fn quality(&self, user_id: &str, q: &Query<'_>, snap: &Snapshot) -> Vec<Scored> {
+        let s = self.state.read();
+        let history = s.user_history(user_id);
+        let mut items: Vec<u32> = history
+            .map(|h| {
+                h.iter()
+                    .filter(|(i, types)| {
+                        (**i as usize) < snap.n_items && !types.iter().any(|t| s.is_negative(t))
+                    })
+                    .map(|(i, _)| *i)
+                    .collect()
+            })
+            .unwrap_or_default();
+        items.sort_unstable();
+        let weights = vec![1.0f32; items.len()];
+        let hist = History {
+            items: &items,
+            weights: &weights,
+        };
+        let row = snap.user_rows.get(user_id).map(|&r| r as usize);
+        let members: [&dyn Scorer; 4] = [&snap.als, &snap.bpr, &snap.itemknn, &snap.content];
+        let mut blended = vec![0f32; snap.n_items];
+        let mut buf = vec![0f32; snap.n_items];
+        for (m, &w) in members.iter().zip(&snap.quality_weights) {
+            if w > 0.0 {
+                m.score(row, hist, &mut buf);
+                normalise(&mut buf);
+                blended.iter_mut().zip(&buf).for_each(|(b, x)| *b += w * x);
+            }
+        }
+        let want = (q.n + q.exclude.len()) * 4 + 100;
+        let mut order = top_n(&blended, &items, want);
+        let ranking = self.ranking.load();
+        let ranked: std::collections::HashSet<u32> = order.iter().copied().collect();
+        order.extend(ranking.popular.iter().filter(|i| !ranked.contains(i)));
+        let sources = &items[..items.len().min(FAST_MAX_SOURCES)];
+        s.pick(
+            &order,
+            q,
+            |i| history.is_some_and(|h| h.contains_key(&i)),
+            |i, _| {
+                let because = sources
+                    .iter()
+                    .filter_map(|&j| {
+                        snap.itemknn.neighbours[j as usize]
+                            .iter()
+                            .find(|n| n.0 == i)
+                            .map(|n| (j, n.1))
+                    })
+                    .max_by(|a, b| a.1.total_cmp(&b.1));
+                let reason = match because {
+                    Some((j, _)) => format!("because you liked {}", s.item_id(j)),
+                    None if items.is_empty() => "popular".to_string(),
+                    None => "matches your taste".to_string(),
+                };
+                (
+                    blended.get(i as usize).copied().unwrap_or(0.0) as f64,
+                    reason,
+                )
+            },
         )
     }
 

@@ -52,6 +52,41 @@ impl EvalData {
             })
     }
 
+    /// Training data without a test part, from (user row, item, weight, timestamp) interactions:
+    /// what background training fits on. Weights of repeated pairs add up; the newest time counts.
+    pub fn from_interactions(
+        n_users: usize,
+        n_items: usize,
+        interactions: &[(u32, u32, f32, i64)],
+        item_texts: Vec<ItemText>,
+    ) -> EvalData {
+        let mut times: HashMap<(u32, u32), i64> = HashMap::with_capacity(interactions.len());
+        for &(u, i, _, t) in interactions {
+            let e = times.entry((u, i)).or_insert(t);
+            *e = (*e).max(t);
+        }
+        let train = Csr::from_triplets(
+            n_users,
+            n_items,
+            interactions.iter().map(|&(u, i, w, _)| (u, i, w)).collect(),
+        );
+        let mut train_times = Vec::with_capacity(train.nnz());
+        for u in 0..train.n_rows {
+            for &i in train.row(u).0 {
+                train_times.push(times[&(u as u32, i)]);
+            }
+        }
+        EvalData {
+            now: interactions.iter().map(|x| x.3).max().unwrap_or(0),
+            test: vec![Vec::new(); n_users],
+            user_ids: (0..n_users).map(|u| u.to_string()).collect(),
+            item_ids: (0..n_items).map(|i| i.to_string()).collect(),
+            train,
+            train_times,
+            item_texts,
+        }
+    }
+
     /// A temporal split of the training part itself (validation for fitting blend weights): each
     /// user's training items ordered by (time, item index), the first `floor(fraction · n)` stay.
     pub fn inner_split(&self, fraction: f64) -> EvalData {

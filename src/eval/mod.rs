@@ -163,6 +163,26 @@ fn fit_blend(model: &str, data: &EvalData) -> Option<Blend> {
     }
 }
 
+/// The members of the `quality` blend, fitted on `data`'s training part, in the order of
+/// [`quality_weights`]: ALS, BPR, item-to-item, content.
+pub fn quality_members(data: &EvalData) -> Vec<Box<dyn Scorer>> {
+    vec![
+        Box::new(algo::als::fit(&data.train, Default::default())),
+        Box::new(algo::bpr::fit(&data.train, Default::default())),
+        Box::new(algo::itemknn::fit(&data.train, Default::default())),
+        Box::new(algo::content::fit(&data.item_texts, Default::default())),
+    ]
+}
+
+/// Blend weights of `quality`: fit the members on the first 80% (in time) of each user's training
+/// interactions and search the weight grid (step 0.1) for the best NDCG@10 on the rest.
+pub fn quality_weights(data: &EvalData) -> Vec<f32> {
+    let inner = data.inner_split(0.8);
+    let inner_models = quality_members(&inner);
+    let refs: Vec<&dyn Scorer> = inner_models.iter().map(|m| m.as_ref()).collect();
+    algo::blend::fit_weights(&refs, &inner.train, &inner.test, 10, 0.1)
+}
+
 /// Fits the named model on the training part of `data`.
 pub fn fit(model: &str, data: &EvalData) -> Option<Box<dyn Scorer>> {
     Some(match model {

@@ -54,6 +54,23 @@ async fn fast_engine_serves_after_training_and_reflects_a_like_at_once() {
         "a different algorithm, not popularity under another name"
     );
 
+    // Quality blends every model with weights fitted at training time.
+    let (s, q) = app.get("/api/recommend/user-3?engine=quality").await;
+    assert_eq!((s, q["engine"].as_str()), (200, Some("quality")), "{q}");
+    assert_eq!(ids(&q).len(), 10);
+    let (_, seen) = app.get("/api/users/user-3/feedback?limit=1000").await;
+    let seen: Vec<&str> = seen["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["item_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids(&q).iter().all(|i| !seen.contains(&i.as_str())),
+        "never an item the user interacted with"
+    );
+    assert!(ids(&rec).iter().all(|i| !seen.contains(&i.as_str())));
+
     // A newcomer gets trending items; after one like, its neighbours, excluding the liked item.
     let (_, cold) = app.get("/api/recommend/newcomer?engine=fast").await;
     assert!(reasons(&cold).iter().all(|r| r == "trending"), "{cold}");
