@@ -5,7 +5,8 @@
 #
 # Scenarios, each against the same release binary and server process:
 #   trivial   GET /health/live        (a trivial JSON handler: the ceiling of the HTTP stack here)
-#   recommend GET /api/recommend/{u}  (MovieLens-100K loaded; served from memory)
+#   recommend GET /api/recommend/{u}  (MovieLens-100K loaded; engine auto = fast once trained)
+#   quality   GET /api/recommend/{u}?engine=quality
 #   feedback  POST /api/feedback      (one event per request; group commit)
 # Throughout, pg_stat_activity is sampled every 100 ms for the server's backends; the peak is reported.
 # Uses $RECO_BENCH_DATABASE_URL (an admin URL; default postgres://postgres@127.0.0.1:5432/postgres)
@@ -37,6 +38,10 @@ SAMPLER=
 cleanup() { kill $SERVER ${SAMPLER:+$SAMPLER} 2>/dev/null || true; }
 trap cleanup EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/health/ready" >/dev/null && break; sleep 0.2; done
+# Wait for the first training so that `auto` serves the trained engine.
+for _ in $(seq 300); do
+  curl -s "http://127.0.0.1:$PORT/api/recommend/1" | grep -q '"engine":"fast"' && break; sleep 0.2
+done
 
 # Peak backends of this server, sampled every 100 ms.
 ( peak=0; while true; do
@@ -66,6 +71,7 @@ echo "round scenario rps p50_ms p99_ms non2xx" > "$OUT/results.txt"
 for round in $(seq "$ROUNDS"); do
   echo "$round trivial $(run trivial /health/live)" >> "$OUT/results.txt"
   echo "$round recommend $(run recommend / scripts/bench/recommend.lua)" >> "$OUT/results.txt"
+  echo "$round quality $(run quality / scripts/bench/recommend_quality.lua)" >> "$OUT/results.txt"
 done
 rows_before=$(metric reco_feedback_rows_total); commits_before=$(metric reco_feedback_commits_total)
 for round in $(seq "$ROUNDS"); do
@@ -78,7 +84,7 @@ pool=$(curl -s "http://127.0.0.1:$PORT/api/admin/pool")
 cat "$OUT/results.txt"
 echo
 echo "median over $ROUNDS rounds (c=$CONC, $DURATION each):"
-for s in trivial recommend feedback; do
+for s in trivial recommend quality feedback; do
   awk -v s="$s" '$2 == s' "$OUT/results.txt" | sort -k3 -n | awk -v s="$s" '
     { r[NR] = $3; p50[NR] = $4; p99[NR] = $5 } END { m = int((NR + 1) / 2); printf "  %-9s %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms\n", s, r[m], p50[m], p99[m] }'
 done

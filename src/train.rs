@@ -5,7 +5,7 @@
 //! computing starts), fits the models on a blocking thread (rayon inside), and stores the result
 //! with `ArcSwap`: serving never waits for training. A failed run keeps the previous snapshot and is
 //! logged and counted. Runs happen every `recommend.train_interval` seconds and early once
-//! `recommend.retrain_after_events` feedback events have arrived.
+//! `recommend.retrain_after_events` feedback events have arrived (at most once a minute).
 //!
 //! Models live in the engine's item index space (the live catalogue's compact ids at the time of the
 //! run), so a request scores the user's exact in-memory history against them.
@@ -183,6 +183,9 @@ fn fit(data: TrainingData, version: u64, half_life_days: f64) -> Snapshot {
     }
 }
 
+/// Least time between the end of one run and an early (event-triggered) run.
+const MIN_EARLY_RETRAIN_GAP: Duration = Duration::from_secs(60);
+
 /// Runs trainings for one engine.
 pub struct Trainer {
     store: Store,
@@ -250,16 +253,20 @@ impl Trainer {
     pub fn spawn(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let interval = seconds(self.config.train_interval);
-            let mut last = Instant::now();
             let _ = self.train_once().await;
+            // When the last run ended: intervals and gaps count from there.
+            let mut last = Instant::now();
             let mut poll = tokio::time::interval(Duration::from_millis(500).min(interval));
             loop {
                 poll.tick().await;
                 let due = last.elapsed() >= interval;
-                let busy = self.engine.events_since_training() >= self.config.retrain_after_events;
+                // Early runs wait for a gap, so a stream of feedback does not keep the cores busy
+                // training.
+                let busy = self.engine.events_since_training() >= self.config.retrain_after_events
+                    && last.elapsed() >= MIN_EARLY_RETRAIN_GAP.min(interval);
                 if due || busy {
-                    last = Instant::now();
                     let _ = self.train_once().await;
+                    last = Instant::now();
                 }
             }
         })

@@ -103,6 +103,63 @@ const FAST_POPULARITY_WEIGHT: f32 = 0.1;
 /// History items whose neighbours `fast` gathers (the rest only filter).
 const FAST_MAX_SOURCES: usize = 200;
 
+/// Per-thread scratch of the `fast` engine: dense accumulators indexed by item, reset through the
+/// list of touched entries, so a request neither allocates per catalogue item nor hashes.
+#[derive(Default)]
+struct FastScratch {
+    /// Summed similarity per item.
+    sum: Vec<f32>,
+    /// Strongest (source item, similarity) per item; `u32::MAX` = untouched.
+    source: Vec<(u32, f32)>,
+    touched: Vec<u32>,
+}
+
+impl FastScratch {
+    fn prepare(&mut self, n_items: usize) {
+        if self.sum.len() < n_items {
+            self.sum.resize(n_items, 0.0);
+            self.source.resize(n_items, (u32::MAX, 0.0));
+        }
+    }
+
+    fn add(&mut self, item: u32, source: u32, sim: f32) {
+        let i = item as usize;
+        if self.source[i].0 == u32::MAX {
+            self.touched.push(item);
+            self.source[i] = (source, sim);
+        } else if sim > self.source[i].1 {
+            self.source[i] = (source, sim);
+        }
+        self.sum[i] += sim;
+    }
+
+    fn reset(&mut self) {
+        for &i in &self.touched {
+            self.sum[i as usize] = 0.0;
+            self.source[i as usize] = (u32::MAX, 0.0);
+        }
+        self.touched.clear();
+    }
+}
+
+thread_local! {
+    static FAST_SCRATCH: std::cell::RefCell<FastScratch> = std::cell::RefCell::new(FastScratch::default());
+}
+
+/// Puts the best `prefix` entries of `order` first, sorted by descending score (ties by index), and
+/// returns how many are sorted.
+fn sorted_prefix(order: &mut [(f32, u32)], prefix: usize) -> usize {
+    let by_score = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+    if order.len() > prefix {
+        order.select_nth_unstable_by(prefix, by_score);
+        order[..prefix].sort_unstable_by(by_score);
+        prefix
+    } else {
+        order.sort_unstable_by(by_score);
+        order.len()
+    }
+}
+
 impl Engine {
     /// An empty engine; `negative_types` never count as popularity and exclude the item for the user.
     pub fn new(negative_types: Vec<String>) -> Self {
@@ -331,66 +388,86 @@ impl Engine {
     fn fast(&self, user_id: &str, q: &Query<'_>, snap: &Snapshot) -> Vec<Scored> {
         let s = self.state.read();
         let history = s.user_history(user_id);
-        // candidate → (similarity sum, strongest source, its similarity)
-        let mut candidates: HashMap<u32, (f32, u32, f32)> = HashMap::new();
-        if let Some(h) = history {
-            let sources = h
-                .iter()
-                .filter(|(_, types)| !types.iter().any(|t| s.is_negative(t)))
-                .map(|(i, _)| *i)
-                .filter(|&j| (j as usize) < snap.n_items);
-            for j in sources.take(FAST_MAX_SOURCES) {
-                for &(i, sim) in &snap.itemknn.neighbours[j as usize] {
-                    let c = candidates.entry(i).or_insert((0.0, j, 0.0));
-                    c.0 += sim;
-                    if sim > c.2 {
-                        (c.1, c.2) = (j, sim);
+        FAST_SCRATCH.with(|cell| {
+            let mut guard = cell.borrow_mut();
+            let sc = &mut *guard;
+            sc.prepare(snap.n_items);
+            if let Some(h) = history {
+                let sources = h
+                    .iter()
+                    .filter(|(_, types)| !types.iter().any(|t| s.is_negative(t)))
+                    .map(|(i, _)| *i)
+                    .filter(|&j| (j as usize) < snap.n_items);
+                for j in sources.take(FAST_MAX_SOURCES) {
+                    for &(i, sim) in &snap.itemknn.neighbours[j as usize] {
+                        sc.add(i, j, sim);
                     }
                 }
             }
-        }
-        let best = candidates
-            .values()
-            .map(|c| c.0)
-            .fold(0.0f32, f32::max)
-            .max(f32::MIN_POSITIVE);
-        let pop_best = snap
-            .popular_order
-            .first()
-            .map(|&i| snap.popularity.scores[i as usize])
-            .unwrap_or(0.0);
-        let pop = |i: u32| {
-            FAST_POPULARITY_WEIGHT * snap.popularity.scores[i as usize]
-                / pop_best.max(f32::MIN_POSITIVE)
-        };
-        let mut order: Vec<(f32, u32)> = candidates
-            .iter()
-            .map(|(&i, c)| (c.0 / best + pop(i), i))
-            .collect();
-        order.extend(
-            snap.popular_order
+            let best = sc
+                .touched
                 .iter()
-                .filter(|i| !candidates.contains_key(i))
-                .map(|&i| (pop(i), i)),
-        );
-        order.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        let scores: HashMap<u32, f32> = order.iter().map(|&(sc, i)| (i, sc)).collect();
-        let mut idx: Vec<u32> = order.into_iter().map(|(_, i)| i).collect();
-        // Items the snapshot does not rank (new since training) follow, by live popularity.
-        let ranking = self.ranking.load();
-        idx.extend(ranking.popular.iter().filter(|i| !scores.contains_key(i)));
-        s.pick(
-            &idx,
-            q,
-            |i| history.is_some_and(|h| h.contains_key(&i)),
-            |i, _| {
-                let reason = match candidates.get(&i) {
-                    Some(&(_, source, _)) => format!("because you liked {}", s.item_id(source)),
-                    None => "trending".to_string(),
+                .map(|&i| sc.sum[i as usize])
+                .fold(0.0f32, f32::max)
+                .max(f32::MIN_POSITIVE);
+            let pop_best = snap
+                .popular_order
+                .first()
+                .map(|&i| snap.popularity.scores[i as usize])
+                .unwrap_or(0.0);
+            let pop_scale = FAST_POPULARITY_WEIGHT / pop_best.max(f32::MIN_POSITIVE);
+            let score = |i: u32| {
+                let pop = snap
+                    .popularity
+                    .scores
+                    .get(i as usize)
+                    .copied()
+                    .unwrap_or(0.0)
+                    * pop_scale;
+                match sc.source.get(i as usize) {
+                    Some(&(src, _)) if src != u32::MAX => sc.sum[i as usize] / best + pop,
+                    _ => pop,
+                }
+            };
+            let mut order: Vec<(f32, u32)> = sc.touched.iter().map(|&i| (score(i), i)).collect();
+            order.extend(
+                snap.popular_order
+                    .iter()
+                    .filter(|&&i| sc.source[i as usize].0 == u32::MAX)
+                    .map(|&i| (score(i), i)),
+            );
+            let seen = |i: u32| history.is_some_and(|h| h.contains_key(&i));
+            let explain = |i: u32, _: &ItemMeta| {
+                let reason = match sc.source.get(i as usize) {
+                    Some(&(src, _)) if src != u32::MAX => {
+                        format!("because you liked {}", s.item_id(src))
+                    }
+                    _ => "trending".to_string(),
                 };
-                (scores.get(&i).copied().unwrap_or(0.0) as f64, reason)
-            },
-        )
+                (score(i) as f64, reason)
+            };
+            // Sorting every candidate is the expensive part: sort a prefix deep enough for the
+            // filters, and everything only when the filters ate through it.
+            let ranking = self.ranking.load();
+            let depth = 4 * (q.n + q.exclude.len()) + history.map_or(0, |h| h.len()) + 50;
+            let mut picked = Vec::new();
+            for prefix in [depth, usize::MAX] {
+                let sorted = sorted_prefix(&mut order, prefix);
+                let mut idx: Vec<u32> = order[..sorted].iter().map(|x| x.1).collect();
+                let complete = sorted == order.len();
+                if complete {
+                    // Then everything else (items new since training, long tail), by live popularity.
+                    let listed: std::collections::HashSet<u32> = idx.iter().copied().collect();
+                    idx.extend(ranking.popular.iter().filter(|i| !listed.contains(i)));
+                }
+                picked = s.pick(&idx, q, seen, explain);
+                if picked.len() >= q.n || complete {
+                    break;
+                }
+            }
+            sc.reset();
+            picked
+        })
     }
 
     /// The most popular items overall (filtered like [`Engine::recommend`], without a user).
