@@ -41,6 +41,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/items", get(items::list))
         .route("/api/items/{id}", get(items::get))
         .route("/api/items/{id}/feedback", get(feedback::list_by_item))
+        .route("/api/items/{id}/similar", get(recommend::similar))
+        .route("/api/recommend/session", post(recommend::session))
         .route("/api/users", get(users::list))
         .route("/api/users/{id}", get(users::get))
         .route("/api/users/{id}/feedback", get(feedback::list_by_user))

@@ -159,6 +159,22 @@ pub const ROUTES: &[Route] = &[
         Access::Read,
     ),
     (
+        "post",
+        "/api/recommend/session",
+        "Recommendations for an anonymous visitor from the items of their session",
+        Some("SessionRequest"),
+        "Recommendations",
+        Access::Read,
+    ),
+    (
+        "get",
+        "/api/items/{id}/similar",
+        "Items like this one (?n=&category=&exclude=)",
+        None,
+        "Similar",
+        Access::Read,
+    ),
+    (
         "get",
         "/api/popular",
         "Most popular items (?n=&category=&exclude=)",
@@ -251,7 +267,8 @@ fn parameters(path: &str, method: &str) -> Vec<Value> {
             json!({ "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 }),
         ));
     }
-    if path.starts_with("/api/recommend") || path == "/api/popular" || path == "/api/latest" {
+    let listing = path.starts_with("/api/recommend/{") || path.ends_with("/similar");
+    if listing || path == "/api/popular" || path == "/api/latest" {
         out.push(query(
             "n",
             json!({ "type": "integer", "minimum": 1, "maximum": 1000, "default": 10 }),
@@ -309,6 +326,16 @@ fn schemas() -> Value {
         "FeedbackPage": page("Feedback"),
         "Recommendations": { "type": "object", "properties": {
             "user_id": { "type": "string" }, "engine": { "type": "string" },
+            "items": { "type": "array", "items": { "type": "object", "properties": {
+                "id": { "type": "string" }, "score": { "type": "number" }, "reason": { "type": "string" } } } } } },
+        "SessionRequest": { "type": "object", "required": ["items"], "additionalProperties": false, "properties": {
+            "items": { "type": "array", "items": id, "maxItems": 1000 },
+            "n": { "type": "integer", "minimum": 1, "maximum": 1000 },
+            "category": { "type": "array", "items": { "type": "string" } },
+            "exclude": { "type": "array", "items": { "type": "string" } },
+            "engine": { "type": "string", "enum": ["auto", "fast", "quality", "popularity"] } } },
+        "Similar": { "type": "object", "properties": {
+            "item_id": { "type": "string" },
             "items": { "type": "array", "items": { "type": "object", "properties": {
                 "id": { "type": "string" }, "score": { "type": "number" }, "reason": { "type": "string" } } } } } },
         "Upserted": count("upserted"),

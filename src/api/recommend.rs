@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{Error, Result};
 use super::extract::{Json, Path, Query, split_list, validate_id};
 use crate::app::AppState;
-use crate::engine::{self, EngineKind, Scored};
+use crate::engine::{self, EngineKind, Scored, Who};
 
 const MAX_N: usize = 1000;
 const MAX_LIST: usize = 1000;
@@ -100,7 +100,9 @@ pub async fn recommend(
     validate_id("user_id", &user_id)?;
     let kind = params.engine.unwrap_or(EngineKind::Auto);
     let checked = params.check(state.config.recommend.default_n)?;
-    let (served_by, items) = state.engine.recommend(&user_id, &checked.query(), kind);
+    let (served_by, items) = state
+        .engine
+        .recommend(Who::User(&user_id), &checked.query(), kind);
     Ok(Json(Recommendations {
         user_id: Some(user_id),
         engine: served_by.name(),
@@ -133,5 +135,76 @@ pub async fn latest(
         user_id: None,
         engine: "latest",
         items: state.engine.latest(&checked.query()),
+    }))
+}
+
+/// Items like one item.
+pub async fn similar(
+    State(state): State<AppState>,
+    Path(item_id): Path<String>,
+    Query(params): Query<Params>,
+) -> Result<Json<Similar>> {
+    validate_id("id", &item_id)?;
+    let checked = params
+        .without_engine()?
+        .check(state.config.recommend.default_n)?;
+    match state.engine.similar(&item_id, &checked.query()) {
+        Some(items) => Ok(Json(Similar { item_id, items })),
+        None => Err(Error::not_found("item", &item_id, "id")),
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Similar {
+    item_id: String,
+    items: Vec<Scored>,
+}
+
+/// Most items an anonymous session may name.
+const MAX_SESSION_ITEMS: usize = 1000;
+
+/// Recommendations for an anonymous visitor from the items of their session.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRequest {
+    /// Ids of the items the visitor interacted with, oldest first.
+    items: Vec<String>,
+    n: Option<usize>,
+    #[serde(default)]
+    category: Vec<String>,
+    #[serde(default)]
+    exclude: Vec<String>,
+    engine: Option<EngineKind>,
+}
+
+pub async fn session(
+    State(state): State<AppState>,
+    Json(body): Json<SessionRequest>,
+) -> Result<Json<Recommendations>> {
+    if body.items.len() > MAX_SESSION_ITEMS {
+        return Err(Error::invalid(
+            "items",
+            format!("at most {MAX_SESSION_ITEMS} items allowed"),
+        ));
+    }
+    for (i, id) in body.items.iter().enumerate() {
+        validate_id(&format!("items[{i}]"), id)?;
+    }
+    let params = Params {
+        n: body.n,
+        category: body.category,
+        exclude: body.exclude,
+        engine: None,
+    };
+    let checked = params.check(state.config.recommend.default_n)?;
+    let kind = body.engine.unwrap_or(EngineKind::Auto);
+    let (served_by, items) =
+        state
+            .engine
+            .recommend(Who::Session(&body.items), &checked.query(), kind);
+    Ok(Json(Recommendations {
+        user_id: None,
+        engine: served_by.name(),
+        items,
     }))
 }

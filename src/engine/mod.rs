@@ -26,7 +26,7 @@ use crate::algo::{History, Scorer, top_n};
 use crate::store::{self, Feedback, Item, Store};
 use crate::train::Snapshot;
 pub use state::ItemMeta;
-use state::State;
+use state::{State, UserHistory};
 
 /// Errors of the engine layer.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +71,15 @@ pub struct Engine {
     snapshot: ArcSwapOption<Snapshot>,
     /// Feedback rows applied since the snapshot's training began.
     events_since_training: AtomicU64,
+}
+
+/// Whom a recommendation is for.
+#[derive(Debug, Clone, Copy)]
+pub enum Who<'a> {
+    /// A user, with their live history.
+    User(&'a str),
+    /// An anonymous visitor, by the item ids of their session so far.
+    Session(&'a [String]),
 }
 
 /// Which recommender answers a request.
@@ -285,29 +294,42 @@ impl Engine {
     /// hidden and excluded items, and items outside the requested categories.
     pub fn recommend(
         &self,
-        user_id: &str,
+        who: Who<'_>,
         q: &Query<'_>,
         kind: EngineKind,
     ) -> (EngineKind, Vec<Scored>) {
+        let s = self.state.read();
+        let session;
+        let (history, user_id) = match who {
+            Who::User(id) => (s.user_history(id), Some(id)),
+            Who::Session(items) => {
+                session = s.session_history(items);
+                (Some(&session), None)
+            }
+        };
         match (kind, self.snapshot.load_full()) {
-            (EngineKind::Fast, Some(snap)) => (EngineKind::Fast, self.fast(user_id, q, &snap)),
+            (EngineKind::Fast, Some(snap)) => (EngineKind::Fast, self.fast(&s, history, q, &snap)),
             (EngineKind::Quality, Some(snap)) => {
-                (EngineKind::Quality, self.quality(user_id, q, &snap))
+                let row = user_id
+                    .and_then(|id| snap.user_rows.get(id))
+                    .map(|&r| r as usize);
+                (
+                    EngineKind::Quality,
+                    self.quality(&s, history, row, q, &snap),
+                )
             }
             // Auto picks `fast` once it was trained on some interactions.
             (EngineKind::Auto, Some(snap)) if snap.train.nnz() > 0 => {
-                (EngineKind::Fast, self.fast(user_id, q, &snap))
+                (EngineKind::Fast, self.fast(&s, history, q, &snap))
             }
-            _ => (EngineKind::Popularity, self.popular_for(user_id, q)),
+            _ => (EngineKind::Popularity, self.popular_for(&s, history, q)),
         }
     }
 
     /// The most popular items the user has not interacted with. An unknown user gets the plain
     /// popular list.
-    fn popular_for(&self, user_id: &str, q: &Query<'_>) -> Vec<Scored> {
+    fn popular_for(&self, s: &State, seen: Option<&UserHistory>, q: &Query<'_>) -> Vec<Scored> {
         let ranking = self.ranking.load();
-        let s = self.state.read();
-        let seen = s.user_history(user_id);
         s.pick(
             &ranking.popular,
             q,
@@ -319,9 +341,14 @@ impl Engine {
     /// `quality`: every trained model scores the whole catalogue for the user (factor models from
     /// the user's trained row, or folded in from the live history for users new since training),
     /// scores are scaled per model and blended with the fitted weights.
-    fn quality(&self, user_id: &str, q: &Query<'_>, snap: &Snapshot) -> Vec<Scored> {
-        let s = self.state.read();
-        let history = s.user_history(user_id);
+    fn quality(
+        &self,
+        s: &State,
+        history: Option<&UserHistory>,
+        row: Option<usize>,
+        q: &Query<'_>,
+        snap: &Snapshot,
+    ) -> Vec<Scored> {
         let mut items: Vec<u32> = history
             .map(|h| {
                 h.iter()
@@ -338,7 +365,6 @@ impl Engine {
             items: &items,
             weights: &weights,
         };
-        let row = snap.user_rows.get(user_id).map(|&r| r as usize);
         let members: [&dyn Scorer; 4] = [&snap.als, &snap.bpr, &snap.itemknn, &snap.content];
         let mut blended = vec![0f32; snap.n_items];
         let mut buf = vec![0f32; snap.n_items];
@@ -385,9 +411,13 @@ impl Engine {
     /// `fast`: item-to-item neighbours of the user's positive items, each candidate scored by its
     /// summed similarity (normalised to the best candidate) plus a little time-decayed popularity.
     /// A user without history gets trending items.
-    fn fast(&self, user_id: &str, q: &Query<'_>, snap: &Snapshot) -> Vec<Scored> {
-        let s = self.state.read();
-        let history = s.user_history(user_id);
+    fn fast(
+        &self,
+        s: &State,
+        history: Option<&UserHistory>,
+        q: &Query<'_>,
+        snap: &Snapshot,
+    ) -> Vec<Scored> {
         FAST_SCRATCH.with(|cell| {
             let mut guard = cell.borrow_mut();
             let sc = &mut *guard;
@@ -468,6 +498,66 @@ impl Engine {
             sc.reset();
             picked
         })
+    }
+
+    /// Items like `item_id`: its item-to-item neighbours ("often liked together"), then its
+    /// content neighbours ("similar content", which also serve items nobody has touched), then
+    /// popular items of its categories. `None` when the item does not exist.
+    pub fn similar(&self, item_id: &str, q: &Query<'_>) -> Option<Vec<Scored>> {
+        let s = self.state.read();
+        if !s.has_item(item_id) {
+            return None;
+        }
+        let idx = *s.item_index().get(item_id)?;
+        let mut order: Vec<(u32, f32, &'static str)> = Vec::new();
+        if let Some(snap) = self
+            .snapshot
+            .load_full()
+            .filter(|snap| (idx as usize) < snap.n_items)
+        {
+            order.extend(
+                snap.itemknn.neighbours[idx as usize]
+                    .iter()
+                    .map(|&(i, sim)| (i, sim, "often liked together")),
+            );
+            let listed: std::collections::HashSet<u32> = order.iter().map(|x| x.0).collect();
+            order.extend(
+                snap.content.neighbours[idx as usize]
+                    .iter()
+                    .filter(|(i, _)| !listed.contains(i))
+                    .map(|&(i, sim)| (i, sim * 0.5, "similar content")),
+            );
+        }
+        let by_index: HashMap<u32, (f32, &'static str)> =
+            order.iter().map(|&(i, sc, r)| (i, (sc, r))).collect();
+        let mut idxs: Vec<u32> = order.iter().map(|x| x.0).collect();
+        // Then popular items sharing a category with it.
+        let categories: Vec<Arc<str>> = s.item_categories(idx).to_vec();
+        let ranking = self.ranking.load();
+        idxs.extend(ranking.popular.iter().filter(|i| {
+            !by_index.contains_key(i)
+                && s.item_categories(**i)
+                    .iter()
+                    .any(|c| categories.contains(c))
+        }));
+        let picked = s.pick(
+            &idxs,
+            q,
+            |i| i == idx,
+            |i, meta| match by_index.get(&i) {
+                Some(&(score, reason)) => (score as f64, reason.to_string()),
+                None => {
+                    let shared = meta
+                        .categories
+                        .iter()
+                        .find(|c| categories.contains(c))
+                        .map(|c| c.to_string())
+                        .unwrap_or_default();
+                    (0.0, format!("popular in {shared}"))
+                }
+            },
+        );
+        Some(picked)
     }
 
     /// The most popular items overall (filtered like [`Engine::recommend`], without a user).

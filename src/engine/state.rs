@@ -22,11 +22,11 @@ pub struct ItemMeta {
 }
 
 /// One user's interactions: item index → the feedback types recorded for it.
-type History = HashMap<u32, Vec<Arc<str>>>;
+pub type UserHistory = HashMap<u32, Vec<Arc<str>>>;
 
 #[derive(Default)]
 struct UserEntry {
-    history: History,
+    history: UserHistory,
     deleted: bool,
 }
 
@@ -187,6 +187,13 @@ impl State {
         &self.item_index
     }
 
+    pub fn item_categories(&self, idx: u32) -> &[Arc<str>] {
+        self.items
+            .get(idx as usize)
+            .map(|m| &*m.categories)
+            .unwrap_or(&[])
+    }
+
     pub fn item_id(&self, idx: u32) -> &str {
         self.items.get(idx as usize).map(|m| &*m.id).unwrap_or("")
     }
@@ -203,7 +210,17 @@ impl State {
             .is_some_and(|&i| !self.items[i as usize].deleted)
     }
 
-    pub fn user_history(&self, id: &str) -> Option<&HashMap<u32, Vec<Arc<str>>>> {
+    /// An anonymous session's history from the item ids it touched (unknown ids are skipped).
+    pub fn session_history(&self, item_ids: &[String]) -> UserHistory {
+        let session: Arc<str> = Arc::from("session");
+        item_ids
+            .iter()
+            .filter_map(|id| self.item_index.get(id.as_str()))
+            .map(|&i| (i, vec![session.clone()]))
+            .collect()
+    }
+
+    pub fn user_history(&self, id: &str) -> Option<&UserHistory> {
         self.user_index
             .get(id)
             .map(|&u| &self.users[u as usize].history)

@@ -31,7 +31,7 @@ fn ids(v: &[Scored]) -> Vec<&str> {
 
 /// The popularity engine's answer (no models are trained in these tests).
 fn popular_rec(e: &Engine, user: &str, q: &Query<'_>) -> Vec<Scored> {
-    let (served, items) = e.recommend(user, q, EngineKind::Auto);
+    let (served, items) = e.recommend(Who::User(user), q, EngineKind::Auto);
     assert_eq!(
         served,
         EngineKind::Popularity,

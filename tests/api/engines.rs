@@ -93,6 +93,50 @@ async fn fast_engine_serves_after_training_and_reflects_a_like_at_once() {
         "{warm}"
     );
 
+    // Similar items: neighbours first, explained; the item itself never.
+    let (s, sim) = app.get(&format!("/api/items/{liked}/similar?n=5")).await;
+    assert_eq!(s, 200, "{sim}");
+    assert_eq!(sim["item_id"].as_str(), Some(liked.as_str()));
+    assert_eq!(ids(&sim).len(), 5);
+    assert!(!ids(&sim).contains(&liked));
+    assert_eq!(reasons(&sim)[0], "often liked together", "{sim}");
+    assert_eq!(app.get("/api/items/nope/similar").await.0, 404);
+    // An item nobody touched is still similar to something through its content.
+    let (_, original) = app.get(&format!("/api/items/{liked}")).await;
+    let twin = json!({"id": "cold-item", "title": original["title"], "categories": original["categories"],
+                      "description": original["description"]});
+    assert_eq!(app.post("/api/items", twin).await.0, 200);
+    assert_eq!(app.post("/api/admin/train", json!(null)).await.0, 200);
+    let (_, cold) = app.get("/api/items/cold-item/similar?n=3").await;
+    assert_eq!(reasons(&cold)[0], "similar content", "{cold}");
+    assert_eq!(ids(&cold)[0], liked, "its twin is the most similar: {cold}");
+
+    // An anonymous session: the same neighbours, without a user.
+    let (s, sess) = app
+        .post(
+            "/api/recommend/session",
+            json!({"items": [liked], "n": 5, "engine": "fast"}),
+        )
+        .await;
+    assert_eq!((s, sess["engine"].as_str()), (200, Some("fast")), "{sess}");
+    assert!(!ids(&sess).contains(&liked));
+    assert_eq!(reasons(&sess)[0], format!("because you liked {liked}"));
+    let (s, sess) = app
+        .post(
+            "/api/recommend/session",
+            json!({"items": [liked], "engine": "quality"}),
+        )
+        .await;
+    assert_eq!(
+        (s, sess["engine"].as_str(), ids(&sess).len()),
+        (200, Some("quality"), 10),
+        "{sess}"
+    );
+    let (s, b) = app
+        .post("/api/recommend/session", json!({"items": ["ok", ""]}))
+        .await;
+    assert_eq!((s, b["field"].as_str()), (400, Some("items[1]")), "{b}");
+
     // Bad engine names are rejected, and item lists take no engine.
     let (s, b) = app.get("/api/recommend/u?engine=magic").await;
     assert_eq!((s, b["field"].as_str()), (400, Some("engine")), "{b}");
