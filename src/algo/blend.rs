@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use super::{Csr, History, Scorer, top_n};
+use super::{Csr, History, Scorer, ndcg_at, top_n};
 
 /// A weighted sum of normalised scorer outputs.
 pub struct Blend {
@@ -134,17 +134,8 @@ pub fn fit_weights(
                     }
                 }
                 let top = top_n(&blended, &[], k);
-                let truth = &validation[c.user];
-                let dcg: f64 = top
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, pos)| truth.binary_search(&c.items[**pos as usize]).is_ok())
-                    .map(|(r, _)| 1.0 / ((r + 2) as f64).log2())
-                    .sum();
-                let ideal: f64 = (0..truth.len().min(k))
-                    .map(|r| 1.0 / ((r + 2) as f64).log2())
-                    .sum();
-                dcg / ideal
+                let items: Vec<u32> = top.iter().map(|&pos| c.items[pos as usize]).collect();
+                ndcg_at(&items, &validation[c.user], k)
             })
             .sum::<f64>()
     };

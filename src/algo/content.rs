@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use rayon::prelude::*;
 
-use super::{History, Scorer};
+use super::{History, Scorer, score_by_neighbours, top_k_similar};
 
 /// The text of one item, as the content model reads it.
 #[derive(Debug, Clone, Default)]
@@ -137,7 +137,7 @@ pub fn fit(items: &[ItemText], params: Params) -> Content {
                         }
                     }
                 }
-                let mut sims: Vec<(u32, f32)> = touched
+                let sims: Vec<(u32, f32)> = touched
                     .into_iter()
                     .map(|j| {
                         let s = acc[j as usize];
@@ -146,14 +146,7 @@ pub fn fit(items: &[ItemText], params: Params) -> Content {
                     })
                     .filter(|x| x.1 > 0.0)
                     .collect();
-                let by_sim =
-                    |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-                if sims.len() > params.k {
-                    sims.select_nth_unstable_by(params.k, by_sim);
-                    sims.truncate(params.k);
-                }
-                sims.sort_unstable_by(by_sim);
-                sims
+                top_k_similar(sims, params.k)
             },
         )
         .collect();
@@ -162,12 +155,7 @@ pub fn fit(items: &[ItemText], params: Params) -> Content {
 
 impl Scorer for Content {
     fn score(&self, _user: Option<usize>, history: History<'_>, scores: &mut [f32]) {
-        scores.fill(0.0);
-        for (&j, &w) in history.items.iter().zip(history.weights) {
-            for &(i, sim) in &self.neighbours[j as usize] {
-                scores[i as usize] += sim * w;
-            }
-        }
+        score_by_neighbours(&self.neighbours, history, scores);
     }
 }
 

@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::{Csr, History, Scorer};
+use super::{Csr, History, Scorer, score_by_neighbours, top_k_similar};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Params {
@@ -52,7 +52,7 @@ pub fn fit(user_items: &Csr, params: Params) -> ItemKnn {
                         }
                     }
                 }
-                let mut sims: Vec<(u32, f32)> = touched
+                let sims: Vec<(u32, f32)> = touched
                     .iter()
                     .map(|&j| {
                         let c = co[j as usize];
@@ -63,14 +63,7 @@ pub fn fit(user_items: &Csr, params: Params) -> ItemKnn {
                         )
                     })
                     .collect();
-                let by_sim =
-                    |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-                if sims.len() > params.k {
-                    sims.select_nth_unstable_by(params.k, by_sim);
-                    sims.truncate(params.k);
-                }
-                sims.sort_unstable_by(by_sim);
-                sims
+                top_k_similar(sims, params.k)
             },
         )
         .collect();
@@ -79,12 +72,7 @@ pub fn fit(user_items: &Csr, params: Params) -> ItemKnn {
 
 impl Scorer for ItemKnn {
     fn score(&self, _user: Option<usize>, history: History<'_>, scores: &mut [f32]) {
-        scores.fill(0.0);
-        for (&j, &w) in history.items.iter().zip(history.weights) {
-            for &(i, sim) in &self.neighbours[j as usize] {
-                scores[i as usize] += sim * w;
-            }
-        }
+        score_by_neighbours(&self.neighbours, history, scores);
     }
 }
 

@@ -54,6 +54,46 @@ pub fn top_n(scores: &[f32], exclude: &[u32], n: usize) -> Vec<u32> {
     candidates.into_iter().map(|(_, i)| i).collect()
 }
 
+/// Keeps the `k` most similar entries, best first (ties by index).
+pub(crate) fn top_k_similar(mut sims: Vec<(u32, f32)>, k: usize) -> Vec<(u32, f32)> {
+    let by_sim = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    if sims.len() > k {
+        sims.select_nth_unstable_by(k, by_sim);
+        sims.truncate(k);
+    }
+    sims.sort_unstable_by(by_sim);
+    sims
+}
+
+/// Scores items by their summed similarity to the history's items, weighted by the history.
+pub(crate) fn score_by_neighbours(
+    neighbours: &[Vec<(u32, f32)>],
+    history: History<'_>,
+    scores: &mut [f32],
+) {
+    scores.fill(0.0);
+    for (&j, &w) in history.items.iter().zip(history.weights) {
+        for &(i, sim) in &neighbours[j as usize] {
+            scores[i as usize] += sim * w;
+        }
+    }
+}
+
+/// NDCG@`k` of a ranked list against sorted relevant items (binary relevance).
+pub fn ndcg_at(top: &[u32], relevant: &[u32], k: usize) -> f64 {
+    let dcg: f64 = top
+        .iter()
+        .take(k)
+        .enumerate()
+        .filter(|(_, i)| relevant.binary_search(i).is_ok())
+        .map(|(r, _)| 1.0 / ((r + 2) as f64).log2())
+        .sum();
+    let ideal: f64 = (0..relevant.len().min(k))
+        .map(|r| 1.0 / ((r + 2) as f64).log2())
+        .sum();
+    if ideal > 0.0 { dcg / ideal } else { 0.0 }
+}
+
 /// Dot product of two factor vectors.
 #[inline]
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::algo::blend::Blend;
-use crate::algo::{self, History, Scorer, top_n};
+use crate::algo::{self, History, Scorer, ndcg_at, top_n};
 pub use data::{EvalData, Positive, from_dataset, from_files, split};
 
 /// Quality of one model on one split.
@@ -61,23 +61,11 @@ pub fn evaluate(scorer: &dyn Scorer, data: &EvalData, k: usize) -> Metrics {
                 scorer.score(Some(u), history, scores);
                 let top = top_n(scores, history.items, k);
                 let test = &data.test[u];
-                let mut dcg = 0.0;
-                let mut hits = 0usize;
-                for (rank, item) in top.iter().enumerate() {
-                    if test.binary_search(item).is_ok() {
-                        hits += 1;
-                        dcg += 1.0 / ((rank + 2) as f64).log2();
-                    }
-                }
-                let ideal: f64 = (0..test.len().min(k))
-                    .map(|r| 1.0 / ((r + 2) as f64).log2())
-                    .sum();
-                let precision = hits as f64 / k as f64;
-                let recall = hits as f64 / test.len() as f64;
+                let hits = top.iter().filter(|i| test.binary_search(i).is_ok()).count();
                 UserResult {
-                    precision,
-                    recall,
-                    ndcg: dcg / ideal,
+                    precision: hits as f64 / k as f64,
+                    recall: hits as f64 / test.len() as f64,
+                    ndcg: ndcg_at(&top, test, k),
                     hit: (hits > 0) as u8 as f64,
                     top,
                 }
