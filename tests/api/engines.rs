@@ -104,7 +104,7 @@ async fn fast_engine_serves_after_training_and_reflects_a_like_at_once() {
     // An item nobody touched is still similar to something through its content.
     let (_, original) = app.get(&format!("/api/items/{liked}")).await;
     let twin = json!({"id": "cold-item", "title": original["title"], "categories": original["categories"],
-                      "description": original["description"]});
+                      "description": original["description"], "labels": original["labels"]});
     assert_eq!(app.post("/api/items", twin).await.0, 200);
     assert_eq!(app.post("/api/admin/train", json!(null)).await.0, 200);
     let (_, cold) = app.get("/api/items/cold-item/similar?n=3").await;
