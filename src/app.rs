@@ -83,7 +83,10 @@ impl App {
                 );
             }
         }
-        let engine = Arc::new(Engine::new(config.recommend.negative_types.clone()));
+        let engine = Arc::new(Engine::new(
+            config.recommend.negative_types.clone(),
+            config.recommend.diversity,
+        ));
         let started = Instant::now();
         engine
             .load(&store)

@@ -7,12 +7,25 @@
 
 use rayon::prelude::*;
 
+use super::diversity::{jaccard, mmr};
 use super::{Csr, History, Scorer, ndcg_at, top_n};
 
-/// A weighted sum of normalised scorer outputs.
+/// A weighted sum of normalised scorer outputs, optionally re-ranked for category diversity.
 pub struct Blend {
     pub members: Vec<(Box<dyn Scorer>, f32)>,
+    pub diversity: Option<Diversity>,
 }
+
+/// MMR re-ranking of a blend's top candidates across item categories.
+pub struct Diversity {
+    /// Categories of each item.
+    pub categories: Vec<Vec<String>>,
+    /// 0 = relevance order, 1 = maximal spread.
+    pub strength: f32,
+}
+
+/// Candidates per returned item that MMR chooses from.
+pub const MMR_POOL: usize = 5;
 
 /// Scales `scores` so the largest absolute value is 1 (all-zero stays zero).
 pub fn normalise(scores: &mut [f32]) {
@@ -34,6 +47,19 @@ impl Scorer for Blend {
             normalise(&mut buf);
             scores.iter_mut().zip(&buf).for_each(|(s, b)| *s += w * b);
         }
+    }
+
+    fn rank(&self, scores: &[f32], exclude: &[u32], n: usize) -> Vec<u32> {
+        let Some(d) = &self.diversity else {
+            return top_n(scores, exclude, n);
+        };
+        let pool: Vec<(u32, f32)> = top_n(scores, exclude, n * MMR_POOL)
+            .into_iter()
+            .map(|i| (i, scores[i as usize]))
+            .collect();
+        let similarity =
+            |a: u32, b: u32| jaccard(&d.categories[a as usize], &d.categories[b as usize]);
+        mmr(&pool, similarity, n, d.strength)
     }
 }
 
@@ -173,6 +199,7 @@ mod tests {
         let good = Fixed(vec![0.0, 10.0, 0.0]); // ranks item 1 first
         let bad = Fixed(vec![0.0, 0.0, 0.5]); // ranks item 2 first
         let blend = Blend {
+            diversity: None,
             members: vec![
                 (Box::new(Fixed(good.0.clone())), 0.5),
                 (Box::new(Fixed(bad.0.clone())), 0.5),

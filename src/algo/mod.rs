@@ -10,6 +10,7 @@ pub mod als;
 pub mod blend;
 pub mod bpr;
 pub mod content;
+pub mod diversity;
 pub mod itemknn;
 pub mod matrix;
 pub mod popularity;
@@ -35,6 +36,12 @@ pub trait Scorer: Send + Sync {
     /// Writes a score for every item into `scores` (its length is the item count). `user` is the
     /// user's row in the training matrix, when the user was known at training time.
     fn score(&self, user: Option<usize>, history: History<'_>, scores: &mut [f32]);
+
+    /// The final `n` items from the scores, skipping `exclude` (sorted): by default the best
+    /// scores; a diversifying scorer re-ranks.
+    fn rank(&self, scores: &[f32], exclude: &[u32], n: usize) -> Vec<u32> {
+        top_n(scores, exclude, n)
+    }
 }
 
 /// The `n` best items by score, best first, skipping `exclude` (sorted) and non-finite scores.

@@ -21,7 +21,8 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::RwLock;
 use serde::Serialize;
 
-use crate::algo::blend::normalise;
+use crate::algo::blend::{MMR_POOL, normalise};
+use crate::algo::diversity::{jaccard, mmr};
 use crate::algo::{History, Scorer, top_n};
 use crate::store::{self, Feedback, Item, Store};
 use crate::train::Snapshot;
@@ -71,6 +72,8 @@ pub struct Engine {
     snapshot: ArcSwapOption<Snapshot>,
     /// Feedback rows applied since the snapshot's training began.
     events_since_training: AtomicU64,
+    /// MMR strength of `quality` across categories.
+    diversity: f32,
 }
 
 /// Whom a recommendation is for.
@@ -171,8 +174,10 @@ fn sorted_prefix(order: &mut [(f32, u32)], prefix: usize) -> usize {
 
 impl Engine {
     /// An empty engine; `negative_types` never count as popularity and exclude the item for the user.
-    pub fn new(negative_types: Vec<String>) -> Self {
+    /// `diversity` is the MMR strength of `quality` (0 = off).
+    pub fn new(negative_types: Vec<String>, diversity: f32) -> Self {
         Self {
+            diversity,
             state: RwLock::new(State::new(negative_types)),
             ranking: ArcSwap::default(),
             snapshot: ArcSwapOption::empty(),
@@ -375,15 +380,20 @@ impl Engine {
                 blended.iter_mut().zip(&buf).for_each(|(b, x)| *b += w * x);
             }
         }
-        let want = (q.n + q.exclude.len()) * 4 + 100;
+        let want = (q.n * MMR_POOL + q.exclude.len()) * 4 + 100;
         let mut order = top_n(&blended, &items, want);
         let ranking = self.ranking.load();
         let ranked: std::collections::HashSet<u32> = order.iter().copied().collect();
         order.extend(ranking.popular.iter().filter(|i| !ranked.contains(i)));
         let sources = &items[..items.len().min(FAST_MAX_SOURCES)];
-        s.pick(
+        // Filter first, over-fetching, then let MMR choose `n` spread across categories.
+        let pool_query = Query {
+            n: q.n * MMR_POOL,
+            ..*q
+        };
+        let pool = s.pick(
             &order,
-            q,
+            &pool_query,
             |i| history.is_some_and(|h| h.contains_key(&i)),
             |i, _| {
                 let because = sources
@@ -405,7 +415,22 @@ impl Engine {
                     reason,
                 )
             },
-        )
+        );
+        if self.diversity <= 0.0 {
+            return pool.into_iter().take(q.n).collect();
+        }
+        let index = s.item_index();
+        let scored: Vec<(u32, f32)> = pool
+            .iter()
+            .map(|p| (index[&p.id], p.score as f32))
+            .collect();
+        let similarity = |a: u32, b: u32| jaccard(s.item_categories(a), s.item_categories(b));
+        let chosen = mmr(&scored, similarity, q.n, self.diversity);
+        let mut by_idx: HashMap<u32, Scored> = scored.iter().map(|x| x.0).zip(pool).collect();
+        chosen
+            .into_iter()
+            .filter_map(|i| by_idx.remove(&i))
+            .collect()
     }
 
     /// `fast`: item-to-item neighbours of the user's positive items, each candidate scored by its

@@ -13,8 +13,8 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::algo::blend::Blend;
-use crate::algo::{self, History, Scorer, ndcg_at, top_n};
+use crate::algo::blend::{Blend, Diversity};
+use crate::algo::{self, History, Scorer, ndcg_at};
 pub use data::{EvalData, Positive, from_dataset, from_files, split};
 
 /// Quality of one model on one split.
@@ -59,7 +59,7 @@ pub fn evaluate(scorer: &dyn Scorer, data: &EvalData, k: usize) -> Metrics {
             |scores, u| {
                 let history = History::of(&data.train, u);
                 scorer.score(Some(u), history, scores);
-                let top = top_n(scores, history.items, k);
+                let top = scorer.rank(scores, history.items, k);
                 let test = &data.test[u];
                 let hits = top.iter().filter(|i| test.binary_search(i).is_ok()).count();
                 UserResult {
@@ -101,6 +101,9 @@ pub const MODELS: [&str; 7] = [
     "quality",
 ];
 
+/// MMR strength of `quality` (the server's `recommend.diversity` default).
+pub const QUALITY_DIVERSITY: f32 = 0.1;
+
 /// Half-life of popularity in the `fast` blend, as the server's default (14 days).
 const HALF_LIFE_SECS: f64 = 14.0 * 86_400.0;
 
@@ -109,42 +112,43 @@ const HALF_LIFE_SECS: f64 = 14.0 * 86_400.0;
 /// by a grid search on a temporal validation split of the training data, then refitted on all of it.
 fn fit_blend(model: &str, data: &EvalData) -> Option<Blend> {
     match model {
-        "fast" => Some(Blend {
-            members: vec![
+        "fast" => {
+            let popularity = algo::popularity::fit(
+                data.train.n_cols,
+                data.train_events(),
+                data.now,
+                Some(HALF_LIFE_SECS),
+            );
+            let members: Vec<(Box<dyn Scorer>, f32)> = vec![
                 (
                     Box::new(algo::itemknn::fit(&data.train, Default::default())),
                     1.0,
                 ),
-                (
-                    Box::new(algo::popularity::fit(
-                        data.train.n_cols,
-                        data.train_events(),
-                        data.now,
-                        Some(HALF_LIFE_SECS),
-                    )),
-                    0.1,
-                ),
-            ],
-        }),
+                (Box::new(popularity), 0.1),
+            ];
+            Some(Blend {
+                members,
+                diversity: None,
+            })
+        }
         "quality" => {
-            let members = |d: &EvalData| -> Vec<Box<dyn Scorer>> {
-                vec![
-                    Box::new(algo::als::fit(&d.train, Default::default())),
-                    Box::new(algo::bpr::fit(&d.train, Default::default())),
-                    Box::new(algo::itemknn::fit(&d.train, Default::default())),
-                    Box::new(algo::content::fit(&d.item_texts, Default::default())),
-                ]
-            };
-            let inner = data.inner_split(0.8);
-            let inner_models = members(&inner);
-            let refs: Vec<&dyn Scorer> = inner_models.iter().map(|m| m.as_ref()).collect();
-            let weights = algo::blend::fit_weights(&refs, &inner.train, &inner.test, 10, 0.1);
+            let weights = quality_weights(data);
             tracing::info!(
                 ?weights,
                 "quality blend weights (als, bpr, itemknn, content)"
             );
+            let diversity = Diversity {
+                categories: data
+                    .item_texts
+                    .iter()
+                    .map(|t| t.categories.clone())
+                    .collect(),
+                strength: QUALITY_DIVERSITY,
+            };
+            let members = quality_members(data).into_iter().zip(weights).collect();
             Some(Blend {
-                members: members(data).into_iter().zip(weights).collect(),
+                members,
+                diversity: Some(diversity),
             })
         }
         _ => None,
