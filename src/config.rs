@@ -115,6 +115,8 @@ pub struct RecommendConfig {
     /// MMR strength of the `quality` engine across categories: 0 = relevance order, 1 = maximal
     /// spread. 0.1 costs 0.002 NDCG@10 on ML-100K (docs/BENCHMARKS.md).
     pub diversity: f32,
+    /// Items older than this many days (by their timestamp) are never recommended; 0 = no limit.
+    pub item_ttl_days: f64,
 }
 
 /// Demo data settings.
@@ -206,6 +208,7 @@ impl Default for RecommendConfig {
             retrain_after_events: 10_000,
             popularity_half_life_days: 14.0,
             diversity: 0.1,
+            item_ttl_days: 0.0,
         }
     }
 }
@@ -456,6 +459,12 @@ impl Config {
             "recommend.diversity",
             r.diversity,
             "0..=1",
+        )?;
+        check(
+            r.item_ttl_days.is_finite() && r.item_ttl_days >= 0.0,
+            "recommend.item_ttl_days",
+            r.item_ttl_days,
+            "0 (no limit) or a positive number of days",
         )?;
         for (t, w) in &r.positive_weights {
             check(

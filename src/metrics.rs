@@ -144,6 +144,13 @@ pub struct Metrics {
     pub feedback_commits: Counter,
     pub train_runs: Family<ResultLabel, Counter>,
     pub train_seconds: LatencyHistogram,
+    pub engine_requests: Family<EngineLabel, Counter>,
+    pub engine_seconds: Family<EngineLabel, LatencyHistogram>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct EngineLabel {
+    pub engine: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
@@ -192,7 +199,21 @@ impl Metrics {
             "Duration of training runs",
             train_seconds.clone(),
         );
+        let engine_requests = Family::<EngineLabel, Counter>::default();
+        let engine_seconds = Family::<EngineLabel, LatencyHistogram>::default();
+        registry.register(
+            "engine_requests",
+            "Recommendation requests by the engine that served",
+            engine_requests.clone(),
+        );
+        registry.register(
+            "engine_seconds",
+            "In-process recommendation time by engine",
+            engine_seconds.clone(),
+        );
         Self {
+            engine_requests,
+            engine_seconds,
             registry: Mutex::new(registry),
             pool,
             http_requests,
@@ -202,6 +223,13 @@ impl Metrics {
             train_runs,
             train_seconds,
         }
+    }
+
+    /// Counts a recommendation served by `engine` and records its in-process time.
+    pub fn record_engine(&self, engine: &'static str, seconds: f64) {
+        let label = EngineLabel { engine };
+        self.engine_requests.get_or_create(&label).inc();
+        self.engine_seconds.get_or_create(&label).observe(seconds);
     }
 
     /// Counts a training run and records its duration.

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{Error, Result};
 use super::extract::{Json, Path, Query, split_list, validate_id};
 use crate::app::AppState;
+use crate::config::RecommendConfig;
 use crate::engine::{self, EngineKind, Scored, Who};
 
 const MAX_N: usize = 1000;
@@ -28,6 +29,8 @@ struct Checked {
     n: usize,
     categories: Vec<String>,
     exclude: Vec<String>,
+    /// Item time-to-live cut-off (epoch ms), from `recommend.item_ttl_days`.
+    not_before_ms: Option<i64>,
 }
 
 impl Params {
@@ -42,8 +45,8 @@ impl Params {
         Ok(self)
     }
 
-    fn check(self, default_n: usize) -> Result<Checked> {
-        let n = self.n.unwrap_or(default_n);
+    fn check(self, config: &RecommendConfig) -> Result<Checked> {
+        let n = self.n.unwrap_or(config.default_n);
         if !(1..=MAX_N).contains(&n) {
             return Err(Error::Invalid {
                 code: "invalid_query",
@@ -64,10 +67,14 @@ impl Params {
                 validate_id(field, v)?;
             }
         }
+        let not_before_ms = (config.item_ttl_days > 0.0).then(|| {
+            chrono::Utc::now().timestamp_millis() - (config.item_ttl_days * 86_400_000.0) as i64
+        });
         Ok(Checked {
             n,
             categories,
             exclude,
+            not_before_ms,
         })
     }
 }
@@ -78,6 +85,7 @@ impl Checked {
             n: self.n,
             categories: &self.categories,
             exclude: &self.exclude,
+            not_before_ms: self.not_before_ms,
         }
     }
 }
@@ -99,10 +107,8 @@ pub async fn recommend(
 ) -> Result<Json<Recommendations>> {
     validate_id("user_id", &user_id)?;
     let kind = params.engine.unwrap_or(EngineKind::Auto);
-    let checked = params.check(state.config.recommend.default_n)?;
-    let (served_by, items) = state
-        .engine
-        .recommend(Who::User(&user_id), &checked.query(), kind);
+    let checked = params.check(&state.config.recommend)?;
+    let (served_by, items) = recommend_timed(&state, Who::User(&user_id), &checked, kind);
     Ok(Json(Recommendations {
         user_id: Some(user_id),
         engine: served_by.name(),
@@ -114,9 +120,7 @@ pub async fn popular(
     State(state): State<AppState>,
     Query(params): Query<Params>,
 ) -> Result<Json<Recommendations>> {
-    let checked = params
-        .without_engine()?
-        .check(state.config.recommend.default_n)?;
+    let checked = params.without_engine()?.check(&state.config.recommend)?;
     Ok(Json(Recommendations {
         user_id: None,
         engine: "popularity",
@@ -128,9 +132,7 @@ pub async fn latest(
     State(state): State<AppState>,
     Query(params): Query<Params>,
 ) -> Result<Json<Recommendations>> {
-    let checked = params
-        .without_engine()?
-        .check(state.config.recommend.default_n)?;
+    let checked = params.without_engine()?.check(&state.config.recommend)?;
     Ok(Json(Recommendations {
         user_id: None,
         engine: "latest",
@@ -145,9 +147,7 @@ pub async fn similar(
     Query(params): Query<Params>,
 ) -> Result<Json<Similar>> {
     validate_id("id", &item_id)?;
-    let checked = params
-        .without_engine()?
-        .check(state.config.recommend.default_n)?;
+    let checked = params.without_engine()?.check(&state.config.recommend)?;
     match state.engine.similar(&item_id, &checked.query()) {
         Some(items) => Ok(Json(Similar { item_id, items })),
         None => Err(Error::not_found("item", &item_id, "id")),
@@ -196,15 +196,27 @@ pub async fn session(
         exclude: body.exclude,
         engine: None,
     };
-    let checked = params.check(state.config.recommend.default_n)?;
+    let checked = params.check(&state.config.recommend)?;
     let kind = body.engine.unwrap_or(EngineKind::Auto);
-    let (served_by, items) =
-        state
-            .engine
-            .recommend(Who::Session(&body.items), &checked.query(), kind);
+    let (served_by, items) = recommend_timed(&state, Who::Session(&body.items), &checked, kind);
     Ok(Json(Recommendations {
         user_id: None,
         engine: served_by.name(),
         items,
     }))
+}
+
+/// Asks the engine and records which engine served and how long it took.
+fn recommend_timed(
+    state: &AppState,
+    who: Who<'_>,
+    checked: &Checked,
+    kind: EngineKind,
+) -> (EngineKind, Vec<Scored>) {
+    let started = std::time::Instant::now();
+    let (served_by, items) = state.engine.recommend(who, &checked.query(), kind);
+    state
+        .metrics
+        .record_engine(served_by.name(), started.elapsed().as_secs_f64());
+    (served_by, items)
 }

@@ -45,6 +45,8 @@ pub struct Query<'a> {
     pub categories: &'a [String],
     /// Never these item ids.
     pub exclude: &'a [String],
+    /// Only items whose timestamp is at or after this (epoch ms): the item time-to-live.
+    pub not_before_ms: Option<i64>,
 }
 
 /// One recommended item.

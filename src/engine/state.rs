@@ -255,6 +255,9 @@ impl State {
             if meta.deleted || meta.hidden || seen(idx) {
                 continue;
             }
+            if q.not_before_ms.is_some_and(|t| meta.timestamp_ms < t) {
+                continue;
+            }
             if !q.categories.is_empty()
                 && !meta
                     .categories

@@ -183,6 +183,25 @@ fn deleting_items_and_users_updates_everything() {
 }
 
 #[test]
+fn item_time_to_live_drops_old_items() {
+    let e = engine();
+    let day3 = Utc
+        .with_ymd_and_hms(2026, 1, 3, 0, 0, 0)
+        .unwrap()
+        .timestamp_millis();
+    let q = Query {
+        n: 10,
+        not_before_ms: Some(day3),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(&e.popular(&q)),
+        ["c"],
+        "a (day 1) and b (day 2) expired; d hidden"
+    );
+}
+
+#[test]
 fn latest_orders_by_timestamp() {
     let e = engine();
     let q = Query {

@@ -156,4 +156,38 @@ async fn fast_engine_serves_after_training_and_reflects_a_like_at_once() {
         text.contains("reco_train_runs_total{result=\"ok\"}"),
         "{text}"
     );
+    for engine in ["fast", "quality", "popularity"] {
+        let requests = format!("reco_engine_requests_total{{engine=\"{engine}\"}}");
+        assert!(text.contains(&requests), "{engine}: {text}");
+        assert!(
+            text.contains(&format!("reco_engine_seconds_count{{engine=\"{engine}\"}}")),
+            "{engine}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn items_past_their_time_to_live_are_not_recommended() {
+    let app = spawn_app_with(Backend::Sqlite, |c| c.recommend.item_ttl_days = 30.0).await;
+    let now = chrono::Utc::now();
+    let old = (now - chrono::Duration::days(90)).to_rfc3339();
+    let fresh = (now - chrono::Duration::days(2)).to_rfc3339();
+    let items = json!([{"id": "old", "timestamp": old}, {"id": "fresh", "timestamp": fresh}]);
+    assert_eq!(app.post("/api/items/batch", items).await.0, 200);
+    let fb = json!([{"user_id": "a", "item_id": "old", "type": "like"}, {"user_id": "b", "item_id": "old", "type": "like"}]);
+    assert_eq!(app.post("/api/feedback", fb).await.0, 200);
+    app.state.engine.rerank();
+    let (_, pop) = app.get("/api/popular").await;
+    assert_eq!(
+        ids(&pop),
+        ["fresh"],
+        "the popular but expired item is left out: {pop}"
+    );
+    let (_, rec) = app.get("/api/recommend/c").await;
+    assert_eq!(ids(&rec), ["fresh"]);
+    assert_eq!(
+        app.get("/api/items/old").await.0,
+        200,
+        "expired items are still stored"
+    );
 }
