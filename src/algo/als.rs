@@ -214,22 +214,13 @@ impl Scorer for Als {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::algo::testing::{assert_prefers_own_block, two_blocks};
 
     /// Two blocks of users with disjoint tastes: ALS must rank the unseen item of a user's own
     /// block above every item of the other block.
     #[test]
     fn learns_block_structure() {
-        let mut t = Vec::new();
-        for u in 0..20u32 {
-            let block = if u < 10 { 0 } else { 5 };
-            for i in 0..5u32 {
-                // Each user misses one item of their block.
-                if i != u % 5 {
-                    t.push((u, block + i, 1.0));
-                }
-            }
-        }
-        let ui = Csr::from_triplets(20, 10, t);
+        let ui = two_blocks();
         let m = fit(
             &ui,
             Params {
@@ -238,16 +229,8 @@ mod tests {
                 ..Default::default()
             },
         );
+        assert_prefers_own_block(&m, &ui);
         let mut scores = vec![0.0; 10];
-        for u in [0usize, 3, 12, 19] {
-            m.score(Some(u), History::of(&ui, u), &mut scores);
-            let missing = if u < 10 { u % 5 } else { 5 + u % 5 };
-            let other = if u < 10 { 5..10 } else { 0..5 };
-            assert!(
-                other.clone().all(|j| scores[missing] > scores[j]),
-                "user {u}: {scores:?}"
-            );
-        }
         // A newcomer who liked two items of block 0 is folded in near block 0.
         m.score(
             None,

@@ -180,12 +180,7 @@ pub fn fit_weights(
 mod tests {
     use super::*;
 
-    struct Fixed(Vec<f32>);
-    impl Scorer for Fixed {
-        fn score(&self, _: Option<usize>, _: History<'_>, scores: &mut [f32]) {
-            scores.copy_from_slice(&self.0);
-        }
-    }
+    use crate::algo::testing::Fixed;
 
     #[test]
     fn simplex_covers_the_grid() {

@@ -133,19 +133,11 @@ impl Scorer for Bpr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::algo::testing::{assert_prefers_own_block, two_blocks};
 
     #[test]
     fn ranks_own_block_above_the_other() {
-        let mut t = Vec::new();
-        for u in 0..20u32 {
-            let block = if u < 10 { 0 } else { 5 };
-            for i in 0..5u32 {
-                if i != u % 5 {
-                    t.push((u, block + i, 1.0));
-                }
-            }
-        }
-        let ui = Csr::from_triplets(20, 10, t);
+        let ui = two_blocks();
         let m = fit(
             &ui,
             Params {
@@ -154,16 +146,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        let mut scores = vec![0.0; 10];
-        for u in [0usize, 3, 12, 19] {
-            m.score(Some(u), History::of(&ui, u), &mut scores);
-            let missing = if u < 10 { u % 5 } else { 5 + u % 5 };
-            let other = if u < 10 { 5..10 } else { 0..5 };
-            assert!(
-                other.clone().all(|j| scores[missing] > scores[j]),
-                "user {u}: {scores:?}"
-            );
-        }
+        assert_prefers_own_block(&m, &ui);
         assert_eq!(
             fit(
                 &ui,

@@ -14,6 +14,8 @@ pub mod diversity;
 pub mod itemknn;
 pub mod matrix;
 pub mod popularity;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use matrix::Csr;
 

@@ -232,13 +232,7 @@ mod tests {
     use super::*;
     use crate::algo::Csr;
 
-    /// A scorer with fixed scores, to check the metric arithmetic by hand.
-    struct Fixed(Vec<f32>);
-    impl Scorer for Fixed {
-        fn score(&self, _: Option<usize>, _: History<'_>, scores: &mut [f32]) {
-            scores.copy_from_slice(&self.0);
-        }
-    }
+    use crate::algo::testing::Fixed;
 
     #[test]
     fn metrics_by_hand() {
