@@ -18,6 +18,7 @@ use crate::db::Pool;
 use crate::engine::Engine;
 use crate::feedback_writer::FeedbackWriter;
 use crate::metrics::Metrics;
+use crate::orchestrator::Orchestrator;
 use crate::store::Store;
 use crate::train::Trainer;
 
@@ -28,6 +29,8 @@ pub struct App {
     pub pool: Pool,
     pub store: Store,
     pub engine: Arc<Engine>,
+    /// Answers `engine=auto` and attributes clicks; wraps `engine`.
+    pub orchestrator: Arc<Orchestrator>,
     pub feedback: FeedbackWriter,
     pub metrics: Arc<Metrics>,
     /// Background training; `train_once` is also reachable through the admin API.
@@ -97,9 +100,15 @@ impl App {
             "recommender loaded"
         );
         let reranker = engine.spawn_reranker(seconds(config.recommend.rerank_interval));
+        let orchestrator = Arc::new(Orchestrator::new(
+            engine.clone(),
+            &config.orchestrator,
+            config.recommend.clone(),
+            metrics.clone(),
+        ));
         let (feedback, writer_task) = FeedbackWriter::spawn(
             store.clone(),
-            engine.clone(),
+            orchestrator.clone(),
             metrics.clone(),
             config.feedback.auto_create,
             config.feedback.max_group_rows,
@@ -116,6 +125,7 @@ impl App {
             pool,
             store,
             engine,
+            orchestrator,
             feedback,
             metrics,
             trainer,

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::engine::Engine;
 use crate::metrics::Metrics;
+use crate::orchestrator::Orchestrator;
 use crate::store::{self, Feedback, Store};
 
 /// Requests queued beyond this make submitters wait (backpressure) rather than grow memory.
@@ -51,7 +51,7 @@ impl FeedbackWriter {
     /// Starts the writer task.
     pub fn spawn(
         store: Store,
-        engine: Arc<Engine>,
+        orchestrator: Arc<Orchestrator>,
         metrics: Arc<Metrics>,
         auto_create: bool,
         max_group_rows: usize,
@@ -59,7 +59,7 @@ impl FeedbackWriter {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let task = Task {
             store,
-            engine,
+            orchestrator,
             metrics,
             auto_create,
             max_group_rows,
@@ -87,7 +87,7 @@ impl FeedbackWriter {
 
 struct Task {
     store: Store,
-    engine: Arc<Engine>,
+    orchestrator: Arc<Orchestrator>,
     metrics: Arc<Metrics>,
     auto_create: bool,
     max_group_rows: usize,
@@ -160,7 +160,7 @@ impl Task {
     }
 
     fn applied(&self, rows: &[Feedback]) {
-        self.engine.add_feedback(rows);
+        self.orchestrator.feedback_committed(rows);
         self.metrics.feedback_rows.inc_by(rows.len() as u64);
         self.metrics.feedback_commits.inc();
     }

@@ -146,6 +146,25 @@ pub struct Metrics {
     pub train_seconds: LatencyHistogram,
     pub engine_requests: Family<EngineLabel, Counter>,
     pub engine_seconds: Family<EngineLabel, LatencyHistogram>,
+    pub variant_requests: Family<VariantEngineLabel, Counter>,
+    pub variant_seconds: Family<VariantLabel, LatencyHistogram>,
+    pub variant_cache_hits: Family<VariantLabel, Counter>,
+    pub deadline_fallbacks: Family<VariantEngineLabel, Counter>,
+    pub variant_impressions: Family<VariantEngineLabel, Counter>,
+    pub variant_clicks: Family<VariantEngineLabel, Counter>,
+}
+
+/// An experiment variant.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct VariantLabel {
+    pub variant: String,
+}
+
+/// An experiment variant and the engine that served it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct VariantEngineLabel {
+    pub variant: String,
+    pub engine: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
@@ -211,7 +230,49 @@ impl Metrics {
             "In-process recommendation time by engine",
             engine_seconds.clone(),
         );
+        let variant_requests = Family::<VariantEngineLabel, Counter>::default();
+        let variant_seconds = Family::<VariantLabel, LatencyHistogram>::default();
+        let variant_cache_hits = Family::<VariantLabel, Counter>::default();
+        let deadline_fallbacks = Family::<VariantEngineLabel, Counter>::default();
+        let variant_impressions = Family::<VariantEngineLabel, Counter>::default();
+        let variant_clicks = Family::<VariantEngineLabel, Counter>::default();
+        registry.register(
+            "variant_requests",
+            "engine=auto requests by experiment variant and the engine that served",
+            variant_requests.clone(),
+        );
+        registry.register(
+            "variant_seconds",
+            "engine=auto in-process time by experiment variant",
+            variant_seconds.clone(),
+        );
+        registry.register(
+            "variant_cache_hits",
+            "engine=auto requests answered from the per-user cache",
+            variant_cache_hits.clone(),
+        );
+        registry.register(
+            "deadline_fallbacks",
+            "engine=auto requests whose chosen engine missed the deadline (fast answered)",
+            deadline_fallbacks.clone(),
+        );
+        registry.register(
+            "variant_impressions",
+            "Items recommended by engine=auto, by variant",
+            variant_impressions.clone(),
+        );
+        registry.register(
+            "variant_clicks",
+            "Positive feedback on an item recommended to that user within the click window",
+            variant_clicks.clone(),
+        );
         Self {
+            variant_requests,
+            variant_seconds,
+            variant_cache_hits,
+            deadline_fallbacks,
+            variant_impressions,
+            variant_clicks,
             engine_requests,
             engine_seconds,
             registry: Mutex::new(registry),
@@ -230,6 +291,53 @@ impl Metrics {
         let label = EngineLabel { engine };
         self.engine_requests.get_or_create(&label).inc();
         self.engine_seconds.get_or_create(&label).observe(seconds);
+    }
+
+    /// Counts an `engine=auto` request of `variant` and records its time.
+    pub fn record_variant(&self, variant: &str, engine: &'static str, cached: bool, seconds: f64) {
+        let label = VariantLabel {
+            variant: variant.to_string(),
+        };
+        self.variant_requests
+            .get_or_create(&VariantEngineLabel {
+                variant: label.variant.clone(),
+                engine,
+            })
+            .inc();
+        if cached {
+            self.variant_cache_hits.get_or_create(&label).inc();
+        }
+        self.variant_seconds.get_or_create(&label).observe(seconds);
+    }
+
+    /// Counts a deadline miss of `engine` chosen for `variant`.
+    pub fn record_fallback(&self, variant: &str, engine: &'static str) {
+        self.deadline_fallbacks
+            .get_or_create(&VariantEngineLabel {
+                variant: variant.to_string(),
+                engine,
+            })
+            .inc();
+    }
+
+    /// Counts items shown by `variant`.
+    pub fn record_impressions(&self, variant: &str, engine: &'static str, items: usize) {
+        self.variant_impressions
+            .get_or_create(&VariantEngineLabel {
+                variant: variant.to_string(),
+                engine,
+            })
+            .inc_by(items as u64);
+    }
+
+    /// Counts a click on an item `variant` recommended.
+    pub fn record_click(&self, variant: &str, engine: &'static str) {
+        self.variant_clicks
+            .get_or_create(&VariantEngineLabel {
+                variant: variant.to_string(),
+                engine,
+            })
+            .inc();
     }
 
     /// Counts a training run and records its duration.

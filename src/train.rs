@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use crate::algo::Csr;
 use crate::algo::content::{self, ItemText, label_tokens};
 use crate::algo::popularity::{self, Event, Popularity};
-use crate::algo::{als, bpr, itemknn};
+use crate::algo::{als, bpr, enhanced, itemknn};
 use crate::config::{RecommendConfig, seconds};
 use crate::engine::Engine;
 use crate::eval::{self, EvalData};
@@ -48,7 +48,27 @@ pub struct Snapshot {
     /// Weights of ALS, BPR, item-to-item and content in the `quality` blend, fitted on a temporal
     /// validation split of this run's data.
     pub quality_weights: Vec<f32>,
+    /// The scoring model of `enhanced`, fitted on the same validation split.
+    pub ranker: enhanced::Ranker,
+    /// Category ids of each item (for `enhanced`'s category features) and the ids' names.
+    pub categories: Vec<Box<[u32]>>,
+    pub category_names: Vec<String>,
     pub fit_seconds: f64,
+}
+
+impl Snapshot {
+    /// The models `enhanced` generates candidates from.
+    pub fn enhanced_models(&self) -> enhanced::Models<'_> {
+        enhanced::Models {
+            als: &self.als,
+            bpr: &self.bpr,
+            itemknn: &self.itemknn,
+            content: &self.content,
+            popularity: &self.popularity.scores,
+            popular_order: &self.popular_order,
+            categories: &self.categories,
+        }
+    }
 }
 
 /// Why a training run failed.
@@ -60,17 +80,18 @@ pub enum Error {
     Fit(String),
 }
 
-/// The raw material of a run, read from the store.
-struct TrainingData {
-    n_items: usize,
-    user_rows: HashMap<Arc<str>, u32>,
+/// The raw material of a run, read from the store (or generated, in benchmarks).
+pub struct TrainingData {
+    /// Items `0..n_items` of the engine's index.
+    pub n_items: usize,
+    pub user_rows: HashMap<Arc<str>, u32>,
     /// (user row, item, weight, unix seconds)
-    interactions: Vec<(u32, u32, f32, i64)>,
-    texts: Vec<ItemText>,
+    pub interactions: Vec<(u32, u32, f32, i64)>,
+    pub texts: Vec<ItemText>,
 }
 
 /// Training weight of a feedback row, or `None` when it does not train.
-fn weight(config: &RecommendConfig, feedback_type: &str, value: f64) -> Option<f32> {
+pub fn weight(config: &RecommendConfig, feedback_type: &str, value: f64) -> Option<f32> {
     if feedback_type == "rating" && value < config.rating_threshold {
         return None;
     }
@@ -122,7 +143,8 @@ async fn load(
     })
 }
 
-fn fit(data: TrainingData, version: u64, half_life_days: f64) -> Snapshot {
+/// Fits every model: CPU work for a blocking thread (rayon inside).
+pub fn fit(data: TrainingData, version: u64, half_life_days: f64) -> Snapshot {
     let started = Instant::now();
     let events: Vec<Event> = data
         .interactions
@@ -145,40 +167,37 @@ fn fit(data: TrainingData, version: u64, half_life_days: f64) -> Snapshot {
         set.now,
         Some(half_life_days * 86_400.0),
     );
-    let train = &set.train;
-    let ((itemknn, als), ((bpr, content), quality_weights)) = rayon::join(
-        || {
-            rayon::join(
-                || itemknn::fit(train, Default::default()),
-                || als::fit(train, Default::default()),
-            )
-        },
-        || {
-            rayon::join(
-                || {
-                    rayon::join(
-                        || bpr::fit(train, Default::default()),
-                        || content::fit(&set.item_texts, Default::default()),
-                    )
-                },
-                || eval::quality_weights(&set),
-            )
-        },
+    let content = content::fit(&set.item_texts, Default::default());
+    let (members, learned) = rayon::join(
+        || eval::Members::fit_with_content(&set, content.clone()),
+        || eval::learn_with_content(&set, true, content.clone()),
     );
-    let popular_order = crate::algo::top_n(&popularity.scores, &[], 1000);
+    let popular_order = crate::algo::top_n(&popularity.scores, &[], eval::POPULAR_ORDER_LEN);
+    let (mut categories, category_names) =
+        crate::algo::enhanced::category_ids(set.item_texts.iter().map(|t| &t.categories[..]));
+    categories.resize(data.n_items, Box::new([]));
+    let eval::Members {
+        als,
+        bpr,
+        itemknn,
+        content,
+    } = members;
     Snapshot {
         version,
         trained_at: Utc::now(),
         n_items: data.n_items,
         user_rows: data.user_rows,
-        train: set.train.clone(),
+        train: set.train,
         popularity,
         popular_order,
+        categories,
+        category_names,
         itemknn,
         als,
         bpr,
         content,
-        quality_weights,
+        quality_weights: learned.quality_weights,
+        ranker: learned.ranker,
         fit_seconds: started.elapsed().as_secs_f64(),
     }
 }
@@ -193,6 +212,8 @@ pub struct Trainer {
     config: RecommendConfig,
     metrics: Arc<Metrics>,
     version: AtomicU64,
+    /// One run at a time: an admin-triggered run waits for a background run, and vice versa.
+    running: tokio::sync::Mutex<()>,
 }
 
 impl Trainer {
@@ -208,11 +229,13 @@ impl Trainer {
             config,
             metrics,
             version: AtomicU64::new(0),
+            running: tokio::sync::Mutex::new(()),
         }
     }
 
     /// One run: read, fit on a blocking thread, swap. The previous snapshot stays on failure.
     pub async fn train_once(&self) -> Result<Arc<Snapshot>, Error> {
+        let _one_at_a_time = self.running.lock().await;
         let started = Instant::now();
         let events_before = self.engine.events_since_training();
         let result = async {

@@ -204,9 +204,8 @@ impl Scorer for Als {
                 &folded
             }
         };
-        let x = view(x);
         for (i, s) in scores.iter_mut().enumerate() {
-            *s = view(self.item(i)).dot(&x);
+            *s = super::dot(self.item(i), x);
         }
     }
 }

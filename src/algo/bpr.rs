@@ -16,6 +16,9 @@ pub struct Params {
     pub learning_rate: f32,
     pub regularization: f32,
     pub seed: u64,
+    /// Most SGD steps in all (epochs are cut to fit): BPR runs on one thread, and 100 epochs of a
+    /// ten-million-interaction matrix would take far longer than every other model together.
+    pub max_samples: usize,
 }
 
 impl Default for Params {
@@ -26,6 +29,7 @@ impl Default for Params {
             learning_rate: 0.05,
             regularization: 0.01,
             seed: 42,
+            max_samples: 40_000_000,
         }
     }
 }
@@ -55,7 +59,11 @@ pub fn fit(user_items: &Csr, p: Params) -> Bpr {
         .collect();
     let n_items = user_items.n_cols as u32;
     let mut du = vec![0f32; k];
-    for _ in 0..p.iterations {
+    let epochs = p
+        .iterations
+        .min(p.max_samples / user_items.nnz().max(1))
+        .max(1);
+    for _ in 0..epochs {
         for _ in 0..user_items.nnz() {
             let s = rng.random_range(0..row_of.len());
             let u = row_of[s] as usize;
@@ -111,21 +119,30 @@ impl Bpr {
     }
 }
 
+impl Bpr {
+    /// The user's factors: their trained row, or folded in from the history.
+    pub fn user_vector(&self, user: Option<usize>, history: History<'_>) -> Vec<f32> {
+        let k = self.factors;
+        match user {
+            Some(u) if (u + 1) * k <= self.user_factors.len() => {
+                self.user_factors[u * k..(u + 1) * k].to_vec()
+            }
+            _ => self.fold_in(history),
+        }
+    }
+
+    /// One item's score for a user vector.
+    pub fn score_one(&self, x: &[f32], i: u32) -> f32 {
+        let (i, k) = (i as usize, self.factors);
+        self.item_bias[i] + dot(x, &self.item_factors[i * k..(i + 1) * k])
+    }
+}
+
 impl Scorer for Bpr {
     fn score(&self, user: Option<usize>, history: History<'_>, scores: &mut [f32]) {
-        let k = self.factors;
-        let folded;
-        let x: &[f32] = match user {
-            Some(u) if (u + 1) * k <= self.user_factors.len() => {
-                &self.user_factors[u * k..(u + 1) * k]
-            }
-            _ => {
-                folded = self.fold_in(history);
-                &folded
-            }
-        };
+        let x = self.user_vector(user, history);
         for (i, s) in scores.iter_mut().enumerate() {
-            *s = self.item_bias[i] + dot(x, &self.item_factors[i * k..(i + 1) * k]);
+            *s = self.score_one(&x, i as u32);
         }
     }
 }

@@ -11,9 +11,11 @@ pub mod blend;
 pub mod bpr;
 pub mod content;
 pub mod diversity;
+pub mod enhanced;
 pub mod itemknn;
 pub mod matrix;
 pub mod popularity;
+pub mod smart;
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -71,7 +73,10 @@ pub(crate) fn top_k_similar(mut sims: Vec<(u32, f32)>, k: usize) -> Vec<(u32, f3
         sims.truncate(k);
     }
     sims.sort_unstable_by(by_sim);
-    sims
+    // Kept for the model's lifetime: copy into an exact-size vector instead of shrinking in place.
+    // Shrinking leaves a small live block at the front of each large freed one, and on a
+    // 100,000-item catalogue those fragments held gigabytes.
+    sims.as_slice().to_vec()
 }
 
 /// Scores items by their summed similarity to the history's items, weighted by the history.
@@ -103,14 +108,114 @@ pub fn ndcg_at(top: &[u32], relevant: &[u32], k: usize) -> f64 {
     if ideal > 0.0 { dcg / ideal } else { 0.0 }
 }
 
-/// Dot product of two factor vectors.
+/// Dense per-item accumulator of neighbour similarities, reset through the list of touched entries
+/// so that a request neither allocates per catalogue item nor hashes. Remembers, per item, the
+/// source item that contributed the most (for "because you liked X").
+#[derive(Default)]
+pub struct Accumulator {
+    sum: Vec<f32>,
+    /// Strongest (source item, similarity) per item; `u32::MAX` = untouched.
+    best: Vec<(u32, f32)>,
+    touched: Vec<u32>,
+}
+
+impl Accumulator {
+    /// Makes room for `n_items` (keeps what is there: call [`Accumulator::reset`] after use).
+    pub fn prepare(&mut self, n_items: usize) {
+        if self.sum.len() < n_items {
+            self.sum.resize(n_items, 0.0);
+            self.best.resize(n_items, (u32::MAX, 0.0));
+        }
+    }
+
+    pub fn add(&mut self, item: u32, source: u32, sim: f32) {
+        let i = item as usize;
+        if self.best[i].0 == u32::MAX {
+            self.touched.push(item);
+            self.best[i] = (source, sim);
+        } else if sim > self.best[i].1 {
+            self.best[i] = (source, sim);
+        }
+        self.sum[i] += sim;
+    }
+
+    /// Items that received anything.
+    pub fn touched(&self) -> &[u32] {
+        &self.touched
+    }
+
+    pub fn sum(&self, item: u32) -> f32 {
+        self.sum.get(item as usize).copied().unwrap_or(0.0)
+    }
+
+    /// The strongest source of `item`, `u32::MAX` when untouched.
+    pub fn source(&self, item: u32) -> u32 {
+        self.best.get(item as usize).map_or(u32::MAX, |b| b.0)
+    }
+
+    pub fn contains(&self, item: u32) -> bool {
+        self.source(item) != u32::MAX
+    }
+
+    /// The largest sum.
+    pub fn max(&self) -> f32 {
+        self.touched
+            .iter()
+            .map(|&i| self.sum[i as usize])
+            .fold(0.0, f32::max)
+    }
+
+    /// The `k` touched items with the largest sums, best first (ties by index), skipping `skip`.
+    pub fn top(&self, k: usize, skip: impl Fn(u32) -> bool) -> Vec<(u32, f32)> {
+        let sims = self
+            .touched
+            .iter()
+            .filter(|&&i| !skip(i))
+            .map(|&i| (i, self.sum[i as usize]))
+            .collect();
+        top_k_similar(sims, k)
+    }
+
+    pub fn reset(&mut self) {
+        for &i in &self.touched {
+            self.sum[i as usize] = 0.0;
+            self.best[i as usize] = (u32::MAX, 0.0);
+        }
+        self.touched.clear();
+    }
+}
+
+/// Dot product of two factor vectors, in eight independent lanes: a plain sequential sum cannot be
+/// vectorised (float addition is not associative), and scoring a 100,000-item catalogue is a
+/// hundred thousand of these per request.
 #[inline]
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let mut lanes = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            lanes[k] += x[k] * y[k];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn dot_matches_the_plain_sum() {
+        let a: Vec<f32> = (0..19).map(|i| i as f32 * 0.5).collect();
+        let b: Vec<f32> = (0..19).map(|i| 1.0 - i as f32 * 0.1).collect();
+        let plain: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        assert!((super::dot(&a, &b) - plain).abs() < 1e-4);
+    }
+
     #[test]
     fn top_n_orders_and_excludes() {
         let scores = [0.5, 3.0, f32::NEG_INFINITY, 2.0, 3.0];

@@ -282,7 +282,7 @@ fn parameters(path: &str, method: &str) -> Vec<Value> {
             json!({ "type": "array", "items": { "type": "string" } }),
         ));
         if path.starts_with("/api/recommend") {
-            let engines = json!({ "type": "string", "enum": ["auto", "fast", "quality", "popularity"], "default": "auto" });
+            let engines = json!({ "type": "string", "enum": ["auto", "fast", "quality", "enhanced", "smart", "popularity"], "default": "auto" });
             out.push(query("engine", engines));
         }
     }
@@ -326,6 +326,8 @@ fn schemas() -> Value {
         "FeedbackPage": page("Feedback"),
         "Recommendations": { "type": "object", "properties": {
             "user_id": { "type": "string" }, "engine": { "type": "string" },
+            "route": { "type": "string", "enum": ["new_user", "short_history", "established"] },
+            "variant": { "type": "string" }, "cached": { "type": "boolean" }, "fallback": { "type": "boolean" },
             "items": { "type": "array", "items": { "type": "object", "properties": {
                 "id": { "type": "string" }, "score": { "type": "number" }, "reason": { "type": "string" } } } } } },
         "SessionRequest": { "type": "object", "required": ["items"], "additionalProperties": false, "properties": {
@@ -333,7 +335,7 @@ fn schemas() -> Value {
             "n": { "type": "integer", "minimum": 1, "maximum": 1000 },
             "category": { "type": "array", "items": { "type": "string" } },
             "exclude": { "type": "array", "items": { "type": "string" } },
-            "engine": { "type": "string", "enum": ["auto", "fast", "quality", "popularity"] } } },
+            "engine": { "type": "string", "enum": ["auto", "fast", "quality", "enhanced", "smart", "popularity"] } } },
         "Similar": { "type": "object", "properties": {
             "item_id": { "type": "string" },
             "items": { "type": "array", "items": { "type": "object", "properties": {

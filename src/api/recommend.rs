@@ -1,13 +1,17 @@
 //! Recommendation routes, answered from memory: no database round trip.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
 use super::error::{Error, Result};
 use super::extract::{Json, Path, Query, split_list, validate_id};
+use crate::algo::smart::Route;
 use crate::app::AppState;
 use crate::config::RecommendConfig;
-use crate::engine::{self, EngineKind, Scored, Who};
+use crate::engine::{EngineKind, Request, Scored};
+use crate::orchestrator::Served;
 
 const MAX_N: usize = 1000;
 const MAX_LIST: usize = 1000;
@@ -21,16 +25,8 @@ pub struct Params {
     category: Vec<String>,
     #[serde(default)]
     exclude: Vec<String>,
-    /// `auto` (default), `fast`, `quality` or `popularity`; only on the per-user route.
+    /// `auto` (default), `fast`, `quality`, `enhanced`, `smart` or `popularity`.
     engine: Option<EngineKind>,
-}
-
-struct Checked {
-    n: usize,
-    categories: Vec<String>,
-    exclude: Vec<String>,
-    /// Item time-to-live cut-off (epoch ms), from `recommend.item_ttl_days`.
-    not_before_ms: Option<i64>,
 }
 
 impl Params {
@@ -45,7 +41,7 @@ impl Params {
         Ok(self)
     }
 
-    fn check(self, config: &RecommendConfig) -> Result<Checked> {
+    fn check(self, config: &RecommendConfig) -> Result<Request> {
         let n = self.n.unwrap_or(config.default_n);
         if !(1..=MAX_N).contains(&n) {
             return Err(Error::Invalid {
@@ -70,23 +66,12 @@ impl Params {
         let not_before_ms = (config.item_ttl_days > 0.0).then(|| {
             chrono::Utc::now().timestamp_millis() - (config.item_ttl_days * 86_400_000.0) as i64
         });
-        Ok(Checked {
+        Ok(Request {
             n,
             categories,
             exclude,
             not_before_ms,
         })
-    }
-}
-
-impl Checked {
-    fn query(&self) -> engine::Query<'_> {
-        engine::Query {
-            n: self.n,
-            categories: &self.categories,
-            exclude: &self.exclude,
-            not_before_ms: self.not_before_ms,
-        }
     }
 }
 
@@ -97,7 +82,45 @@ pub struct Recommendations {
     user_id: Option<String>,
     /// Which recommender answered.
     engine: &'static str,
+    /// `smart`'s route for this user (`new_user`, `short_history`, `established`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    route: Option<Route>,
+    /// The experiment variant (`engine=auto`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    variant: Option<Arc<str>>,
+    /// Answered from the per-user cache (`engine=auto`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    cached: bool,
+    /// The chosen engine missed the deadline and `fast` answered (`engine=auto`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    fallback: bool,
     items: Vec<Scored>,
+}
+
+impl Recommendations {
+    fn list(engine: &'static str, items: Vec<Scored>) -> Self {
+        Self {
+            user_id: None,
+            engine,
+            route: None,
+            variant: None,
+            cached: false,
+            fallback: false,
+            items,
+        }
+    }
+
+    fn served(user_id: Option<String>, served: Served) -> Self {
+        Self {
+            user_id,
+            engine: served.rec.engine.name(),
+            route: served.rec.route,
+            variant: served.variant,
+            cached: served.cached,
+            fallback: served.fallback,
+            items: served.rec.items,
+        }
+    }
 }
 
 pub async fn recommend(
@@ -107,37 +130,27 @@ pub async fn recommend(
 ) -> Result<Json<Recommendations>> {
     validate_id("user_id", &user_id)?;
     let kind = params.engine.unwrap_or(EngineKind::Auto);
-    let checked = params.check(&state.config.recommend)?;
-    let (served_by, items) = recommend_timed(&state, Who::User(&user_id), &checked, kind);
-    Ok(Json(Recommendations {
-        user_id: Some(user_id),
-        engine: served_by.name(),
-        items,
-    }))
+    let request = params.check(&state.config.recommend)?;
+    let served = state.orchestrator.recommend(&user_id, request, kind).await;
+    Ok(Json(Recommendations::served(Some(user_id), served)))
 }
 
 pub async fn popular(
     State(state): State<AppState>,
     Query(params): Query<Params>,
 ) -> Result<Json<Recommendations>> {
-    let checked = params.without_engine()?.check(&state.config.recommend)?;
-    Ok(Json(Recommendations {
-        user_id: None,
-        engine: "popularity",
-        items: state.engine.popular(&checked.query()),
-    }))
+    let request = params.without_engine()?.check(&state.config.recommend)?;
+    let items = state.engine.popular(&request.query());
+    Ok(Json(Recommendations::list("popularity", items)))
 }
 
 pub async fn latest(
     State(state): State<AppState>,
     Query(params): Query<Params>,
 ) -> Result<Json<Recommendations>> {
-    let checked = params.without_engine()?.check(&state.config.recommend)?;
-    Ok(Json(Recommendations {
-        user_id: None,
-        engine: "latest",
-        items: state.engine.latest(&checked.query()),
-    }))
+    let request = params.without_engine()?.check(&state.config.recommend)?;
+    let items = state.engine.latest(&request.query());
+    Ok(Json(Recommendations::list("latest", items)))
 }
 
 /// Items like one item.
@@ -147,8 +160,8 @@ pub async fn similar(
     Query(params): Query<Params>,
 ) -> Result<Json<Similar>> {
     validate_id("id", &item_id)?;
-    let checked = params.without_engine()?.check(&state.config.recommend)?;
-    match state.engine.similar(&item_id, &checked.query()) {
+    let request = params.without_engine()?.check(&state.config.recommend)?;
+    match state.engine.similar(&item_id, &request.query()) {
         Some(items) => Ok(Json(Similar { item_id, items })),
         None => Err(Error::not_found("item", &item_id, "id")),
     }
@@ -196,27 +209,10 @@ pub async fn session(
         exclude: body.exclude,
         engine: None,
     };
-    let checked = params.check(&state.config.recommend)?;
+    let request = params.check(&state.config.recommend)?;
     let kind = body.engine.unwrap_or(EngineKind::Auto);
-    let (served_by, items) = recommend_timed(&state, Who::Session(&body.items), &checked, kind);
-    Ok(Json(Recommendations {
-        user_id: None,
-        engine: served_by.name(),
-        items,
-    }))
-}
-
-/// Asks the engine and records which engine served and how long it took.
-fn recommend_timed(
-    state: &AppState,
-    who: Who<'_>,
-    checked: &Checked,
-    kind: EngineKind,
-) -> (EngineKind, Vec<Scored>) {
-    let started = std::time::Instant::now();
-    let (served_by, items) = state.engine.recommend(who, &checked.query(), kind);
-    state
-        .metrics
-        .record_engine(served_by.name(), started.elapsed().as_secs_f64());
-    (served_by, items)
+    let served = state
+        .orchestrator
+        .recommend_session(&body.items, &request, kind);
+    Ok(Json(Recommendations::served(None, served)))
 }

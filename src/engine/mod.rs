@@ -10,6 +10,9 @@
 //! a committed change; the ranking is an immutable [`Ranking`] swapped in with `ArcSwap` by a
 //! background re-ranker, so sorting never blocks a request. Errors of this layer are [`Error`].
 
+mod fast;
+mod models;
+mod smart;
 mod state;
 
 use std::collections::HashMap;
@@ -21,9 +24,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::RwLock;
 use serde::Serialize;
 
-use crate::algo::blend::{MMR_POOL, normalise};
-use crate::algo::diversity::{jaccard, mmr};
-use crate::algo::{History, Scorer, top_n};
+use crate::algo::smart::Route;
 use crate::store::{self, Feedback, Item, Store};
 use crate::train::Snapshot;
 pub use state::ItemMeta;
@@ -47,6 +48,26 @@ pub struct Query<'a> {
     pub exclude: &'a [String],
     /// Only items whose timestamp is at or after this (epoch ms): the item time-to-live.
     pub not_before_ms: Option<i64>,
+}
+
+/// An owned [`Query`], for work that moves to another thread.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Request {
+    pub n: usize,
+    pub categories: Vec<String>,
+    pub exclude: Vec<String>,
+    pub not_before_ms: Option<i64>,
+}
+
+impl Request {
+    pub fn query(&self) -> Query<'_> {
+        Query {
+            n: self.n,
+            categories: &self.categories,
+            exclude: &self.exclude,
+            not_before_ms: self.not_before_ms,
+        }
+    }
 }
 
 /// One recommended item.
@@ -88,15 +109,19 @@ pub enum Who<'a> {
 }
 
 /// Which recommender answers a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EngineKind {
-    /// The orchestrator's choice: for now `fast` once models are trained, else `popularity`.
+    /// The orchestrator's choice (an experiment's variant, or `smart`'s rules).
     Auto,
     /// Item-to-item neighbours of the user's items blended with time-decayed popularity.
     Fast,
     /// ALS, BPR, item-to-item and content blended with weights fitted at training time.
     Quality,
+    /// Candidates from several sources scored by a learned ranker.
+    Enhanced,
+    /// Routes by what is known about the user.
+    Smart,
     /// Most interacted-with items.
     Popularity,
 }
@@ -107,71 +132,27 @@ impl EngineKind {
             EngineKind::Auto => "auto",
             EngineKind::Fast => "fast",
             EngineKind::Quality => "quality",
+            EngineKind::Enhanced => "enhanced",
+            EngineKind::Smart => "smart",
             EngineKind::Popularity => "popularity",
         }
     }
 }
 
-/// Weight of normalised, time-decayed popularity in the `fast` blend (neighbours weigh 1).
-const FAST_POPULARITY_WEIGHT: f32 = 0.1;
-/// History items whose neighbours `fast` gathers (the rest only filter).
-const FAST_MAX_SOURCES: usize = 200;
-
-/// Per-thread scratch of the `fast` engine: dense accumulators indexed by item, reset through the
-/// list of touched entries, so a request neither allocates per catalogue item nor hashes.
-#[derive(Default)]
-struct FastScratch {
-    /// Summed similarity per item.
-    sum: Vec<f32>,
-    /// Strongest (source item, similarity) per item; `u32::MAX` = untouched.
-    source: Vec<(u32, f32)>,
-    touched: Vec<u32>,
+/// An engine's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recommendation {
+    /// The engine that served (`popularity` when the chosen one had no models yet).
+    pub engine: EngineKind,
+    /// `smart`'s route for this user.
+    pub route: Option<Route>,
+    pub items: Vec<Scored>,
 }
 
-impl FastScratch {
-    fn prepare(&mut self, n_items: usize) {
-        if self.sum.len() < n_items {
-            self.sum.resize(n_items, 0.0);
-            self.source.resize(n_items, (u32::MAX, 0.0));
-        }
-    }
-
-    fn add(&mut self, item: u32, source: u32, sim: f32) {
-        let i = item as usize;
-        if self.source[i].0 == u32::MAX {
-            self.touched.push(item);
-            self.source[i] = (source, sim);
-        } else if sim > self.source[i].1 {
-            self.source[i] = (source, sim);
-        }
-        self.sum[i] += sim;
-    }
-
-    fn reset(&mut self) {
-        for &i in &self.touched {
-            self.sum[i as usize] = 0.0;
-            self.source[i as usize] = (u32::MAX, 0.0);
-        }
-        self.touched.clear();
-    }
-}
-
-thread_local! {
-    static FAST_SCRATCH: std::cell::RefCell<FastScratch> = std::cell::RefCell::new(FastScratch::default());
-}
-
-/// Puts the best `prefix` entries of `order` first, sorted by descending score (ties by index), and
-/// returns how many are sorted.
-fn sorted_prefix(order: &mut [(f32, u32)], prefix: usize) -> usize {
-    let by_score = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-    if order.len() > prefix {
-        order.select_nth_unstable_by(prefix, by_score);
-        order[..prefix].sort_unstable_by(by_score);
-        prefix
-    } else {
-        order.sort_unstable_by(by_score);
-        order.len()
-    }
+/// Appends the entries of `more` that `order` does not hold yet, keeping their order.
+fn append_unique(order: &mut Vec<u32>, more: &[u32]) {
+    let listed: std::collections::HashSet<u32> = order.iter().copied().collect();
+    order.extend(more.iter().filter(|i| !listed.contains(i)));
 }
 
 impl Engine {
@@ -288,6 +269,13 @@ impl Engine {
         }
     }
 
+    /// What a cached answer for `user` depends on: the snapshot version (0 before training) and
+    /// the number of changes to the user's history.
+    pub fn freshness(&self, user: &str) -> (u64, u64) {
+        let version = self.snapshot.load().as_ref().map_or(0, |s| s.version);
+        (version, self.state.read().user_generation(user))
+    }
+
     pub fn has_user(&self, id: &str) -> bool {
         self.state.read().has_user(id)
     }
@@ -296,15 +284,11 @@ impl Engine {
         self.state.read().has_item(id)
     }
 
-    /// Recommendations for a user from the chosen engine, and the engine that actually served
-    /// (`auto` resolves to a concrete one). Every engine skips items the user interacted with,
-    /// hidden and excluded items, and items outside the requested categories.
-    pub fn recommend(
-        &self,
-        who: Who<'_>,
-        q: &Query<'_>,
-        kind: EngineKind,
-    ) -> (EngineKind, Vec<Scored>) {
+    /// Recommendations for a user from the chosen engine (`auto` means `smart`'s rules here; the
+    /// orchestrator resolves experiments before it calls). Every engine skips items the user
+    /// interacted with, hidden and excluded items, items past their time-to-live and items outside
+    /// the requested categories; with no trained models every engine answers with popularity.
+    pub fn recommend(&self, who: Who<'_>, q: &Query<'_>, kind: EngineKind) -> Recommendation {
         let s = self.state.read();
         let session;
         let (history, user_id) = match who {
@@ -314,22 +298,30 @@ impl Engine {
                 (Some(&session), None)
             }
         };
-        match (kind, self.snapshot.load_full()) {
-            (EngineKind::Fast, Some(snap)) => (EngineKind::Fast, self.fast(&s, history, q, &snap)),
-            (EngineKind::Quality, Some(snap)) => {
-                let row = user_id
-                    .and_then(|id| snap.user_rows.get(id))
-                    .map(|&r| r as usize);
-                (
-                    EngineKind::Quality,
-                    self.quality(&s, history, row, q, &snap),
-                )
+        let Some(snap) = self.snapshot.load_full() else {
+            return Recommendation {
+                engine: EngineKind::Popularity,
+                route: None,
+                items: self.popular_for(&s, history, q),
+            };
+        };
+        let row = user_id
+            .and_then(|id| snap.user_rows.get(id))
+            .map(|&r| r as usize);
+        let (engine, route, items) = match kind {
+            EngineKind::Fast => (kind, None, self.fast(&s, history, q, &snap)),
+            EngineKind::Quality => (kind, None, self.quality(&s, history, row, q, &snap)),
+            EngineKind::Enhanced => (kind, None, self.enhanced(&s, history, row, q, &snap)),
+            EngineKind::Smart | EngineKind::Auto => {
+                let (route, items) = self.smart(&s, history, row, q, &snap);
+                (EngineKind::Smart, Some(route), items)
             }
-            // Auto picks `fast` once it was trained on some interactions.
-            (EngineKind::Auto, Some(snap)) if snap.train.nnz() > 0 => {
-                (EngineKind::Fast, self.fast(&s, history, q, &snap))
-            }
-            _ => (EngineKind::Popularity, self.popular_for(&s, history, q)),
+            EngineKind::Popularity => (kind, None, self.popular_for(&s, history, q)),
+        };
+        Recommendation {
+            engine,
+            route,
+            items,
         }
     }
 
@@ -343,188 +335,6 @@ impl Engine {
             |idx| seen.is_some_and(|h| h.contains_key(&idx)),
             |_, meta| (meta.popularity, "popular".to_string()),
         )
-    }
-
-    /// `quality`: every trained model scores the whole catalogue for the user (factor models from
-    /// the user's trained row, or folded in from the live history for users new since training),
-    /// scores are scaled per model and blended with the fitted weights.
-    fn quality(
-        &self,
-        s: &State,
-        history: Option<&UserHistory>,
-        row: Option<usize>,
-        q: &Query<'_>,
-        snap: &Snapshot,
-    ) -> Vec<Scored> {
-        let mut items: Vec<u32> = history
-            .map(|h| {
-                h.iter()
-                    .filter(|(i, types)| {
-                        (**i as usize) < snap.n_items && !types.iter().any(|t| s.is_negative(t))
-                    })
-                    .map(|(i, _)| *i)
-                    .collect()
-            })
-            .unwrap_or_default();
-        items.sort_unstable();
-        let weights = vec![1.0f32; items.len()];
-        let hist = History {
-            items: &items,
-            weights: &weights,
-        };
-        let members: [&dyn Scorer; 4] = [&snap.als, &snap.bpr, &snap.itemknn, &snap.content];
-        let mut blended = vec![0f32; snap.n_items];
-        let mut buf = vec![0f32; snap.n_items];
-        for (m, &w) in members.iter().zip(&snap.quality_weights) {
-            if w > 0.0 {
-                m.score(row, hist, &mut buf);
-                normalise(&mut buf);
-                blended.iter_mut().zip(&buf).for_each(|(b, x)| *b += w * x);
-            }
-        }
-        let want = (q.n * MMR_POOL + q.exclude.len()) * 4 + 100;
-        let mut order = top_n(&blended, &items, want);
-        let ranking = self.ranking.load();
-        let ranked: std::collections::HashSet<u32> = order.iter().copied().collect();
-        order.extend(ranking.popular.iter().filter(|i| !ranked.contains(i)));
-        let sources = &items[..items.len().min(FAST_MAX_SOURCES)];
-        // Filter first, over-fetching, then let MMR choose `n` spread across categories.
-        let pool_query = Query {
-            n: q.n * MMR_POOL,
-            ..*q
-        };
-        let pool = s.pick(
-            &order,
-            &pool_query,
-            |i| history.is_some_and(|h| h.contains_key(&i)),
-            |i, _| {
-                let because = sources
-                    .iter()
-                    .filter_map(|&j| {
-                        snap.itemknn.neighbours[j as usize]
-                            .iter()
-                            .find(|n| n.0 == i)
-                            .map(|n| (j, n.1))
-                    })
-                    .max_by(|a, b| a.1.total_cmp(&b.1));
-                let reason = match because {
-                    Some((j, _)) => format!("because you liked {}", s.item_id(j)),
-                    None if items.is_empty() => "popular".to_string(),
-                    None => "matches your taste".to_string(),
-                };
-                (
-                    blended.get(i as usize).copied().unwrap_or(0.0) as f64,
-                    reason,
-                )
-            },
-        );
-        if self.diversity <= 0.0 {
-            return pool.into_iter().take(q.n).collect();
-        }
-        let index = s.item_index();
-        let scored: Vec<(u32, f32)> = pool
-            .iter()
-            .map(|p| (index[&p.id], p.score as f32))
-            .collect();
-        let similarity = |a: u32, b: u32| jaccard(s.item_categories(a), s.item_categories(b));
-        let chosen = mmr(&scored, similarity, q.n, self.diversity);
-        let mut by_idx: HashMap<u32, Scored> = scored.iter().map(|x| x.0).zip(pool).collect();
-        chosen
-            .into_iter()
-            .filter_map(|i| by_idx.remove(&i))
-            .collect()
-    }
-
-    /// `fast`: item-to-item neighbours of the user's positive items, each candidate scored by its
-    /// summed similarity (normalised to the best candidate) plus a little time-decayed popularity.
-    /// A user without history gets trending items.
-    fn fast(
-        &self,
-        s: &State,
-        history: Option<&UserHistory>,
-        q: &Query<'_>,
-        snap: &Snapshot,
-    ) -> Vec<Scored> {
-        FAST_SCRATCH.with(|cell| {
-            let mut guard = cell.borrow_mut();
-            let sc = &mut *guard;
-            sc.prepare(snap.n_items);
-            if let Some(h) = history {
-                let sources = h
-                    .iter()
-                    .filter(|(_, types)| !types.iter().any(|t| s.is_negative(t)))
-                    .map(|(i, _)| *i)
-                    .filter(|&j| (j as usize) < snap.n_items);
-                for j in sources.take(FAST_MAX_SOURCES) {
-                    for &(i, sim) in &snap.itemknn.neighbours[j as usize] {
-                        sc.add(i, j, sim);
-                    }
-                }
-            }
-            let best = sc
-                .touched
-                .iter()
-                .map(|&i| sc.sum[i as usize])
-                .fold(0.0f32, f32::max)
-                .max(f32::MIN_POSITIVE);
-            let pop_best = snap
-                .popular_order
-                .first()
-                .map(|&i| snap.popularity.scores[i as usize])
-                .unwrap_or(0.0);
-            let pop_scale = FAST_POPULARITY_WEIGHT / pop_best.max(f32::MIN_POSITIVE);
-            let score = |i: u32| {
-                let pop = snap
-                    .popularity
-                    .scores
-                    .get(i as usize)
-                    .copied()
-                    .unwrap_or(0.0)
-                    * pop_scale;
-                match sc.source.get(i as usize) {
-                    Some(&(src, _)) if src != u32::MAX => sc.sum[i as usize] / best + pop,
-                    _ => pop,
-                }
-            };
-            let mut order: Vec<(f32, u32)> = sc.touched.iter().map(|&i| (score(i), i)).collect();
-            order.extend(
-                snap.popular_order
-                    .iter()
-                    .filter(|&&i| sc.source[i as usize].0 == u32::MAX)
-                    .map(|&i| (score(i), i)),
-            );
-            let seen = |i: u32| history.is_some_and(|h| h.contains_key(&i));
-            let explain = |i: u32, _: &ItemMeta| {
-                let reason = match sc.source.get(i as usize) {
-                    Some(&(src, _)) if src != u32::MAX => {
-                        format!("because you liked {}", s.item_id(src))
-                    }
-                    _ => "trending".to_string(),
-                };
-                (score(i) as f64, reason)
-            };
-            // Sorting every candidate is the expensive part: sort a prefix deep enough for the
-            // filters, and everything only when the filters ate through it.
-            let ranking = self.ranking.load();
-            let depth = 4 * (q.n + q.exclude.len()) + history.map_or(0, |h| h.len()) + 50;
-            let mut picked = Vec::new();
-            for prefix in [depth, usize::MAX] {
-                let sorted = sorted_prefix(&mut order, prefix);
-                let mut idx: Vec<u32> = order[..sorted].iter().map(|x| x.1).collect();
-                let complete = sorted == order.len();
-                if complete {
-                    // Then everything else (items new since training, long tail), by live popularity.
-                    let listed: std::collections::HashSet<u32> = idx.iter().copied().collect();
-                    idx.extend(ranking.popular.iter().filter(|i| !listed.contains(i)));
-                }
-                picked = s.pick(&idx, q, seen, explain);
-                if picked.len() >= q.n || complete {
-                    break;
-                }
-            }
-            sc.reset();
-            picked
-        })
     }
 
     /// Items like `item_id`: its item-to-item neighbours ("often liked together"), then its

@@ -28,6 +28,8 @@ pub type UserHistory = HashMap<u32, Vec<Arc<str>>>;
 struct UserEntry {
     history: UserHistory,
     deleted: bool,
+    /// Bumped by every change to the history, so cached answers can tell they are stale.
+    generation: u64,
 }
 
 pub(super) struct State {
@@ -136,6 +138,7 @@ impl State {
             return;
         };
         let user = std::mem::take(&mut self.users[idx as usize]);
+        self.users[idx as usize].generation = user.generation + 1;
         for (item, types) in user.history {
             let negatives = types.iter().filter(|t| self.is_negative(t)).count();
             self.items[item as usize].popularity -= (types.len() - negatives) as f64;
@@ -148,6 +151,7 @@ impl State {
         let u = self.user_idx(&f.user_id) as usize;
         let i = self.item_idx(&f.item_id, chrono::Utc::now().timestamp_millis());
         self.items[i as usize].deleted = false;
+        self.users[u].generation += 1;
         let types = self.users[u].history.entry(i).or_default();
         if types.iter().any(|t| **t == *f.feedback_type) {
             return; // same key again: an update of value/timestamp, not a new interaction
@@ -167,6 +171,7 @@ impl State {
             return;
         };
         let negative = self.is_negative(&f.feedback_type);
+        self.users[u as usize].generation += 1;
         let history = &mut self.users[u as usize].history;
         let Some(types) = history.get_mut(&i) else {
             return;
@@ -218,6 +223,36 @@ impl State {
             .filter_map(|id| self.item_index.get(id.as_str()))
             .map(|&i| (i, vec![session.clone()]))
             .collect()
+    }
+
+    /// Items of a history that are not negative feedback and below `n_items` (the trained part
+    /// of the index), in the history's order.
+    pub fn positive_items<'h>(
+        &'h self,
+        history: Option<&'h UserHistory>,
+        n_items: usize,
+    ) -> impl Iterator<Item = u32> + 'h {
+        history
+            .into_iter()
+            .flat_map(|h| h.iter())
+            .filter(move |(i, types)| {
+                (**i as usize) < n_items && !types.iter().any(|t| self.is_negative(t))
+            })
+            .map(|(i, _)| *i)
+    }
+
+    /// [`State::positive_items`], sorted.
+    pub fn sorted_positive_items(&self, history: Option<&UserHistory>, n_items: usize) -> Vec<u32> {
+        let mut items: Vec<u32> = self.positive_items(history, n_items).collect();
+        items.sort_unstable();
+        items
+    }
+
+    /// How many times the user's history changed (0 for unknown users).
+    pub fn user_generation(&self, id: &str) -> u64 {
+        self.user_index
+            .get(id)
+            .map_or(0, |&u| self.users[u as usize].generation)
     }
 
     pub fn user_history(&self, id: &str) -> Option<&UserHistory> {

@@ -31,13 +31,13 @@ fn ids(v: &[Scored]) -> Vec<&str> {
 
 /// The popularity engine's answer (no models are trained in these tests).
 fn popular_rec(e: &Engine, user: &str, q: &Query<'_>) -> Vec<Scored> {
-    let (served, items) = e.recommend(Who::User(user), q, EngineKind::Auto);
+    let rec = e.recommend(Who::User(user), q, EngineKind::Auto);
     assert_eq!(
-        served,
+        rec.engine,
         EngineKind::Popularity,
         "untrained: auto falls back to popularity"
     );
-    items
+    rec.items
 }
 
 fn engine() -> Engine {

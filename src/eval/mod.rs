@@ -91,7 +91,7 @@ pub fn evaluate(scorer: &dyn Scorer, data: &EvalData, k: usize) -> Metrics {
 }
 
 /// The models `reco evaluate` knows, in report order.
-pub const MODELS: [&str; 7] = [
+pub const MODELS: [&str; 9] = [
     "popularity",
     "itemknn",
     "als",
@@ -99,6 +99,8 @@ pub const MODELS: [&str; 7] = [
     "content",
     "fast",
     "quality",
+    "enhanced",
+    "smart",
 ];
 
 /// MMR strength of `quality` (the server's `recommend.diversity` default).
@@ -107,72 +109,222 @@ pub const QUALITY_DIVERSITY: f32 = 0.1;
 /// Half-life of popularity in the `fast` blend, as the server's default (14 days).
 const HALF_LIFE_SECS: f64 = 14.0 * 86_400.0;
 
-/// The engines' blends as offline models. `fast`: item-to-item plus 0.1 decayed popularity, the
-/// formula the server's `fast` engine uses. `quality`: ALS, BPR, item-to-item and content, weighted
-/// by a grid search on a temporal validation split of the training data, then refitted on all of it.
-fn fit_blend(model: &str, data: &EvalData) -> Option<Blend> {
-    match model {
+/// Items kept in the popularity order that `enhanced` draws candidates from.
+pub const POPULAR_ORDER_LEN: usize = 1000;
+
+/// The members of `quality` (and sources of `enhanced`), fitted on one training set.
+pub struct Members {
+    pub als: algo::als::Als,
+    pub bpr: algo::bpr::Bpr,
+    pub itemknn: algo::itemknn::ItemKnn,
+    pub content: algo::content::Content,
+}
+
+impl Members {
+    /// Fits the four models in parallel on `data`'s training part.
+    pub fn fit(data: &EvalData) -> Members {
+        let content = algo::content::fit(&data.item_texts, Default::default());
+        Self::fit_with_content(data, content)
+    }
+
+    /// Fits the interaction models; content depends only on the items' text, so a fit on the
+    /// same catalogue can be reused (on 100,000 items it is the slowest model).
+    pub fn fit_with_content(data: &EvalData, content: algo::content::Content) -> Members {
+        let ((als, bpr), itemknn) = rayon::join(
+            || {
+                rayon::join(
+                    || algo::als::fit(&data.train, Default::default()),
+                    || algo::bpr::fit(&data.train, Default::default()),
+                )
+            },
+            || algo::itemknn::fit(&data.train, Default::default()),
+        );
+        Members {
+            als,
+            bpr,
+            itemknn,
+            content,
+        }
+    }
+
+    /// In the order of [`Learned::quality_weights`]: ALS, BPR, item-to-item, content.
+    pub fn scorers(&self) -> [&dyn Scorer; 4] {
+        [&self.als, &self.bpr, &self.itemknn, &self.content]
+    }
+}
+
+/// The inputs of `enhanced` besides the members: decayed popularity, its order, category ids.
+pub struct Extras {
+    pub popularity: algo::popularity::Popularity,
+    pub popular_order: Vec<u32>,
+    pub categories: Vec<Box<[u32]>>,
+}
+
+impl Extras {
+    pub fn of(data: &EvalData) -> Extras {
+        let popularity = algo::popularity::fit(
+            data.train.n_cols,
+            data.train_events(),
+            data.now,
+            Some(HALF_LIFE_SECS),
+        );
+        let popular_order = algo::top_n(&popularity.scores, &[], POPULAR_ORDER_LEN);
+        let (mut categories, _) =
+            algo::enhanced::category_ids(data.item_texts.iter().map(|t| &t.categories[..]));
+        categories.resize(data.train.n_cols, Box::new([]));
+        Extras {
+            popularity,
+            popular_order,
+            categories,
+        }
+    }
+
+    pub fn models<'a>(&'a self, m: &'a Members) -> algo::enhanced::Models<'a> {
+        algo::enhanced::Models {
+            als: &m.als,
+            bpr: &m.bpr,
+            itemknn: &m.itemknn,
+            content: &m.content,
+            popularity: &self.popularity.scores,
+            popular_order: &self.popular_order,
+            categories: &self.categories,
+        }
+    }
+}
+
+/// What is learned on a validation split of the training data: the members are fitted on the
+/// first 80% (in time) of each user's training interactions and judged on the rest.
+pub struct Learned {
+    /// `quality`'s blend weights: the grid point (step 0.1) with the best NDCG@10.
+    pub quality_weights: Vec<f32>,
+    /// `enhanced`'s scoring model.
+    pub ranker: algo::enhanced::Ranker,
+}
+
+/// Learns `quality`'s weights and, with `ranker`, `enhanced`'s scoring model (sharing one fit of
+/// the members on the inner split).
+pub fn learn(data: &EvalData, ranker: bool) -> Learned {
+    learn_with_content(
+        data,
+        ranker,
+        algo::content::fit(&data.item_texts, Default::default()),
+    )
+}
+
+/// [`learn`] with the content model already fitted on `data`'s catalogue.
+pub fn learn_with_content(
+    data: &EvalData,
+    ranker: bool,
+    content: algo::content::Content,
+) -> Learned {
+    let inner = data.inner_split(0.8);
+    let members = Members::fit_with_content(&inner, content);
+    let quality_weights =
+        algo::blend::fit_weights(&members.scorers(), &inner.train, &inner.test, 10, 0.1);
+    let ranker = if ranker {
+        let extras = Extras::of(&inner);
+        algo::enhanced::Ranker::fit(&extras.models(&members), &inner.train, &inner.test)
+    } else {
+        Default::default()
+    };
+    tracing::info!(?quality_weights, ranker = ?ranker.weights, "learned on the validation split");
+    Learned {
+        quality_weights,
+        ranker,
+    }
+}
+
+/// `quality` as an offline blend (with MMR diversity when `diversity` > 0).
+fn quality_blend(members: Members, weights: Vec<f32>, data: &EvalData, diversity: f32) -> Blend {
+    let Members {
+        als,
+        bpr,
+        itemknn,
+        content,
+    } = members;
+    let boxed: [Box<dyn Scorer>; 4] = [
+        Box::new(als),
+        Box::new(bpr),
+        Box::new(itemknn),
+        Box::new(content),
+    ];
+    Blend {
+        members: boxed.into_iter().zip(weights).collect(),
+        diversity: (diversity > 0.0).then(|| Diversity {
+            categories: data
+                .item_texts
+                .iter()
+                .map(|t| t.categories.clone())
+                .collect(),
+            strength: diversity,
+        }),
+    }
+}
+
+/// The engines as offline models. `fast`: item-to-item plus 0.1 decayed popularity, the formula
+/// the server's `fast` engine uses. `quality`: ALS, BPR, item-to-item and content with learned
+/// weights, then MMR. `enhanced`: candidates from every source scored by the learned ranker.
+/// `smart`: routed by history length ([`algo::smart::route`]).
+fn fit_engine(model: &str, data: &EvalData) -> Option<Box<dyn Scorer>> {
+    Some(match model {
         "fast" => {
-            let popularity = algo::popularity::fit(
-                data.train.n_cols,
-                data.train_events(),
-                data.now,
-                Some(HALF_LIFE_SECS),
-            );
+            let extras = Extras::of(data);
             let members: Vec<(Box<dyn Scorer>, f32)> = vec![
                 (
                     Box::new(algo::itemknn::fit(&data.train, Default::default())),
                     1.0,
                 ),
-                (Box::new(popularity), 0.1),
+                (Box::new(extras.popularity), 0.1),
             ];
-            Some(Blend {
+            Box::new(Blend {
                 members,
                 diversity: None,
             })
         }
         "quality" => {
-            let weights = quality_weights(data);
-            tracing::info!(
-                ?weights,
-                "quality blend weights (als, bpr, itemknn, content)"
-            );
-            let diversity = Diversity {
-                categories: data
-                    .item_texts
-                    .iter()
-                    .map(|t| t.categories.clone())
-                    .collect(),
-                strength: QUALITY_DIVERSITY,
-            };
-            let members = quality_members(data).into_iter().zip(weights).collect();
-            Some(Blend {
-                members,
-                diversity: Some(diversity),
+            let learned = learn(data, false);
+            Box::new(quality_blend(
+                Members::fit(data),
+                learned.quality_weights,
+                data,
+                QUALITY_DIVERSITY,
+            ))
+        }
+        "enhanced" => {
+            let learned = learn(data, true);
+            let Members {
+                als,
+                bpr,
+                itemknn,
+                content,
+            } = Members::fit(data);
+            let extras = Extras::of(data);
+            Box::new(algo::enhanced::Enhanced {
+                als,
+                bpr,
+                itemknn,
+                content,
+                popularity: extras.popularity.scores,
+                popular_order: extras.popular_order,
+                categories: extras.categories,
+                ranker: learned.ranker,
             })
         }
-        _ => None,
-    }
-}
-
-/// The members of the `quality` blend, fitted on `data`'s training part, in the order of
-/// [`quality_weights`]: ALS, BPR, item-to-item, content.
-pub fn quality_members(data: &EvalData) -> Vec<Box<dyn Scorer>> {
-    vec![
-        Box::new(algo::als::fit(&data.train, Default::default())),
-        Box::new(algo::bpr::fit(&data.train, Default::default())),
-        Box::new(algo::itemknn::fit(&data.train, Default::default())),
-        Box::new(algo::content::fit(&data.item_texts, Default::default())),
-    ]
-}
-
-/// Blend weights of `quality`: fit the members on the first 80% (in time) of each user's training
-/// interactions and search the weight grid (step 0.1) for the best NDCG@10 on the rest.
-pub fn quality_weights(data: &EvalData) -> Vec<f32> {
-    let inner = data.inner_split(0.8);
-    let inner_models = quality_members(&inner);
-    let refs: Vec<&dyn Scorer> = inner_models.iter().map(|m| m.as_ref()).collect();
-    algo::blend::fit_weights(&refs, &inner.train, &inner.test, 10, 0.1)
+        "smart" => {
+            let learned = learn(data, false);
+            let members = Members::fit(data);
+            let neighbours = Box::new(members.itemknn.clone());
+            let content = Box::new(members.content.clone());
+            Box::new(algo::smart::Smart {
+                trending: Box::new(Extras::of(data).popularity),
+                neighbours,
+                content,
+                // MMR needs the whole list, which a routed scorer does not own: relevance order.
+                established: Box::new(quality_blend(members, learned.quality_weights, data, 0.0)),
+            })
+        }
+        _ => return None,
+    })
 }
 
 /// Fits the named model on the training part of `data`.
@@ -188,7 +340,7 @@ pub fn fit(model: &str, data: &EvalData) -> Option<Box<dyn Scorer>> {
         "als" => Box::new(algo::als::fit(&data.train, Default::default())),
         "bpr" => Box::new(algo::bpr::fit(&data.train, Default::default())),
         "content" => Box::new(algo::content::fit(&data.item_texts, Default::default())),
-        other => Box::new(fit_blend(other, data)?),
+        other => fit_engine(other, data)?,
     })
 }
 

@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Backend, spawn_app_with};
 
-fn reasons(v: &Value) -> Vec<String> {
+pub fn reasons(v: &Value) -> Vec<String> {
     v["items"]
         .as_array()
         .unwrap()
@@ -13,7 +13,7 @@ fn reasons(v: &Value) -> Vec<String> {
         .collect()
 }
 
-fn ids(v: &Value) -> Vec<String> {
+pub fn ids(v: &Value) -> Vec<String> {
     v["items"]
         .as_array()
         .unwrap()
@@ -45,7 +45,11 @@ async fn fast_engine_serves_after_training_and_reflects_a_like_at_once() {
         "{rec}"
     );
     let (_, auto) = app.get("/api/recommend/user-3").await;
-    assert_eq!(auto["engine"], "fast", "auto uses the trained engine");
+    assert_eq!(
+        auto["engine"], "smart",
+        "auto follows smart's rules: {auto}"
+    );
+    assert_eq!(auto["route"], "established", "{auto}");
     let (_, pop) = app.get("/api/recommend/user-3?engine=popularity").await;
     assert_eq!(pop["engine"], "popularity");
     assert_ne!(
@@ -143,15 +147,7 @@ async fn fast_engine_serves_after_training_and_reflects_a_like_at_once() {
     let (s, b) = app.get("/api/popular?engine=fast").await;
     assert_eq!((s, b["field"].as_str()), (400, Some("engine")), "{b}");
 
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     assert!(
         text.contains("reco_train_runs_total{result=\"ok\"}"),
         "{text}"

@@ -8,6 +8,7 @@ mod engines;
 mod feedback;
 mod helpers;
 mod movielens;
+mod orchestrator;
 mod pool;
 mod quality;
 mod routes;

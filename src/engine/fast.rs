@@ -1,0 +1,109 @@
+//! The `fast` engine: item-to-item neighbours of the user's items blended with time-decayed
+//! popularity, from per-thread dense scratch (no allocation per catalogue item, no hashing).
+
+use std::cell::RefCell;
+
+use super::state::{State, UserHistory};
+use super::{Engine, ItemMeta, Query, Scored, append_unique};
+use crate::algo::Accumulator;
+use crate::train::Snapshot;
+
+/// Weight of normalised, time-decayed popularity in the `fast` blend (neighbours weigh 1).
+const FAST_POPULARITY_WEIGHT: f32 = 0.1;
+/// History items whose neighbours `fast` gathers (the rest only filter).
+pub(super) const MAX_SOURCES: usize = 200;
+
+thread_local! {
+    static SCRATCH: RefCell<Accumulator> = RefCell::new(Accumulator::default());
+}
+
+/// Puts the best `prefix` entries of `order` first, sorted by descending score (ties by index), and
+/// returns how many are sorted.
+fn sorted_prefix(order: &mut [(f32, u32)], prefix: usize) -> usize {
+    let by_score = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+    if order.len() > prefix {
+        order.select_nth_unstable_by(prefix, by_score);
+        order[..prefix].sort_unstable_by(by_score);
+        prefix
+    } else {
+        order.sort_unstable_by(by_score);
+        order.len()
+    }
+}
+
+impl Engine {
+    /// `fast`: item-to-item neighbours of the user's positive items, each candidate scored by its
+    /// summed similarity (normalised to the best candidate) plus a little time-decayed popularity.
+    /// A user without history gets trending items.
+    pub(super) fn fast(
+        &self,
+        s: &State,
+        history: Option<&UserHistory>,
+        q: &Query<'_>,
+        snap: &Snapshot,
+    ) -> Vec<Scored> {
+        SCRATCH.with(|cell| {
+            let mut guard = cell.borrow_mut();
+            let sc = &mut *guard;
+            sc.prepare(snap.n_items);
+            for j in s.positive_items(history, snap.n_items).take(MAX_SOURCES) {
+                for &(i, sim) in &snap.itemknn.neighbours[j as usize] {
+                    sc.add(i, j, sim);
+                }
+            }
+            let best = sc.max().max(f32::MIN_POSITIVE);
+            let pop_best = snap
+                .popular_order
+                .first()
+                .map(|&i| snap.popularity.scores[i as usize])
+                .unwrap_or(0.0);
+            let pop_scale = FAST_POPULARITY_WEIGHT / pop_best.max(f32::MIN_POSITIVE);
+            let score = |i: u32| {
+                let pop = snap
+                    .popularity
+                    .scores
+                    .get(i as usize)
+                    .copied()
+                    .unwrap_or(0.0)
+                    * pop_scale;
+                pop + sc.sum(i) / best
+            };
+            let mut order: Vec<(f32, u32)> = sc.touched().iter().map(|&i| (score(i), i)).collect();
+            order.extend(
+                snap.popular_order
+                    .iter()
+                    .filter(|&&i| !sc.contains(i))
+                    .map(|&i| (score(i), i)),
+            );
+            let seen = |i: u32| history.is_some_and(|h| h.contains_key(&i));
+            let explain = |i: u32, _: &ItemMeta| {
+                let reason = if sc.contains(i) {
+                    format!("because you liked {}", s.item_id(sc.source(i)))
+                } else {
+                    "trending".to_string()
+                };
+                (score(i) as f64, reason)
+            };
+            // Sorting every candidate is the expensive part: sort a prefix deep enough for the
+            // filters, and everything only when the filters ate through it.
+            let ranking = self.ranking.load();
+            let depth = 4 * (q.n + q.exclude.len()) + history.map_or(0, |h| h.len()) + 50;
+            let mut picked = Vec::new();
+            for prefix in [depth, usize::MAX] {
+                let sorted = sorted_prefix(&mut order, prefix);
+                let mut idx: Vec<u32> = order[..sorted].iter().map(|x| x.1).collect();
+                let complete = sorted == order.len();
+                if complete {
+                    // Then everything else (items new since training, long tail), by live popularity.
+                    append_unique(&mut idx, &ranking.popular);
+                }
+                picked = s.pick(&idx, q, seen, explain);
+                if picked.len() >= q.n || complete {
+                    break;
+                }
+            }
+            sc.reset();
+            picked
+        })
+    }
+}

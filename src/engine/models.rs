@@ -1,0 +1,171 @@
+//! The model-based engines: `quality` (a fitted blend of every model, then MMR diversity) and
+//! `enhanced` (candidates from several sources scored by a learned ranker). Both read the trained
+//! snapshot and the user's live history; per-thread scratch holds the catalogue-sized buffers.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use super::state::{State, UserHistory};
+use super::{Engine, Query, Scored, append_unique};
+use crate::algo::blend::{MMR_POOL, normalise};
+use crate::algo::diversity::{jaccard, mmr};
+use crate::algo::enhanced::{self, Source};
+use crate::algo::{History, Scorer, top_n};
+use crate::train::Snapshot;
+
+/// Catalogue-sized buffers of one thread.
+#[derive(Default)]
+struct Scratch {
+    blended: Vec<f32>,
+    member: Vec<f32>,
+    enhanced: enhanced::Scratch,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// 1 / (1 + e^-x): a ranker's log-odds as a probability-like score.
+fn sigmoid(x: f32) -> f64 {
+    1.0 / (1.0 + (-f64::from(x)).exp())
+}
+
+impl Engine {
+    /// `quality`: every trained model scores the whole catalogue for the user (factor models from
+    /// the user's trained row, or folded in from the live history for users new since training),
+    /// scores are scaled per model and blended with the fitted weights, then MMR spreads the list
+    /// across categories.
+    pub(super) fn quality(
+        &self,
+        s: &State,
+        history: Option<&UserHistory>,
+        row: Option<usize>,
+        q: &Query<'_>,
+        snap: &Snapshot,
+    ) -> Vec<Scored> {
+        let items = s.sorted_positive_items(history, snap.n_items);
+        let weights = vec![1.0f32; items.len()];
+        let hist = History {
+            items: &items,
+            weights: &weights,
+        };
+        let want = (q.n * MMR_POOL + q.exclude.len()) * 4 + 100;
+        let (mut order, scores) = SCRATCH.with(|cell| {
+            let sc = &mut *cell.borrow_mut();
+            sc.blended.clear();
+            sc.blended.resize(snap.n_items, 0.0);
+            sc.member.resize(snap.n_items, 0.0);
+            let members: [&dyn Scorer; 4] = [&snap.als, &snap.bpr, &snap.itemknn, &snap.content];
+            for (m, &w) in members.iter().zip(&snap.quality_weights) {
+                if w > 0.0 {
+                    m.score(row, hist, &mut sc.member[..snap.n_items]);
+                    normalise(&mut sc.member[..snap.n_items]);
+                    sc.blended
+                        .iter_mut()
+                        .zip(&sc.member)
+                        .for_each(|(b, x)| *b += w * x);
+                }
+            }
+            let order = top_n(&sc.blended[..snap.n_items], &items, want);
+            let scores: HashMap<u32, f32> =
+                order.iter().map(|&i| (i, sc.blended[i as usize])).collect();
+            (order, scores)
+        });
+        append_unique(&mut order, &self.ranking.load().popular);
+        let sources = &items[..items.len().min(super::fast::MAX_SOURCES)];
+        // Filter first, over-fetching, then let MMR choose `n` spread across categories.
+        let pool_query = Query {
+            n: q.n * MMR_POOL,
+            ..*q
+        };
+        let pool = s.pick(
+            &order,
+            &pool_query,
+            |i| history.is_some_and(|h| h.contains_key(&i)),
+            |i, _| {
+                let because = sources
+                    .iter()
+                    .filter_map(|&j| {
+                        snap.itemknn.neighbours[j as usize]
+                            .iter()
+                            .find(|n| n.0 == i)
+                            .map(|n| (j, n.1))
+                    })
+                    .max_by(|a, b| a.1.total_cmp(&b.1));
+                let reason = match because {
+                    Some((j, _)) => format!("because you liked {}", s.item_id(j)),
+                    None if items.is_empty() => "popular".to_string(),
+                    None => "matches your taste".to_string(),
+                };
+                (scores.get(&i).copied().unwrap_or(0.0) as f64, reason)
+            },
+        );
+        if self.diversity <= 0.0 {
+            return pool.into_iter().take(q.n).collect();
+        }
+        let index = s.item_index();
+        let scored: Vec<(u32, f32)> = pool
+            .iter()
+            .map(|p| (index[&p.id], p.score as f32))
+            .collect();
+        let similarity = |a: u32, b: u32| jaccard(s.item_categories(a), s.item_categories(b));
+        let chosen = mmr(&scored, similarity, q.n, self.diversity);
+        let mut by_idx: HashMap<u32, Scored> = scored.iter().map(|x| x.0).zip(pool).collect();
+        chosen
+            .into_iter()
+            .filter_map(|i| by_idx.remove(&i))
+            .collect()
+    }
+
+    /// `enhanced`: candidates from the factorisation, item-to-item and content neighbours of the
+    /// history, and popular items of the user's favourite categories, each scored by the learned
+    /// ranker over the same features; the score shown is the ranker's probability.
+    pub(super) fn enhanced(
+        &self,
+        s: &State,
+        history: Option<&UserHistory>,
+        row: Option<usize>,
+        q: &Query<'_>,
+        snap: &Snapshot,
+    ) -> Vec<Scored> {
+        let items = s.sorted_positive_items(history, snap.n_items);
+        let weights = vec![1.0f32; items.len()];
+        let hist = History {
+            items: &items,
+            weights: &weights,
+        };
+        let mut candidates = SCRATCH.with(|cell| {
+            let sc = &mut *cell.borrow_mut();
+            snap.enhanced_models()
+                .candidates(row, hist, &mut sc.enhanced)
+        });
+        snap.ranker.rank(&mut candidates);
+        let by_item: HashMap<u32, (f32, Source)> = candidates
+            .iter()
+            .map(|c| (c.item, (c.score, c.source)))
+            .collect();
+        let mut order: Vec<u32> = candidates.iter().map(|c| c.item).collect();
+        append_unique(&mut order, &self.ranking.load().popular);
+        s.pick(
+            &order,
+            q,
+            |i| history.is_some_and(|h| h.contains_key(&i)),
+            |i, _| match by_item.get(&i) {
+                Some(&(score, source)) => {
+                    let reason = match source {
+                        Source::Neighbours(j) => format!("because you liked {}", s.item_id(j)),
+                        Source::Content(j) => format!("similar to {}", s.item_id(j)),
+                        Source::Category(c) => format!(
+                            "popular in {}",
+                            snap.category_names.get(c as usize).map_or("", |n| n)
+                        ),
+                        Source::Factors => "matches your taste".to_string(),
+                        Source::Popular => "trending".to_string(),
+                    };
+                    (sigmoid(score), reason)
+                }
+                None => (0.0, "popular".to_string()),
+            },
+        )
+    }
+}

@@ -1,0 +1,141 @@
+//! The `smart` engine: routes by what is known about the user ([`crate::algo::smart::route`]).
+//! A newcomer gets trending items (in the requested categories), a short history gets item-to-item
+//! and content neighbours of its items (content reaches items nobody has interacted with), an
+//! established user gets `quality`.
+
+use std::cell::RefCell;
+
+use super::state::{State, UserHistory};
+use super::{Engine, Query, Scored, append_unique};
+use crate::algo::Accumulator;
+use crate::algo::smart::{Route, SHORT_CONTENT_WEIGHT, route};
+use crate::train::Snapshot;
+
+thread_local! {
+    static SCRATCH: RefCell<(Accumulator, Accumulator)> = RefCell::default();
+}
+
+impl Engine {
+    /// `smart` for a user: the route taken and its items.
+    pub(super) fn smart(
+        &self,
+        s: &State,
+        history: Option<&UserHistory>,
+        row: Option<usize>,
+        q: &Query<'_>,
+        snap: &Snapshot,
+    ) -> (Route, Vec<Scored>) {
+        let known = s.positive_items(history, usize::MAX).count();
+        let route = route(known);
+        let items = match route {
+            Route::NewUser => self.trending(s, history, q, snap),
+            Route::ShortHistory => self.neighbourhood(s, history, q, snap),
+            Route::Established => self.quality(s, history, row, q, snap),
+        };
+        (route, items)
+    }
+
+    /// Trending: decayed popularity of the snapshot, then live popularity.
+    fn trending(
+        &self,
+        s: &State,
+        history: Option<&UserHistory>,
+        q: &Query<'_>,
+        snap: &Snapshot,
+    ) -> Vec<Scored> {
+        let ranking = self.ranking.load();
+        let mut order = snap.popular_order.clone();
+        append_unique(&mut order, &ranking.popular);
+        s.pick(
+            &order,
+            q,
+            |i| history.is_some_and(|h| h.contains_key(&i)),
+            |i, meta| {
+                let score = snap
+                    .popularity
+                    .scores
+                    .get(i as usize)
+                    .copied()
+                    .unwrap_or(0.0);
+                let category = meta
+                    .categories
+                    .iter()
+                    .find(|c| q.categories.iter().any(|w| &***c == w.as_str()));
+                let reason = match category {
+                    Some(c) => format!("trending in {c}"),
+                    None => "trending".to_string(),
+                };
+                (f64::from(score), reason)
+            },
+        )
+    }
+
+    /// Item-to-item and content neighbours of a short history, equally weighted after scaling each
+    /// to its best score, then trending items.
+    fn neighbourhood(
+        &self,
+        s: &State,
+        history: Option<&UserHistory>,
+        q: &Query<'_>,
+        snap: &Snapshot,
+    ) -> Vec<Scored> {
+        SCRATCH.with(|cell| {
+            let (knn, content) = &mut *cell.borrow_mut();
+            knn.prepare(snap.n_items);
+            content.prepare(snap.n_items);
+            for j in s.positive_items(history, snap.n_items) {
+                for &(i, sim) in &snap.itemknn.neighbours[j as usize] {
+                    knn.add(i, j, sim);
+                }
+                for &(i, sim) in &snap.content.neighbours[j as usize] {
+                    content.add(i, j, sim);
+                }
+            }
+            let (knn_max, content_max) = (
+                knn.max().max(f32::MIN_POSITIVE),
+                content.max().max(f32::MIN_POSITIVE),
+            );
+            let score = |i: u32| {
+                (1.0 - SHORT_CONTENT_WEIGHT) * knn.sum(i) / knn_max
+                    + SHORT_CONTENT_WEIGHT * content.sum(i) / content_max
+            };
+            let mut order: Vec<(f32, u32)> = knn
+                .touched()
+                .iter()
+                .copied()
+                .chain(
+                    content
+                        .touched()
+                        .iter()
+                        .copied()
+                        .filter(|&i| !knn.contains(i)),
+                )
+                .map(|i| (score(i), i))
+                .collect();
+            order.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            let mut idx: Vec<u32> = order.iter().map(|x| x.1).collect();
+            let ranking = self.ranking.load();
+            append_unique(&mut idx, &snap.popular_order);
+            append_unique(&mut idx, &ranking.popular);
+            let picked = s.pick(
+                &idx,
+                q,
+                |i| history.is_some_and(|h| h.contains_key(&i)),
+                |i, _| {
+                    let (k, c) = (knn.sum(i) / knn_max, content.sum(i) / content_max);
+                    let reason = if k == 0.0 && c == 0.0 {
+                        "trending".to_string()
+                    } else if k >= c {
+                        format!("because you liked {}", s.item_id(knn.source(i)))
+                    } else {
+                        format!("similar to {}", s.item_id(content.source(i)))
+                    };
+                    (f64::from(score(i)), reason)
+                },
+            );
+            knn.reset();
+            content.reset();
+            picked
+        })
+    }
+}
