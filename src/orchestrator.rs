@@ -80,6 +80,13 @@ fn stable_hash(s: &str) -> u64 {
     })
 }
 
+/// Whether a cached answer fits a request: everything but the time-to-live cut-off, which moves
+/// with the clock (an item expiring while its answer is cached stays until the next feedback or
+/// training, minutes at most).
+fn same_query(a: &Request, b: &Request) -> bool {
+    a.n == b.n && a.categories == b.categories && a.exclude == b.exclude
+}
+
 impl Orchestrator {
     pub fn new(
         engine: Arc<Engine>,
@@ -180,7 +187,7 @@ impl Orchestrator {
         let freshness = self.engine.freshness(user_id);
         if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(&user))
             && hit.freshness == freshness
-            && hit.request == request
+            && same_query(&hit.request, &request)
             && hit.variant == variant
         {
             return Served {
