@@ -34,6 +34,8 @@ pub struct Config {
     pub recommend: RecommendConfig,
     /// How `engine=auto` picks an engine: experiments, deadline, cache, click-through window.
     pub orchestrator: OrchestratorConfig,
+    /// `reco monitor`: which replicas to watch and when to warn.
+    pub monitor: MonitorConfig,
     /// Demo catalogue seeded into an empty database.
     pub demo: DemoConfig,
     /// Logging.
@@ -157,6 +159,34 @@ impl Default for OrchestratorConfig {
             cache_size: 100_000,
             click_window: 1800.0,
             variants: Vec::new(),
+        }
+    }
+}
+
+/// `reco monitor` and its warning thresholds (the ones operators of a 20-connection database use).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorConfig {
+    /// Base URLs of the running replicas, e.g. `http://10.0.0.5:8080`.
+    pub replicas: Vec<String>,
+    /// Warn above this many client connections on the database server, all applications.
+    pub warn_total_connections: i64,
+    /// Warn when a replica's pool has more than this share of its ceiling in use (0..=1).
+    pub warn_utilisation: f64,
+    /// Warn when a replica has more than this many overflow connections in use.
+    pub warn_overflow: u32,
+    /// Seconds between refreshes of the live view.
+    pub interval: f64,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        Self {
+            replicas: Vec::new(),
+            warn_total_connections: 12,
+            warn_utilisation: 0.8,
+            warn_overflow: 2,
+            interval: 1.0,
         }
     }
 }
@@ -522,6 +552,28 @@ impl Config {
             self.recommend.default_n,
             "1..=1000",
         )?;
+        let m = &self.monitor;
+        check(
+            (0.0..=1.0).contains(&m.warn_utilisation),
+            "monitor.warn_utilisation",
+            m.warn_utilisation,
+            "0..=1",
+        )?;
+        secs(
+            m.interval,
+            "monitor.interval",
+            0.1,
+            3600.0,
+            "0.1..=3600 seconds",
+        )?;
+        for r in &m.replicas {
+            check(
+                url::Url::parse(r).is_ok_and(|u| matches!(u.scheme(), "http" | "https")),
+                "monitor.replicas",
+                redact_url(r),
+                "http:// or https:// URLs",
+            )?;
+        }
         let o = &self.orchestrator;
         secs(
             o.deadline,
@@ -591,6 +643,7 @@ impl Config {
             "feedback": self.feedback,
             "recommend": self.recommend,
             "orchestrator": self.orchestrator,
+            "monitor": self.monitor,
             "demo": self.demo,
             "log": self.log,
         });

@@ -15,6 +15,7 @@
 //! - [`api`]: HTTP routes, validation, auth and the one error type that maps to HTTP.
 //! - [`app`]: the application state built at start-up and the server's lifecycle.
 //! - [`metrics`]: the Prometheus registry.
+//! - [`monitor`]: `reco monitor`'s view of every replica's pool and the database's connections.
 //! - [`dataset`], [`demo`], [`import`], [`synthetic`]: data sets: the demo generator, the MovieLens
 //!   importer and benchmark-scale synthetic data.
 //! - [`cli`]: the `reco` command line; [`telemetry`]: logging.
@@ -36,6 +37,7 @@ pub mod eval;
 pub mod feedback_writer;
 pub mod import;
 pub mod metrics;
+pub mod monitor;
 pub mod orchestrator;
 pub mod store;
 pub mod synthetic;

@@ -6,6 +6,7 @@ mod config_cmd;
 mod evaluate;
 mod import;
 mod migrate;
+mod monitor;
 mod serve;
 
 use std::path::PathBuf;
@@ -55,6 +56,8 @@ pub enum Command {
     Config(config_cmd::Opts),
     /// Measure recommendation quality offline (Precision, Recall, NDCG, HR at 10; coverage).
     Evaluate(evaluate::Opts),
+    /// Watch every replica's pool and the database's connections (live, --once or --json).
+    Monitor(monitor::Opts),
 }
 
 impl GlobalOpts {
@@ -97,6 +100,7 @@ pub fn main() -> anyhow::Result<()> {
             Command::Migrate(opts) => migrate::run(opts, config).await,
             Command::Import(opts) => import::run(opts, config).await,
             Command::Evaluate(opts) => evaluate::run(opts, config).await,
+            Command::Monitor(opts) => monitor::run(opts, config).await,
             Command::Config(_) => unreachable!("handled above"),
         }
     })

@@ -10,6 +10,8 @@ mod feedback;
 pub use feedback::FeedbackOf;
 mod items;
 mod model;
+mod server;
+pub use server::{BackendGroup, ServerStats};
 mod users;
 
 use sqlx::Row;

@@ -7,6 +7,7 @@ mod cli;
 mod engines;
 mod feedback;
 mod helpers;
+mod monitor;
 mod movielens;
 mod orchestrator;
 mod pool;

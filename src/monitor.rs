@@ -1,0 +1,460 @@
+//! `reco monitor`: one view of every connection reco is responsible for.
+//!
+//! A [`View`] combines what each running replica reports about its pool (`/api/admin/pool`) with
+//! what the database server reports (`max_connections`, reserved slots, every client backend by
+//! application and state), and the warnings operators care about, at the thresholds of
+//! `[monitor]`. It renders as plain text (`--once`), JSON (`--json`) or a live terminal view.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{MonitorConfig, redact_url};
+use crate::store::{BackendGroup, ServerStats, Store};
+
+/// What a replica reports about its pool (the fields of `/api/admin/pool` the monitor shows).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReplicaPool {
+    pub ceiling: u32,
+    pub size: u32,
+    pub idle: u32,
+    pub in_use: u32,
+    pub overflow_in_use: u32,
+    pub waiting: u32,
+    pub timeouts_total: u64,
+    #[serde(default)]
+    pub leak_suspects: Vec<serde_json::Value>,
+    pub acquire_wait: AcquireWait,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AcquireWait {
+    pub p99_seconds: f64,
+}
+
+/// One replica: its pool, or why it could not be read.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Replica {
+    /// The replica's URL, any credentials in it redacted.
+    pub url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<ReplicaPool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The database server's side.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Server {
+    pub max_connections: i64,
+    pub reserved_connections: i64,
+    /// Client backends in all (the monitor's own excluded).
+    pub total: i64,
+    /// `total` as a percentage of the connections ordinary clients may open.
+    pub utilisation_percent: f64,
+    pub backends: Vec<BackendGroup>,
+}
+
+/// How bad a warning is.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Warning {
+    pub level: Level,
+    pub message: String,
+}
+
+/// One observation of everything.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct View {
+    pub taken_at: chrono::DateTime<chrono::Utc>,
+    pub replicas: Vec<Replica>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<Server>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_error: Option<String>,
+    pub warnings: Vec<Warning>,
+}
+
+/// Reads replicas and the server.
+pub struct Monitor {
+    client: reqwest::Client,
+    replicas: Vec<String>,
+    api_key: Option<String>,
+    store: Option<Store>,
+    config: MonitorConfig,
+}
+
+impl Monitor {
+    /// `store` is the database to inspect (`None`: replicas only).
+    pub fn new(
+        config: MonitorConfig,
+        replicas: Vec<String>,
+        api_key: Option<String>,
+        store: Option<Store>,
+    ) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .expect("an HTTP client without TLS builds");
+        Self {
+            client,
+            replicas,
+            api_key,
+            store,
+            config,
+        }
+    }
+
+    async fn replica(&self, url: &str) -> Replica {
+        let endpoint = format!("{}/api/admin/pool", url.trim_end_matches('/'));
+        let mut request = self.client.get(&endpoint);
+        if let Some(key) = &self.api_key {
+            request = request.header("X-API-Key", key);
+        }
+        let result = async {
+            let response = request.send().await.map_err(|e| {
+                if e.is_timeout() {
+                    "timed out".to_string()
+                } else {
+                    "unreachable".to_string()
+                }
+            })?;
+            if !response.status().is_success() {
+                return Err(format!("answered HTTP {}", response.status().as_u16()));
+            }
+            response
+                .json::<ReplicaPool>()
+                .await
+                .map_err(|_| "answered something that is not a reco pool status".to_string())
+        }
+        .await;
+        let (pool, error) = match result {
+            Ok(p) => (Some(p), None),
+            Err(e) => (None, Some(e)),
+        };
+        Replica {
+            // As configured, unless it carries credentials.
+            url: if url.contains('@') {
+                redact_url(url)
+            } else {
+                url.to_string()
+            },
+            pool,
+            error,
+        }
+    }
+
+    /// One observation.
+    pub async fn observe(&self) -> View {
+        let replicas =
+            futures::future::join_all(self.replicas.iter().map(|u| self.replica(u))).await;
+        let (server, server_error) = match &self.store {
+            None => (None, None),
+            Some(store) => match store.server_stats().await {
+                Ok(Some(stats)) => (Some(server_view(stats)), None),
+                Ok(None) => (None, Some("not PostgreSQL: no server statistics".into())),
+                Err(e) if e.is_busy() => (None, Some("database busy".into())),
+                Err(_) => (None, Some("database unreachable".into())),
+            },
+        };
+        let mut view = View {
+            taken_at: chrono::Utc::now(),
+            replicas,
+            server,
+            server_error,
+            warnings: Vec::new(),
+        };
+        view.warnings = warnings(&self.config, &view);
+        view
+    }
+}
+
+fn server_view(stats: ServerStats) -> Server {
+    let total = stats.total();
+    Server {
+        max_connections: stats.max_connections,
+        reserved_connections: stats.reserved_connections,
+        total,
+        utilisation_percent: 100.0 * total as f64 / stats.available().max(1) as f64,
+        backends: stats.backends,
+    }
+}
+
+/// The warnings a view deserves at the configured thresholds.
+pub fn warnings(config: &MonitorConfig, view: &View) -> Vec<Warning> {
+    let mut out = Vec::new();
+    let mut warn = |level, message: String| out.push(Warning { level, message });
+    for r in &view.replicas {
+        let Some(p) = &r.pool else {
+            let reason = r.error.as_deref().unwrap_or("no answer");
+            warn(Level::Fail, format!("replica {}: {reason}", r.url));
+            continue;
+        };
+        let utilisation = p.in_use as f64 / p.ceiling.max(1) as f64;
+        if utilisation > config.warn_utilisation {
+            warn(
+                Level::Warn,
+                format!(
+                    "replica {}: pool {:.0}% in use ({} of {}), above {:.0}%",
+                    r.url,
+                    utilisation * 100.0,
+                    p.in_use,
+                    p.ceiling,
+                    config.warn_utilisation * 100.0
+                ),
+            );
+        }
+        if p.overflow_in_use > config.warn_overflow {
+            warn(
+                Level::Warn,
+                format!(
+                    "replica {}: {} overflow connections in use, above {}",
+                    r.url, p.overflow_in_use, config.warn_overflow
+                ),
+            );
+        }
+        if p.waiting > 0 {
+            warn(
+                Level::Warn,
+                format!(
+                    "replica {}: {} requests waiting for a connection",
+                    r.url, p.waiting
+                ),
+            );
+        }
+        if !p.leak_suspects.is_empty() {
+            warn(
+                Level::Warn,
+                format!(
+                    "replica {}: {} connections held past the leak threshold",
+                    r.url,
+                    p.leak_suspects.len()
+                ),
+            );
+        }
+    }
+    if let Some(s) = &view.server {
+        if s.total > config.warn_total_connections {
+            warn(
+                Level::Warn,
+                format!(
+                    "{} connections on the database, above {}",
+                    s.total, config.warn_total_connections
+                ),
+            );
+        }
+        if s.total >= s.max_connections - s.reserved_connections {
+            warn(
+                Level::Fail,
+                format!(
+                    "the database is full: {} of {} client connections",
+                    s.total,
+                    s.max_connections - s.reserved_connections
+                ),
+            );
+        }
+    }
+    out
+}
+
+/// The view as plain text, for `--once`, scripts and cron.
+pub fn render_text(view: &View) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "reco monitor  {}",
+        view.taken_at.format("%Y-%m-%d %H:%M:%S UTC")
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:<32} {:>5} {:>5} {:>6} {:>8} {:>7} {:>8} {:>5} {:>10}",
+        "replica",
+        "size",
+        "idle",
+        "in use",
+        "overflow",
+        "waiting",
+        "timeouts",
+        "leaks",
+        "acq p99 ms"
+    );
+    for r in &view.replicas {
+        match &r.pool {
+            Some(p) => {
+                let _ = writeln!(
+                    out,
+                    "{:<32} {:>5} {:>5} {:>6} {:>8} {:>7} {:>8} {:>5} {:>10.1}",
+                    r.url,
+                    p.size,
+                    p.idle,
+                    p.in_use,
+                    p.overflow_in_use,
+                    p.waiting,
+                    p.timeouts_total,
+                    p.leak_suspects.len(),
+                    p.acquire_wait.p99_seconds * 1000.0
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "{:<32} {}",
+                    r.url,
+                    r.error.as_deref().unwrap_or("no answer")
+                );
+            }
+        }
+    }
+    if view.replicas.is_empty() {
+        let _ = writeln!(
+            out,
+            "(no replicas configured: monitor.replicas or --replica)"
+        );
+    }
+    let _ = writeln!(out);
+    match (&view.server, &view.server_error) {
+        (Some(s), _) => {
+            let _ = writeln!(
+                out,
+                "database: max_connections {}, reserved {}, client backends {} ({:.0}% of {})",
+                s.max_connections,
+                s.reserved_connections,
+                s.total,
+                s.utilisation_percent,
+                s.max_connections - s.reserved_connections
+            );
+            let _ = writeln!(
+                out,
+                "{:<32} {:<28} {:>5} {:>12}",
+                "application", "state", "count", "oldest (s)"
+            );
+            for b in &s.backends {
+                let app = if b.application.is_empty() {
+                    "(none)"
+                } else {
+                    &b.application
+                };
+                let state = if b.state.is_empty() {
+                    "(none)"
+                } else {
+                    &b.state
+                };
+                let _ = writeln!(
+                    out,
+                    "{:<32} {:<28} {:>5} {:>12.0}",
+                    app, state, b.count, b.oldest_state_seconds
+                );
+            }
+        }
+        (None, Some(e)) => {
+            let _ = writeln!(out, "database: {e}");
+        }
+        (None, None) => {}
+    }
+    let _ = writeln!(out);
+    if view.warnings.is_empty() {
+        let _ = writeln!(out, "no warnings");
+    }
+    for w in &view.warnings {
+        let tag = match w.level {
+            Level::Warn => "WARN",
+            Level::Fail => "FAIL",
+        };
+        let _ = writeln!(out, "{tag} {}", w.message);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(in_use: u32, overflow: u32) -> ReplicaPool {
+        ReplicaPool {
+            ceiling: 15,
+            size: in_use.max(5),
+            idle: 0,
+            in_use,
+            overflow_in_use: overflow,
+            waiting: 0,
+            timeouts_total: 0,
+            leak_suspects: Vec::new(),
+            acquire_wait: AcquireWait { p99_seconds: 0.001 },
+        }
+    }
+
+    fn view(replicas: Vec<Replica>, total: i64) -> View {
+        View {
+            taken_at: chrono::Utc::now(),
+            replicas,
+            server: Some(Server {
+                max_connections: 20,
+                reserved_connections: 3,
+                total,
+                utilisation_percent: 100.0 * total as f64 / 17.0,
+                backends: Vec::new(),
+            }),
+            server_error: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn warns_at_the_operators_thresholds() {
+        let config = MonitorConfig::default();
+        let calm = view(
+            vec![Replica {
+                url: "http://a".into(),
+                pool: Some(pool(5, 0)),
+                error: None,
+            }],
+            12,
+        );
+        assert_eq!(warnings(&config, &calm), []);
+        let busy = view(
+            vec![
+                Replica {
+                    url: "http://a".into(),
+                    pool: Some(pool(13, 3)),
+                    error: None,
+                },
+                Replica {
+                    url: "http://b".into(),
+                    pool: None,
+                    error: Some("unreachable".into()),
+                },
+            ],
+            17,
+        );
+        let w = warnings(&config, &busy);
+        let text: Vec<&str> = w.iter().map(|w| w.message.as_str()).collect();
+        assert_eq!(
+            text,
+            [
+                "replica http://a: pool 87% in use (13 of 15), above 80%",
+                "replica http://a: 3 overflow connections in use, above 2",
+                "replica http://b: unreachable",
+                "17 connections on the database, above 12",
+                "the database is full: 17 of 17 client connections",
+            ]
+        );
+        assert_eq!(w[2].level, Level::Fail);
+        let rendered = render_text(&View {
+            warnings: w,
+            ..busy
+        });
+        assert!(rendered.contains("FAIL the database is full"), "{rendered}");
+        assert!(
+            rendered.contains("max_connections 20, reserved 3"),
+            "{rendered}"
+        );
+    }
+}

@@ -1,0 +1,91 @@
+//! What the database server itself reports: its connection limits and every backend connected to
+//! it (PostgreSQL only; SQLite has no server). Read by `reco monitor` and `reco diagnose`.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{Result, Store};
+use crate::db::Backend;
+
+/// One group of backends in `pg_stat_activity`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BackendGroup {
+    pub application: String,
+    /// `active`, `idle`, `idle in transaction`, … (empty for backends without a state).
+    pub state: String,
+    pub count: i64,
+    /// Seconds since the oldest of them last changed state.
+    pub oldest_state_seconds: f64,
+}
+
+/// The server's connection limits and its client backends (the asking connection excluded).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ServerStats {
+    pub max_connections: i64,
+    /// `superuser_reserved_connections` plus `reserved_connections` (PostgreSQL 16+).
+    pub reserved_connections: i64,
+    pub backends: Vec<BackendGroup>,
+}
+
+impl ServerStats {
+    /// Client backends in all.
+    pub fn total(&self) -> i64 {
+        self.backends.iter().map(|b| b.count).sum()
+    }
+
+    /// Backends of one application name.
+    pub fn of_application(&self, name: &str) -> i64 {
+        self.backends
+            .iter()
+            .filter(|b| b.application == name)
+            .map(|b| b.count)
+            .sum()
+    }
+
+    /// Connections ordinary clients may open.
+    pub fn available(&self) -> i64 {
+        (self.max_connections - self.reserved_connections).max(0)
+    }
+}
+
+impl Store {
+    /// The server's limits and backends; `None` on SQLite.
+    pub async fn server_stats(&self) -> Result<Option<ServerStats>> {
+        if self.pool.backend() != Backend::Postgres {
+            return Ok(None);
+        }
+        let mut conn = self.pool.acquire().await?;
+        let limits = sqlx::query(
+            "SELECT current_setting('max_connections')::int8 AS max, \
+             current_setting('superuser_reserved_connections')::int8 \
+             + coalesce(current_setting('reserved_connections', true), '0')::int8 AS reserved",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        let rows = sqlx::query(
+            "SELECT coalesce(application_name, '') AS app, coalesce(state, '') AS state, \
+             count(*)::int8 AS n, \
+             coalesce(extract(epoch FROM max(now() - state_change)), 0)::float8 AS oldest \
+             FROM pg_stat_activity \
+             WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() \
+             GROUP BY 1, 2 ORDER BY 1, 2",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(Some(ServerStats {
+            max_connections: limits.try_get("max")?,
+            reserved_connections: limits.try_get("reserved")?,
+            backends: rows
+                .iter()
+                .map(|r| {
+                    Ok(BackendGroup {
+                        application: r.try_get("app")?,
+                        state: r.try_get("state")?,
+                        count: r.try_get("n")?,
+                        oldest_state_seconds: r.try_get("oldest")?,
+                    })
+                })
+                .collect::<Result<_, sqlx::Error>>()?,
+        }))
+    }
+}
