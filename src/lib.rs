@@ -16,6 +16,7 @@
 //! - [`app`]: the application state built at start-up and the server's lifecycle.
 //! - [`metrics`]: the Prometheus registry.
 //! - [`monitor`]: `reco monitor`'s view of every replica's pool and the database's connections.
+//! - [`diagnose`]: `reco diagnose`'s checks, verdicts and remedies.
 //! - [`dataset`], [`demo`], [`import`], [`synthetic`]: data sets: the demo generator, the MovieLens
 //!   importer and benchmark-scale synthetic data.
 //! - [`cli`]: the `reco` command line; [`telemetry`]: logging.
@@ -32,6 +33,7 @@ pub mod config;
 pub mod dataset;
 pub mod db;
 pub mod demo;
+pub mod diagnose;
 pub mod engine;
 pub mod eval;
 pub mod feedback_writer;

@@ -3,6 +3,7 @@
 //! [`GlobalOpts`] and become the top configuration layer.
 
 mod config_cmd;
+mod diagnose;
 mod evaluate;
 mod import;
 mod migrate;
@@ -58,6 +59,8 @@ pub enum Command {
     Evaluate(evaluate::Opts),
     /// Watch every replica's pool and the database's connections (live, --once or --json).
     Monitor(monitor::Opts),
+    /// Check the connection setup; exit 0 when all is ok, 1 on warnings, 2 on failures.
+    Diagnose(diagnose::Opts),
 }
 
 impl GlobalOpts {
@@ -71,6 +74,19 @@ impl GlobalOpts {
         o.set("log.level", self.log_level.clone());
         o
     }
+}
+
+/// A store over one connection of its own, named `<application_name>-<purpose>` so that operators
+/// (and reco's own checks) can tell it from the server's pool.
+async fn inspector(config: &Config, purpose: &str) -> anyhow::Result<crate::store::Store> {
+    let mut db = config.db.clone();
+    db.pool_size = 1;
+    db.max_overflow = 0;
+    db.application_name = format!("{}-{purpose}", db.application_name);
+    let pool = crate::db::Pool::open(&db, crate::db::PoolMetrics::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("opening a database connection: {e}"))?;
+    Ok(crate::store::Store::new(pool))
 }
 
 /// Parses the command line and runs the subcommand.
@@ -101,6 +117,7 @@ pub fn main() -> anyhow::Result<()> {
             Command::Import(opts) => import::run(opts, config).await,
             Command::Evaluate(opts) => evaluate::run(opts, config).await,
             Command::Monitor(opts) => monitor::run(opts, config).await,
+            Command::Diagnose(opts) => diagnose::run(opts, config).await,
             Command::Config(_) => unreachable!("handled above"),
         }
     })

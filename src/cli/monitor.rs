@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use ratatui::crossterm::event::{self, Event, KeyCode};
 use ratatui::layout::{Constraint, Layout};
 use ratatui::style::{Color, Style, Stylize};
@@ -12,9 +11,7 @@ use ratatui::widgets::{Block, Paragraph, Row, Table};
 use secrecy::ExposeSecret;
 
 use crate::config::{Config, seconds};
-use crate::db::Pool;
 use crate::monitor::{Level, Monitor, View};
-use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct Opts {
@@ -32,22 +29,13 @@ pub struct Opts {
     no_database: bool,
 }
 
-pub async fn run(opts: Opts, mut config: Config) -> anyhow::Result<()> {
+pub async fn run(opts: Opts, config: Config) -> anyhow::Result<()> {
     let mut replicas = config.monitor.replicas.clone();
     replicas.extend(opts.replicas.iter().cloned());
     let store = if opts.no_database {
         None
     } else {
-        // The monitor's own single connection, named so that it is not counted as reco's.
-        config.db.pool_size = 1;
-        config.db.max_overflow = 0;
-        config.db.application_name = format!("{}-monitor", config.db.application_name);
-        let metrics = crate::db::PoolMetrics::default();
-        Some(Store::new(
-            Pool::open(&config.db, metrics)
-                .await
-                .context("opening the monitor's database connection")?,
-        ))
+        Some(super::inspector(&config, "monitor").await?)
     };
     let api_key = config
         .http

@@ -11,7 +11,7 @@ pub use feedback::FeedbackOf;
 mod items;
 mod model;
 mod server;
-pub use server::{BackendGroup, ServerStats};
+pub use server::{BackendGroup, ConnectionFacts, ServerStats};
 mod users;
 
 use sqlx::Row;

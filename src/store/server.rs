@@ -89,3 +89,46 @@ impl Store {
         }))
     }
 }
+
+/// Facts about the asking connection and the server's idle timeouts, for `reco diagnose`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ConnectionFacts {
+    /// The port the server itself listens on (`None` over a Unix socket): differs from the URL's
+    /// port when a pooler sits in between.
+    pub server_port: Option<i32>,
+    /// Whether this connection uses TLS (as far as the server sees it).
+    pub ssl: bool,
+    /// `idle_session_timeout` in milliseconds (0 = none; PostgreSQL 14+).
+    pub idle_session_timeout_ms: i64,
+    /// `idle_in_transaction_session_timeout` in milliseconds (0 = none).
+    pub idle_in_transaction_timeout_ms: i64,
+}
+
+impl Store {
+    /// See [`ConnectionFacts`]; `None` on SQLite.
+    pub async fn connection_facts(&self) -> Result<Option<ConnectionFacts>> {
+        if self.pool.backend() != Backend::Postgres {
+            return Ok(None);
+        }
+        let mut conn = self.pool.acquire().await?;
+        let setting = |name: &str| {
+            format!("coalesce((SELECT setting::int8 FROM pg_settings WHERE name = '{name}'), 0)")
+        };
+        let sql = format!(
+            "SELECT inet_server_port() AS port, \
+             coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false) AS ssl, \
+             {} AS idle, {} AS idle_tx",
+            setting("idle_session_timeout"),
+            setting("idle_in_transaction_session_timeout")
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(Some(ConnectionFacts {
+            server_port: row.try_get("port")?,
+            ssl: row.try_get("ssl")?,
+            idle_session_timeout_ms: row.try_get("idle")?,
+            idle_in_transaction_timeout_ms: row.try_get("idle_tx")?,
+        }))
+    }
+}

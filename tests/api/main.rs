@@ -4,6 +4,7 @@
 mod auth;
 mod bad_input;
 mod cli;
+mod diagnose;
 mod engines;
 mod feedback;
 mod helpers;

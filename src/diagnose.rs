@@ -1,0 +1,400 @@
+//! `reco diagnose`: checks of everything that has run reco's databases out of connections before,
+//! each with a verdict, the evidence and a one-line remedy.
+//!
+//! The checks read the database server (limits, backends, timeouts, TLS, whether a pooler answers
+//! in its place) over one connection and the replicas' pools through the monitor. Exit status: 0
+//! when every check is ok, 1 with warnings, 2 with failures.
+
+use serde::Serialize;
+
+use crate::config::{Config, redact_url};
+use crate::monitor::View;
+use crate::store::{ConnectionFacts, ServerStats};
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Check {
+    pub name: &'static str,
+    pub verdict: Verdict,
+    pub evidence: String,
+    /// What to do about it (empty when ok).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub remedy: String,
+}
+
+fn check(name: &'static str, verdict: Verdict, evidence: String, remedy: &str) -> Check {
+    Check {
+        name,
+        verdict,
+        evidence,
+        remedy: if verdict == Verdict::Ok {
+            String::new()
+        } else {
+            remedy.to_string()
+        },
+    }
+}
+
+/// Idle-in-transaction sessions older than this fail rather than warn.
+const IDLE_IN_TRANSACTION_FAIL_SECS: f64 = 300.0;
+/// Statements running longer than this are reported.
+const LONG_QUERY_SECS: f64 = 60.0;
+
+/// What the checks look at, gathered beforehand.
+pub struct Inputs<'a> {
+    pub config: &'a Config,
+    /// Round trip of a ping, or why it failed.
+    pub ping: Result<std::time::Duration, String>,
+    pub server: Option<ServerStats>,
+    pub facts: Option<ConnectionFacts>,
+    /// The replicas' pools (the monitor's view).
+    pub view: &'a View,
+    /// How many replicas share the database (at least 1).
+    pub replicas: usize,
+}
+
+/// Runs every check.
+pub fn checks(i: &Inputs<'_>) -> Vec<Check> {
+    let db = &i.config.db;
+    let url = redact_url(secrecy::ExposeSecret::expose_secret(&db.url));
+    let mut out = Vec::new();
+    match &i.ping {
+        Ok(rtt) => out.push(check(
+            "database",
+            Verdict::Ok,
+            format!(
+                "{url} answers, round trip {:.1} ms",
+                rtt.as_secs_f64() * 1000.0
+            ),
+            "",
+        )),
+        Err(e) => {
+            out.push(check(
+                "database",
+                Verdict::Fail,
+                format!("{url}: {e}"),
+                "check db.url, that the server runs and that this host may connect (pg_hba.conf, firewall)",
+            ));
+            return out;
+        }
+    }
+    let (Some(server), Some(facts)) = (&i.server, &i.facts) else {
+        out.push(check(
+            "server",
+            Verdict::Ok,
+            "SQLite: no connection limits to check".into(),
+            "",
+        ));
+        return out;
+    };
+    let available = server.available();
+    let per_replica = i64::from(db.pool_size + db.max_overflow);
+    let ceilings = per_replica * i.replicas as i64;
+    let others: i64 = server
+        .backends
+        .iter()
+        .filter(|b| !b.application.starts_with(&db.application_name))
+        .map(|b| b.count)
+        .sum();
+    let evidence = format!(
+        "pool_size {} + max_overflow {} = {per_replica} per replica x {} replica(s) = {ceilings}; \
+         the server allows {available} client connections (max_connections {} - {} reserved); \
+         other applications hold {others}",
+        db.pool_size,
+        db.max_overflow,
+        i.replicas,
+        server.max_connections,
+        server.reserved_connections
+    );
+    let verdict = if ceilings > available {
+        Verdict::Fail
+    } else if ceilings + others > available {
+        Verdict::Warn
+    } else {
+        Verdict::Ok
+    };
+    out.push(check(
+        "connection_limit",
+        verdict,
+        evidence,
+        &format!(
+            "make (db.pool_size + db.max_overflow) x replicas at most {} (what other applications leave)",
+            (available - others).max(0)
+        ),
+    ));
+
+    let ours = server.of_application(&db.application_name);
+    let total = server.total();
+    let by_app = {
+        let mut apps: Vec<(String, i64)> = Vec::new();
+        for b in &server.backends {
+            let name = if b.application.is_empty() {
+                "(none)".to_string()
+            } else {
+                b.application.clone()
+            };
+            match apps.iter_mut().find(|a| a.0 == name) {
+                Some(a) => a.1 += b.count,
+                None => apps.push((name, b.count)),
+            }
+        }
+        apps.iter()
+            .map(|(a, n)| format!("{a} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let limit = i.config.monitor.warn_total_connections;
+    out.push(check(
+        "backends",
+        if total > limit {
+            Verdict::Warn
+        } else {
+            Verdict::Ok
+        },
+        format!(
+            "{total} client backends ({ours} of {}): {}",
+            db.application_name,
+            if by_app.is_empty() { "none" } else { &by_app }
+        ),
+        &format!(
+            "more than monitor.warn_total_connections = {limit}: find the application holding them in `reco monitor`"
+        ),
+    ));
+
+    let idle_tx: Vec<_> = server
+        .backends
+        .iter()
+        .filter(|b| b.state.starts_with("idle in transaction"))
+        .collect();
+    let oldest = idle_tx
+        .iter()
+        .map(|b| b.oldest_state_seconds)
+        .fold(0.0, f64::max);
+    out.push(check(
+        "idle_in_transaction",
+        if idle_tx.is_empty() {
+            Verdict::Ok
+        } else if oldest >= IDLE_IN_TRANSACTION_FAIL_SECS {
+            Verdict::Fail
+        } else {
+            Verdict::Warn
+        },
+        if idle_tx.is_empty() {
+            "no session is idle in a transaction".into()
+        } else {
+            idle_tx
+                .iter()
+                .map(|b| {
+                    format!(
+                        "{} session(s) of {} idle in transaction, oldest {:.0} s",
+                        b.count,
+                        if b.application.is_empty() {
+                            "(none)"
+                        } else {
+                            &b.application
+                        },
+                        b.oldest_state_seconds
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        },
+        "commit or roll back in that application; set idle_in_transaction_session_timeout = '60s' on the server",
+    ));
+
+    let long: Vec<_> = server
+        .backends
+        .iter()
+        .filter(|b| b.state == "active" && b.oldest_state_seconds > LONG_QUERY_SECS)
+        .collect();
+    out.push(check(
+        "long_queries",
+        if long.is_empty() {
+            Verdict::Ok
+        } else {
+            Verdict::Warn
+        },
+        if long.is_empty() {
+            format!("no statement has run longer than {LONG_QUERY_SECS:.0} s")
+        } else {
+            long.iter()
+                .map(|b| {
+                    format!(
+                        "{} running, the oldest for {:.0} s",
+                        b.application, b.oldest_state_seconds
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        },
+        "look at pg_stat_activity and pg_cancel_backend(pid) what should not run; set db.statement_timeout for reco",
+    ));
+
+    let mut leaks = Vec::new();
+    for r in &i.view.replicas {
+        for s in r.pool.iter().flat_map(|p| &p.leak_suspects) {
+            leaks.push(format!(
+                "{}: held {:.0} s at {}",
+                r.url,
+                s["held_seconds"].as_f64().unwrap_or(0.0),
+                s["location"].as_str().unwrap_or("?")
+            ));
+        }
+    }
+    let unreachable: Vec<&str> = i
+        .view
+        .replicas
+        .iter()
+        .filter(|r| r.pool.is_none())
+        .map(|r| r.url.as_str())
+        .collect();
+    out.push(check(
+        "leaks",
+        if !leaks.is_empty() || !unreachable.is_empty() {
+            Verdict::Warn
+        } else {
+            Verdict::Ok
+        },
+        if i.view.replicas.is_empty() {
+            "not asked: no replicas given (monitor.replicas or --replica)".into()
+        } else if leaks.is_empty() && unreachable.is_empty() {
+            format!(
+                "no connection held past db.leak_threshold ({} s) on {} replica(s)",
+                db.leak_threshold,
+                i.view.replicas.len()
+            )
+        } else {
+            leaks
+                .into_iter()
+                .chain(unreachable.iter().map(|u| format!("{u}: could not be asked")))
+                .collect::<Vec<_>>()
+                .join("; ")
+        },
+        "fix the code at that location to return its connection (or raise db.leak_threshold if the work is legitimately long)",
+    ));
+
+    let parsed = url::Url::parse(secrecy::ExposeSecret::expose_secret(&db.url)).ok();
+    let host = parsed
+        .as_ref()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default();
+    let url_port = parsed.as_ref().and_then(|u| u.port()).unwrap_or(5432);
+    let supavisor = host.contains("pooler.supabase.com");
+    let pooler = supavisor
+        || facts
+            .server_port
+            .is_some_and(|p| i64::from(p) != i64::from(url_port));
+    out.push(check(
+        "pooler",
+        if pooler {
+            Verdict::Warn
+        } else {
+            Verdict::Ok
+        },
+        if supavisor {
+            format!("Supavisor in front ({host})")
+        } else if pooler {
+            format!(
+                "a pooler answers on port {url_port}; the server listens on {}",
+                facts.server_port.unwrap_or_default()
+            )
+        } else {
+            "connected to PostgreSQL directly".into()
+        },
+        "in transaction mode prepared statements need PgBouncer's max_prepared_statements; otherwise use session mode or connect directly",
+    ));
+
+    let recycle_ms = (db.pool_recycle * 1000.0) as i64;
+    let idle_ms = facts.idle_session_timeout_ms;
+    out.push(check(
+        "recycle",
+        if idle_ms > 0 && recycle_ms >= idle_ms {
+            Verdict::Warn
+        } else {
+            Verdict::Ok
+        },
+        format!(
+            "db.pool_recycle {} s; server idle_session_timeout {}; pool_pre_ping {}",
+            db.pool_recycle,
+            if idle_ms > 0 {
+                format!("{} s", idle_ms as f64 / 1000.0)
+            } else {
+                "off".into()
+            },
+            if db.pool_pre_ping { "on" } else { "off" }
+        ),
+        &format!(
+            "set db.pool_recycle below {} s so reco replaces connections before the server drops them, and keep db.pool_pre_ping on",
+            idle_ms as f64 / 1000.0
+        ),
+    ));
+
+    let local = host.is_empty()
+        || host == "localhost"
+        || host.starts_with("127.")
+        || host == "[::1]"
+        || host == "::1";
+    out.push(check(
+        "tls",
+        if !local && !facts.ssl {
+            Verdict::Warn
+        } else {
+            Verdict::Ok
+        },
+        match (local, facts.ssl) {
+            (_, true) => "this connection uses TLS".to_string(),
+            (true, false) => format!("no TLS, but {host} is local"),
+            (false, false) => format!("no TLS to the non-local host {host}"),
+        },
+        "add sslmode=require (or verify-full) to db.url",
+    ));
+    out
+}
+
+/// The exit status for a set of checks: 0 all ok, 1 warnings, 2 failures.
+pub fn exit_status(checks: &[Check]) -> i32 {
+    match checks.iter().map(|c| c.verdict).max() {
+        Some(Verdict::Fail) => 2,
+        Some(Verdict::Warn) => 1,
+        _ => 0,
+    }
+}
+
+/// The checks as text, one verdict per line with its remedy under it.
+pub fn render_text(checks: &[Check]) -> String {
+    let mut out = String::new();
+    for c in checks {
+        let tag = match c.verdict {
+            Verdict::Ok => "ok  ",
+            Verdict::Warn => "WARN",
+            Verdict::Fail => "FAIL",
+        };
+        out.push_str(&format!("{tag}  {:<20} {}\n", c.name, c.evidence));
+        if !c.remedy.is_empty() {
+            out.push_str(&format!("      {:<20} fix: {}\n", "", c.remedy));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_status_is_the_worst_verdict() {
+        let c = |v| check("x", v, String::new(), "do something");
+        assert_eq!(exit_status(&[c(Verdict::Ok)]), 0);
+        assert_eq!(exit_status(&[c(Verdict::Ok), c(Verdict::Warn)]), 1);
+        assert_eq!(exit_status(&[c(Verdict::Fail), c(Verdict::Warn)]), 2);
+        assert_eq!(c(Verdict::Ok).remedy, "", "no remedy for what is fine");
+        assert!(render_text(&[c(Verdict::Warn)]).contains("fix: do something"));
+    }
+}
