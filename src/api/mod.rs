@@ -66,6 +66,7 @@ pub fn router(state: AppState) -> Router {
             delete(feedback::remove),
         )
         .route("/api/admin/pool", get(ops::pool_status))
+        .route("/api/admin/pool/reset", post(ops::pool_reset))
         .route("/api/admin/train", post(ops::train))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

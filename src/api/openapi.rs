@@ -200,6 +200,14 @@ pub const ROUTES: &[Route] = &[
     ),
     (
         "post",
+        "/api/admin/pool/reset",
+        "Rebuild the pool gracefully: new checkouts use a new pool, busy connections finish on the old one",
+        None,
+        "Object",
+        Access::Write,
+    ),
+    (
+        "post",
         "/api/admin/train",
         "Train the models now; answers when they serve",
         None,

@@ -63,6 +63,12 @@ pub async fn pool_status(State(state): State<AppState>) -> Json<PoolStatus> {
     Json(state.pool.status())
 }
 
+/// Rebuilds the pool gracefully (admin, `reco reset`): new checkouts go to a new pool, busy
+/// connections of the old one finish and close.
+pub async fn pool_reset(State(state): State<AppState>) -> Json<crate::db::Rebuilt> {
+    Json(state.pool.rebuild())
+}
+
 /// Trains now (admin): answers when the new models are serving.
 pub async fn train(State(state): State<AppState>) -> Result<Json<Value>, super::Error> {
     let snapshot = state.trainer.train_once().await?;

@@ -8,6 +8,7 @@ mod evaluate;
 mod import;
 mod migrate;
 mod monitor;
+mod reset;
 mod serve;
 
 use std::path::PathBuf;
@@ -61,6 +62,8 @@ pub enum Command {
     Monitor(monitor::Opts),
     /// Check the connection setup; exit 0 when all is ok, 1 on warnings, 2 on failures.
     Diagnose(diagnose::Opts),
+    /// Rebuild every replica's pool gracefully; optionally end reco's stale idle backends.
+    Reset(reset::Opts),
 }
 
 impl GlobalOpts {
@@ -118,6 +121,7 @@ pub fn main() -> anyhow::Result<()> {
             Command::Evaluate(opts) => evaluate::run(opts, config).await,
             Command::Monitor(opts) => monitor::run(opts, config).await,
             Command::Diagnose(opts) => diagnose::run(opts, config).await,
+            Command::Reset(opts) => reset::run(opts, config).await,
             Command::Config(_) => unreachable!("handled above"),
         }
     })

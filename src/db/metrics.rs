@@ -19,6 +19,8 @@ pub enum CloseReason {
     Overflow,
     /// Failed the pre-ping.
     PrePingFailed,
+    /// Belonged to a pool replaced by `reco reset`.
+    Rebuilt,
     /// Closed by the driver: broken connection, pool shutdown or rebuild.
     Other,
 }
@@ -29,6 +31,7 @@ impl CloseReason {
             CloseReason::Recycled => "recycled",
             CloseReason::Overflow => "overflow",
             CloseReason::PrePingFailed => "pre_ping_failed",
+            CloseReason::Rebuilt => "rebuilt",
             CloseReason::Other => "other",
         }
     }
@@ -136,6 +139,7 @@ impl PoolMetrics {
             CloseReason::Recycled,
             CloseReason::Overflow,
             CloseReason::PrePingFailed,
+            CloseReason::Rebuilt,
         ]
         .iter()
         .map(|r| self.closed_count(*r))
@@ -151,6 +155,7 @@ impl PoolMetrics {
             CloseReason::Recycled,
             CloseReason::Overflow,
             CloseReason::PrePingFailed,
+            CloseReason::Rebuilt,
         ]
         .iter()
         .map(|r| (r.as_str(), self.closed_count(*r)))

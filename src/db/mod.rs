@@ -22,7 +22,7 @@ mod checkout;
 mod metrics;
 
 use std::panic::Location;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -96,6 +96,20 @@ impl Error {
     }
 }
 
+/// The outcome of [`Pool::rebuild`].
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Rebuilt {
+    pub generation: u64,
+    /// Connections in use at the rebuild; each is closed when it comes back.
+    pub busy_on_old_pool: u32,
+    /// Idle connections, closed at once.
+    pub idle_closed: u32,
+}
+
+/// How long a connection closed after a rebuild keeps its permit after hanging up: the server's
+/// backend exits (and frees its slot) a moment after the client closes the socket.
+const BACKEND_EXIT_GRACE: Duration = Duration::from_millis(100);
+
 /// Pool settings resolved from [`DbConfig`].
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
@@ -136,6 +150,12 @@ pub struct Pool {
 struct PoolInner {
     /// The driver's pool: opens, stores and closes the connections.
     sqlx: AnyPool,
+    /// When the pool was last rebuilt, in ms after `epoch` (0 = never): connections opened before
+    /// are replaced at their next checkout and closed when they come back.
+    rebuilt_at: Arc<AtomicU64>,
+    epoch: Instant,
+    /// Rebuilds so far.
+    generation: AtomicU64,
     /// `pool_size + max_overflow` permits; held by every checkout, so the ceiling cannot be passed.
     gate: Arc<Semaphore>,
     /// Tasks currently queued for a connection.
@@ -149,28 +169,44 @@ struct PoolInner {
 /// A checked-out connection. Derefs to the driver's connection; returns to the pool on drop,
 /// recording how long it was held.
 pub struct Conn {
-    conn: sqlx::pool::PoolConnection<sqlx::Any>,
+    /// `None` only during drop.
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
+    /// The pool's generation when it was checked out.
+    generation: u64,
     checkout_id: u64,
     taken_at: Instant,
     pool: Arc<PoolInner>,
-    _permit: OwnedSemaphorePermit,
+    /// `None` only during drop.
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl std::ops::Deref for Conn {
     type Target = AnyConnection;
     fn deref(&self) -> &AnyConnection {
-        &self.conn
+        self.conn.as_ref().expect("present until drop")
     }
 }
 
 impl std::ops::DerefMut for Conn {
     fn deref_mut(&mut self) -> &mut AnyConnection {
-        &mut self.conn
+        self.conn.as_mut().expect("present until drop")
     }
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
+        // Taken before a rebuild: close it rather than return it, and release the permit only
+        // once it is closed (and its server backend had a moment to exit).
+        if self.generation < self.pool.generation.load(Ordering::Relaxed)
+            && let (Some(conn), Some(permit)) = (self.conn.take(), self.permit.take())
+        {
+            self.pool.metrics.record_close(CloseReason::Rebuilt);
+            tokio::spawn(async move {
+                let _ = conn.close().await;
+                tokio::time::sleep(BACKEND_EXIT_GRACE).await;
+                drop(permit);
+            });
+        }
         let held = self.taken_at.elapsed();
         self.pool.metrics.hold_seconds.observe(held.as_secs_f64());
         if let Some(c) = self.pool.checkouts.remove(self.checkout_id)
@@ -194,6 +230,8 @@ pub struct PoolStatus {
     pub pool_size: u32,
     pub max_overflow: u32,
     pub ceiling: u32,
+    /// How many times the pool was rebuilt (`reco reset`).
+    pub generation: u64,
     /// Open connections.
     pub size: u32,
     pub idle: u32,
@@ -224,11 +262,16 @@ impl Pool {
         })?;
         sqlx::any::install_default_drivers();
         let connect_options = connect_options(url, backend, config)?;
-        let sqlx_pool =
-            pool_options(&settings, backend, &metrics).connect_lazy_with(connect_options);
+        let rebuilt_at = Arc::new(AtomicU64::new(0));
+        let epoch = Instant::now();
+        let sqlx_pool = pool_options(&settings, backend, &metrics, rebuilt_at.clone(), epoch)
+            .connect_lazy_with(connect_options);
 
         let inner = Arc::new(PoolInner {
             sqlx: sqlx_pool,
+            rebuilt_at,
+            epoch,
+            generation: AtomicU64::new(0),
             gate: Arc::new(Semaphore::new(settings.ceiling() as usize)),
             waiting: AtomicI64::new(0),
             settings,
@@ -309,6 +352,7 @@ impl Pool {
             pool_size: s.pool_size,
             max_overflow: s.max_overflow,
             ceiling: s.ceiling(),
+            generation: inner.generation.load(Ordering::Relaxed),
             size,
             idle,
             in_use,
@@ -344,6 +388,42 @@ impl Pool {
     pub async fn close(&self) {
         self.inner.sqlx.close().await;
     }
+
+    /// Replaces every connection gracefully (`reco reset`): idle ones are closed now, checkouts
+    /// from now on get newly opened connections, and connections in use finish their work and are
+    /// closed when they come back. It stays one driver pool, so the ceiling holds throughout, and
+    /// no waiting or running request fails.
+    pub fn rebuild(&self) -> Rebuilt {
+        let inner = &self.inner;
+        let now_ms = (inner.epoch.elapsed().as_millis() as u64).max(1);
+        inner.rebuilt_at.store(now_ms, Ordering::Relaxed);
+        let generation = inner.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let busy = inner.checkouts.len() as u32;
+        let idle = inner.sqlx.num_idle() as u32;
+        tracing::info!(
+            generation,
+            busy,
+            idle,
+            "rebuilding the pool: every connection is replaced"
+        );
+        let sqlx = inner.sqlx.clone();
+        let metrics = inner.metrics.clone();
+        tokio::spawn(async move {
+            for _ in 0..idle {
+                // Idle connections are all from before; taking one runs the hook that closes it.
+                let Some(conn) = sqlx.try_acquire() else {
+                    break;
+                };
+                metrics.record_close(CloseReason::Rebuilt);
+                let _ = conn.close().await;
+            }
+        });
+        Rebuilt {
+            generation,
+            busy_on_old_pool: busy,
+            idle_closed: idle,
+        }
+    }
 }
 
 async fn acquire(
@@ -352,6 +432,9 @@ async fn acquire(
 ) -> Result<Conn, Error> {
     let started = Instant::now();
     let timeout = inner.settings.pool_timeout;
+    // Read before the checkout: a rebuild in between makes this connection count as old (closed on
+    // return), never an old connection as new.
+    let generation = inner.generation.load(Ordering::Relaxed);
     inner.waiting.fetch_add(1, Ordering::Relaxed);
     let result = tokio::time::timeout(timeout, async {
         let permit = inner
@@ -392,11 +475,12 @@ async fn acquire(
     let taken_at = Instant::now();
     let checkout_id = inner.checkouts.insert(location, taken_at);
     Ok(Conn {
-        conn,
+        conn: Some(conn),
+        generation,
         checkout_id,
         taken_at,
         pool: inner,
-        _permit: permit,
+        permit: Some(permit),
     })
 }
 
@@ -487,13 +571,18 @@ fn pool_options(
     settings: &PoolSettings,
     backend: Backend,
     metrics: &PoolMetrics,
+    rebuilt_at: Arc<AtomicU64>,
+    epoch: Instant,
 ) -> AnyPoolOptions {
     let recycle = settings.pool_recycle;
     let pre_ping = settings.pool_pre_ping;
     let (m_connect, m_acquire, m_release) = (metrics.clone(), metrics.clone(), metrics.clone());
     AnyPoolOptions::new()
         .max_connections(settings.ceiling())
-        .min_connections(settings.pool_size)
+        // No `min_connections`: sqlx would replace closed connections from a background task,
+        // outside the gate. `warm_up` opens `pool_size` at start; recycling replaces within an
+        // acquire.
+        .min_connections(0)
         .acquire_timeout(settings.pool_timeout)
         // Age and idleness are handled by the hooks below, where the close reason is known.
         .max_lifetime(None)
@@ -520,9 +609,16 @@ fn pool_options(
         .before_acquire(
             move |conn, meta| -> BoxFuture<'_, Result<bool, sqlx::Error>> {
                 let metrics = m_acquire.clone();
+                let rebuilt = rebuilt_at.load(Ordering::Relaxed);
                 Box::pin(async move {
                     if meta.age >= recycle {
                         metrics.record_close(CloseReason::Recycled);
+                        return Ok(false);
+                    }
+                    // Opened before the last rebuild: replace it.
+                    let opened_ms = (epoch.elapsed().saturating_sub(meta.age)).as_millis() as u64;
+                    if rebuilt > 0 && opened_ms < rebuilt {
+                        metrics.record_close(CloseReason::Rebuilt);
                         return Ok(false);
                     }
                     if pre_ping

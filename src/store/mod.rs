@@ -11,7 +11,7 @@ pub use feedback::FeedbackOf;
 mod items;
 mod model;
 mod server;
-pub use server::{BackendGroup, ConnectionFacts, ServerStats};
+pub use server::{BackendGroup, ConnectionFacts, IdleBackend, ServerStats};
 mod users;
 
 use sqlx::Row;

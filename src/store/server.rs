@@ -132,3 +132,71 @@ impl Store {
         }))
     }
 }
+
+/// An idle backend that `reco reset --terminate-idle` may end.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct IdleBackend {
+    pub pid: i32,
+    pub application: String,
+    pub idle_seconds: f64,
+}
+
+impl Store {
+    /// The server's clock, in seconds since the epoch.
+    pub async fn server_now(&self) -> Result<f64> {
+        let mut conn = self.pool.acquire().await?;
+        let row = sqlx::query("SELECT extract(epoch FROM now())::float8 AS now")
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(row.try_get("now")?)
+    }
+
+    /// Idle backends of exactly `application` that connected before `started_before` (epoch
+    /// seconds), the asking connection excluded.
+    pub async fn idle_backends(
+        &self,
+        application: &str,
+        started_before: f64,
+    ) -> Result<Vec<IdleBackend>> {
+        let mut conn = self.pool.acquire().await?;
+        let rows = sqlx::query(
+            "SELECT pid, application_name AS app, \
+             extract(epoch FROM now() - state_change)::float8 AS idle \
+             FROM pg_stat_activity \
+             WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() \
+             AND application_name = $1 AND state = 'idle' \
+             AND backend_start < to_timestamp($2) ORDER BY pid",
+        )
+        .bind(application)
+        .bind(started_before)
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(IdleBackend {
+                    pid: r.try_get("pid")?,
+                    application: r.try_get("app")?,
+                    idle_seconds: r.try_get("idle")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Ends backend `pid` if it is still an idle backend of `application` (re-checked in the same
+    /// statement, so a pid reused by another application is never touched). Whether it was ended.
+    pub async fn terminate_idle_backend(&self, pid: i32, application: &str) -> Result<bool> {
+        let mut conn = self.pool.acquire().await?;
+        // CASE fixes the evaluation order: in a plain WHERE the planner may call
+        // pg_terminate_backend before the other conditions, on any backend.
+        let row = sqlx::query(
+            "SELECT count(*)::int8 AS n FROM pg_stat_activity \
+             WHERE CASE WHEN pid = $1 AND application_name = $2 AND state = 'idle' \
+             THEN pg_terminate_backend(pid) ELSE false END",
+        )
+        .bind(pid)
+        .bind(application)
+        .fetch_one(&mut *conn)
+        .await?;
+        Ok(row.try_get::<i64, _>("n")? > 0)
+    }
+}

@@ -135,7 +135,21 @@ impl TestApp {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
+        self.send_with_key(method, path, body, None).await
+    }
+
+    /// [`TestApp::send`] with an API key (`X-API-Key`).
+    pub async fn send_with_key(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        key: Option<&str>,
+    ) -> (u16, Value) {
         let mut req = self.client.request(method, self.url(path));
+        if let Some(key) = key {
+            req = req.header("X-API-Key", key);
+        }
         if let Some(b) = body {
             req = req.json(&b);
         }

@@ -13,4 +13,5 @@ mod movielens;
 mod orchestrator;
 mod pool;
 mod quality;
+mod reset;
 mod routes;
