@@ -67,6 +67,13 @@ if [ -z "${RECO_TEST_DATABASE_URL:-}" ]; then
 fi
 log "PostgreSQL for tests: $RECO_TEST_DATABASE_URL"
 
+# tmux drives `reco monitor`'s live view in a test (skipped with a notice when tmux is missing).
+if ! command -v tmux >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  log "installing tmux from Debian's packages"
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null || log "could not install tmux"
+fi
+
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked --all-targets "$@"

@@ -102,3 +102,66 @@ async fn monitor_reports_pools_backends_and_warnings() {
     assert_eq!(view["replicas"][0]["error"], "answered HTTP 401", "{view}");
     assert!(view.get("server").is_none(), "{view}");
 }
+
+/// The live view in a real terminal (tmux): it draws the replica's pool and quits on `q`.
+#[tokio::test]
+async fn live_view_draws_in_a_terminal_and_quits_on_q() {
+    if std::process::Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        println!("SKIPPED live_view_draws_in_a_terminal_and_quits_on_q: tmux is not installed");
+        return;
+    }
+    let app = spawn_app_with(Backend::Sqlite, |_| {}).await;
+    let session = format!("reco-monitor-{}", app.addr.port());
+    let command = format!(
+        "env -u RECO_CONFIG -u RECO_HTTP__API_KEY {} monitor --no-database --replica http://{}",
+        env!("CARGO_BIN_EXE_reco"),
+        app.addr
+    );
+    let tmux = |args: &[&str]| {
+        std::process::Command::new("tmux")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let started = tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "120",
+        "-y",
+        "30",
+        &command,
+    ]);
+    assert!(started.status.success(), "{started:?}");
+    let mut screen = String::new();
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        screen = String::from_utf8(tmux(&["capture-pane", "-p", "-t", &session]).stdout).unwrap();
+        if screen.contains(&app.addr.to_string()) && screen.contains("no warnings") {
+            break;
+        }
+    }
+    assert!(screen.contains("reco monitor"), "{screen}");
+    assert!(screen.contains(&format!("http://{}", app.addr)), "{screen}");
+    assert!(screen.contains("0/15"), "in use of the ceiling: {screen}");
+    assert!(screen.contains("no warnings"), "{screen}");
+    tmux(&["send-keys", "-t", &session, "q"]);
+    let mut alive = true;
+    for _ in 0..30 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        alive = tmux(&["has-session", "-t", &session]).status.success();
+        if !alive {
+            break;
+        }
+    }
+    if alive {
+        tmux(&["kill-session", "-t", &session]);
+    }
+    assert!(!alive, "q quits the live view");
+}
