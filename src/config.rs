@@ -657,6 +657,15 @@ pub fn seconds(value: f64) -> Duration {
     Duration::from_secs_f64(value.max(0.0))
 }
 
+/// A URL for display: as written, unless it carries credentials (then [`redact_url`]).
+pub fn display_url(url: &str) -> String {
+    if url.contains('@') {
+        redact_url(url)
+    } else {
+        url.to_string()
+    }
+}
+
 /// The URL with any password replaced by `***`; unparseable input is hidden whole.
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{MonitorConfig, redact_url};
+use crate::config::{MonitorConfig, display_url};
 use crate::store::{BackendGroup, ServerStats, Store};
 
 /// What a replica reports about its pool (the fields of `/api/admin/pool` the monitor shows).
@@ -81,11 +81,42 @@ pub struct View {
     pub warnings: Vec<Warning>,
 }
 
+/// Calls replicas' admin routes, with the API key when one is configured.
+pub struct ReplicaClient {
+    client: reqwest::Client,
+    api_key: Option<String>,
+}
+
+impl ReplicaClient {
+    pub fn new(api_key: Option<String>, timeout: Duration) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .expect("an HTTP client without TLS builds");
+        Self { client, api_key }
+    }
+
+    /// `method` on `path` of the replica at base URL `url`.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        let request = self
+            .client
+            .request(method, format!("{}{path}", url.trim_end_matches('/')));
+        match &self.api_key {
+            Some(key) => request.header("X-API-Key", key),
+            None => request,
+        }
+    }
+}
+
 /// Reads replicas and the server.
 pub struct Monitor {
-    client: reqwest::Client,
+    client: ReplicaClient,
     replicas: Vec<String>,
-    api_key: Option<String>,
     store: Option<Store>,
     config: MonitorConfig,
 }
@@ -98,25 +129,18 @@ impl Monitor {
         api_key: Option<String>,
         store: Option<Store>,
     ) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .expect("an HTTP client without TLS builds");
         Self {
-            client,
+            client: ReplicaClient::new(api_key, Duration::from_secs(2)),
             replicas,
-            api_key,
             store,
             config,
         }
     }
 
     async fn replica(&self, url: &str) -> Replica {
-        let endpoint = format!("{}/api/admin/pool", url.trim_end_matches('/'));
-        let mut request = self.client.get(&endpoint);
-        if let Some(key) = &self.api_key {
-            request = request.header("X-API-Key", key);
-        }
+        let request = self
+            .client
+            .request(reqwest::Method::GET, url, "/api/admin/pool");
         let result = async {
             let response = request.send().await.map_err(|e| {
                 if e.is_timeout() {
@@ -139,12 +163,7 @@ impl Monitor {
             Err(e) => (None, Some(e)),
         };
         Replica {
-            // As configured, unless it carries credentials.
-            url: if url.contains('@') {
-                redact_url(url)
-            } else {
-                url.to_string()
-            },
+            url: display_url(url),
             pool,
             error,
         }

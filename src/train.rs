@@ -167,11 +167,7 @@ pub fn fit(data: TrainingData, version: u64, half_life_days: f64) -> Snapshot {
         set.now,
         Some(half_life_days * 86_400.0),
     );
-    let content = content::fit(&set.item_texts, Default::default());
-    let (members, learned) = rayon::join(
-        || eval::Members::fit_with_content(&set, content.clone()),
-        || eval::learn_with_content(&set, true, content.clone()),
-    );
+    let (members, learned) = eval::fit_and_learn(&set, true);
     let popular_order = crate::algo::top_n(&popularity.scores, &[], eval::POPULAR_ORDER_LEN);
     let (mut categories, category_names) =
         crate::algo::enhanced::category_ids(set.item_texts.iter().map(|t| &t.categories[..]));

@@ -109,15 +109,7 @@ pub fn fit_weights(
     k: usize,
     step: f32,
 ) -> Vec<f32> {
-    let mut users: Vec<usize> = (0..train.n_rows)
-        .filter(|&u| validation.get(u).is_some_and(|v| !v.is_empty()))
-        .collect();
-    if users.len() > FIT_MAX_USERS {
-        let stride = users.len() as f64 / FIT_MAX_USERS as f64;
-        users = (0..FIT_MAX_USERS)
-            .map(|n| users[(n as f64 * stride) as usize])
-            .collect();
-    }
+    let users = super::validation_users(train, validation, FIT_MAX_USERS);
     let n_items = train.n_cols;
     let per_user: Vec<Candidates> = users
         .par_iter()

@@ -302,15 +302,7 @@ impl Ranker {
     /// Fits on the candidates `models` (trained on `train`) generate for users of `train`, labelled
     /// by whether the item is among the user's `validation` items.
     pub fn fit(models: &Models<'_>, train: &Csr, validation: &[Vec<u32>]) -> Ranker {
-        let mut users: Vec<usize> = (0..train.n_rows)
-            .filter(|&u| validation.get(u).is_some_and(|v| !v.is_empty()))
-            .collect();
-        if users.len() > FIT_MAX_USERS {
-            let stride = users.len() as f64 / FIT_MAX_USERS as f64;
-            users = (0..FIT_MAX_USERS)
-                .map(|n| users[(n as f64 * stride) as usize])
-                .collect();
-        }
+        let users = super::validation_users(train, validation, FIT_MAX_USERS);
         let rows: Vec<([f32; N_FEATURES], bool)> = users
             .par_iter()
             .map_init(Scratch::default, |sc, &u| {

@@ -93,6 +93,21 @@ pub(crate) fn score_by_neighbours(
     }
 }
 
+/// Users of `train` with validation items, at most `max` of them spread evenly over the rows: the
+/// users blend-weight and ranker fitting learn from.
+pub(crate) fn validation_users(train: &Csr, validation: &[Vec<u32>], max: usize) -> Vec<usize> {
+    let users: Vec<usize> = (0..train.n_rows)
+        .filter(|&u| validation.get(u).is_some_and(|v| !v.is_empty()))
+        .collect();
+    if users.len() <= max {
+        return users;
+    }
+    let stride = users.len() as f64 / max as f64;
+    (0..max)
+        .map(|n| users[(n as f64 * stride) as usize])
+        .collect()
+}
+
 /// NDCG@`k` of a ranked list against sorted relevant items (binary relevance).
 pub fn ndcg_at(top: &[u32], relevant: &[u32], k: usize) -> f64 {
     let dcg: f64 = top

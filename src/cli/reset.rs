@@ -6,7 +6,8 @@ use std::io::{BufRead, Write};
 
 use secrecy::ExposeSecret;
 
-use crate::config::{Config, redact_url};
+use crate::config::{Config, display_url};
+use crate::monitor::ReplicaClient;
 
 #[derive(Debug, clap::Args)]
 pub struct Opts {
@@ -38,28 +39,16 @@ pub async fn run(opts: Opts, config: Config) -> anyhow::Result<()> {
         Some(s) => Some(s.server_now().await?),
         None => None,
     };
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()?;
     let key = config
         .http
         .api_key
         .as_ref()
         .map(|k| k.expose_secret().to_string());
+    let client = ReplicaClient::new(key, std::time::Duration::from_secs(10));
     let mut failed = 0;
     for url in &replicas {
-        let shown = if url.contains('@') {
-            redact_url(url)
-        } else {
-            url.clone()
-        };
-        let mut request = client.post(format!(
-            "{}/api/admin/pool/reset",
-            url.trim_end_matches('/')
-        ));
-        if let Some(key) = &key {
-            request = request.header("X-API-Key", key);
-        }
+        let shown = display_url(url);
+        let request = client.request(reqwest::Method::POST, url, "/api/admin/pool/reset");
         match request.send().await {
             Ok(r) if r.status().is_success() => {
                 let body: serde_json::Value = r.json().await.unwrap_or_default();

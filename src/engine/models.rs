@@ -43,8 +43,7 @@ impl Engine {
         q: &Query<'_>,
         snap: &Snapshot,
     ) -> Vec<Scored> {
-        let items = s.sorted_positive_items(history, snap.n_items);
-        let weights = vec![1.0f32; items.len()];
+        let (items, weights) = s.positive_history(history, snap.n_items);
         let hist = History {
             items: &items,
             weights: &weights,
@@ -128,8 +127,7 @@ impl Engine {
         q: &Query<'_>,
         snap: &Snapshot,
     ) -> Vec<Scored> {
-        let items = s.sorted_positive_items(history, snap.n_items);
-        let weights = vec![1.0f32; items.len()];
+        let (items, weights) = s.positive_history(history, snap.n_items);
         let hist = History {
             items: &items,
             weights: &weights,

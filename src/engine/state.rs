@@ -241,11 +241,16 @@ impl State {
             .map(|(i, _)| *i)
     }
 
-    /// [`State::positive_items`], sorted.
-    pub fn sorted_positive_items(&self, history: Option<&UserHistory>, n_items: usize) -> Vec<u32> {
+    /// [`State::positive_items`], sorted, with weight 1 each: a model-ready history.
+    pub fn positive_history(
+        &self,
+        history: Option<&UserHistory>,
+        n_items: usize,
+    ) -> (Vec<u32>, Vec<f32>) {
         let mut items: Vec<u32> = self.positive_items(history, n_items).collect();
         items.sort_unstable();
-        items
+        let weights = vec![1.0; items.len()];
+        (items, weights)
     }
 
     /// How many times the user's history changed (0 for unknown users).

@@ -121,14 +121,8 @@ pub struct Members {
 }
 
 impl Members {
-    /// Fits the four models in parallel on `data`'s training part.
-    pub fn fit(data: &EvalData) -> Members {
-        let content = algo::content::fit(&data.item_texts, Default::default());
-        Self::fit_with_content(data, content)
-    }
-
-    /// Fits the interaction models; content depends only on the items' text, so a fit on the
-    /// same catalogue can be reused (on 100,000 items it is the slowest model).
+    /// Fits the interaction models in parallel; content depends only on the items' text, so a fit
+    /// on the same catalogue is reused (on 100,000 items it is the slowest model).
     pub fn fit_with_content(data: &EvalData, content: algo::content::Content) -> Members {
         let ((als, bpr), itemknn) = rayon::join(
             || {
@@ -201,22 +195,19 @@ pub struct Learned {
     pub ranker: algo::enhanced::Ranker,
 }
 
-/// Learns `quality`'s weights and, with `ranker`, `enhanced`'s scoring model (sharing one fit of
-/// the members on the inner split).
-pub fn learn(data: &EvalData, ranker: bool) -> Learned {
-    learn_with_content(
-        data,
-        ranker,
-        algo::content::fit(&data.item_texts, Default::default()),
+/// Fits the members on all of `data`'s training part and, in parallel, learns on its validation
+/// split `quality`'s weights and (with `ranker`) `enhanced`'s scoring model. Content depends only
+/// on the catalogue's text, so it is fitted once for both.
+pub fn fit_and_learn(data: &EvalData, ranker: bool) -> (Members, Learned) {
+    let content = algo::content::fit(&data.item_texts, Default::default());
+    rayon::join(
+        || Members::fit_with_content(data, content.clone()),
+        || learn_with_content(data, ranker, content.clone()),
     )
 }
 
-/// [`learn`] with the content model already fitted on `data`'s catalogue.
-pub fn learn_with_content(
-    data: &EvalData,
-    ranker: bool,
-    content: algo::content::Content,
-) -> Learned {
+/// Learns on the validation split with the content model already fitted on `data`'s catalogue.
+fn learn_with_content(data: &EvalData, ranker: bool, content: algo::content::Content) -> Learned {
     let inner = data.inner_split(0.8);
     let members = Members::fit_with_content(&inner, content);
     let quality_weights =
@@ -282,22 +273,24 @@ fn fit_engine(model: &str, data: &EvalData) -> Option<Box<dyn Scorer>> {
             })
         }
         "quality" => {
-            let learned = learn(data, false);
+            let (members, learned) = fit_and_learn(data, false);
             Box::new(quality_blend(
-                Members::fit(data),
+                members,
                 learned.quality_weights,
                 data,
                 QUALITY_DIVERSITY,
             ))
         }
         "enhanced" => {
-            let learned = learn(data, true);
-            let Members {
-                als,
-                bpr,
-                itemknn,
-                content,
-            } = Members::fit(data);
+            let (
+                Members {
+                    als,
+                    bpr,
+                    itemknn,
+                    content,
+                },
+                learned,
+            ) = fit_and_learn(data, true);
             let extras = Extras::of(data);
             Box::new(algo::enhanced::Enhanced {
                 als,
@@ -311,8 +304,7 @@ fn fit_engine(model: &str, data: &EvalData) -> Option<Box<dyn Scorer>> {
             })
         }
         "smart" => {
-            let learned = learn(data, false);
-            let members = Members::fit(data);
+            let (members, learned) = fit_and_learn(data, false);
             let neighbours = Box::new(members.itemknn.clone());
             let content = Box::new(members.content.clone());
             Box::new(algo::smart::Smart {
