@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 
 use super::state::{State, UserHistory};
-use super::{Engine, ItemMeta, Query, Scored, append_unique};
+use super::{Engine, ItemMeta, Query, Scored, unique_chain};
 use crate::algo::Accumulator;
 use crate::train::Snapshot;
 
@@ -91,13 +91,11 @@ impl Engine {
             let mut picked = Vec::new();
             for prefix in [depth, usize::MAX] {
                 let sorted = sorted_prefix(&mut order, prefix);
-                let mut idx: Vec<u32> = order[..sorted].iter().map(|x| x.1).collect();
+                let idx: Vec<u32> = order[..sorted].iter().map(|x| x.1).collect();
                 let complete = sorted == order.len();
-                if complete {
-                    // Then everything else (items new since training, long tail), by live popularity.
-                    append_unique(&mut idx, &ranking.popular);
-                }
-                picked = s.pick(&idx, q, seen, explain);
+                // Then everything else (items new since training, long tail), by live popularity.
+                let rest: &[u32] = if complete { &ranking.popular } else { &[] };
+                picked = s.pick(unique_chain([&idx[..], rest]), q, seen, explain);
                 if picked.len() >= q.n || complete {
                     break;
                 }

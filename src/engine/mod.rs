@@ -149,10 +149,15 @@ pub struct Recommendation {
     pub items: Vec<Scored>,
 }
 
-/// Appends the entries of `more` that `order` does not hold yet, keeping their order.
-fn append_unique(order: &mut Vec<u32>, more: &[u32]) {
-    let listed: std::collections::HashSet<u32> = order.iter().copied().collect();
-    order.extend(more.iter().filter(|i| !listed.contains(i)));
+/// The entries of `parts` in order, each item once, lazily: the live popularity order that ends
+/// every engine's list is catalogue-sized, and a request stops after its first few entries.
+fn unique_chain<'a>(parts: impl IntoIterator<Item = &'a [u32]>) -> impl Iterator<Item = u32> {
+    let mut seen = std::collections::HashSet::new();
+    parts
+        .into_iter()
+        .flatten()
+        .copied()
+        .filter(move |i| seen.insert(*i))
 }
 
 impl Engine {
@@ -330,7 +335,7 @@ impl Engine {
     fn popular_for(&self, s: &State, seen: Option<&UserHistory>, q: &Query<'_>) -> Vec<Scored> {
         let ranking = self.ranking.load();
         s.pick(
-            &ranking.popular,
+            ranking.popular.iter().copied(),
             q,
             |idx| seen.is_some_and(|h| h.contains_key(&idx)),
             |_, meta| (meta.popularity, "popular".to_string()),
@@ -367,18 +372,15 @@ impl Engine {
         }
         let by_index: HashMap<u32, (f32, &'static str)> =
             order.iter().map(|&(i, sc, r)| (i, (sc, r))).collect();
-        let mut idxs: Vec<u32> = order.iter().map(|x| x.0).collect();
         // Then popular items sharing a category with it.
         let categories: Vec<Arc<str>> = s.item_categories(idx).to_vec();
         let ranking = self.ranking.load();
-        idxs.extend(ranking.popular.iter().filter(|i| {
+        let same_category = ranking.popular.iter().copied().filter(|i| {
             !by_index.contains_key(i)
-                && s.item_categories(**i)
-                    .iter()
-                    .any(|c| categories.contains(c))
-        }));
+                && s.item_categories(*i).iter().any(|c| categories.contains(c))
+        });
         let picked = s.pick(
-            &idxs,
+            order.iter().map(|x| x.0).chain(same_category),
             q,
             |i| i == idx,
             |i, meta| match by_index.get(&i) {
@@ -401,7 +403,7 @@ impl Engine {
     pub fn popular(&self, q: &Query<'_>) -> Vec<Scored> {
         let ranking = self.ranking.load();
         self.state.read().pick(
-            &ranking.popular,
+            ranking.popular.iter().copied(),
             q,
             |_| false,
             |_, meta| (meta.popularity, "popular".to_string()),
@@ -412,7 +414,7 @@ impl Engine {
     pub fn latest(&self, q: &Query<'_>) -> Vec<Scored> {
         let ranking = self.ranking.load();
         self.state.read().pick(
-            &ranking.latest,
+            ranking.latest.iter().copied(),
             q,
             |_| false,
             |_, meta| (meta.timestamp_ms as f64 / 1000.0, "latest".to_string()),

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use super::state::{State, UserHistory};
-use super::{Engine, Query, Scored, append_unique};
+use super::{Engine, Query, Scored, unique_chain};
 use crate::algo::blend::{MMR_POOL, normalise};
 use crate::algo::diversity::{jaccard, mmr};
 use crate::algo::enhanced::{self, Source};
@@ -49,7 +49,7 @@ impl Engine {
             weights: &weights,
         };
         let want = (q.n * MMR_POOL + q.exclude.len()) * 4 + 100;
-        let (mut order, scores) = SCRATCH.with(|cell| {
+        let (order, scores) = SCRATCH.with(|cell| {
             let sc = &mut *cell.borrow_mut();
             sc.blended.clear();
             sc.blended.resize(snap.n_items, 0.0);
@@ -70,7 +70,7 @@ impl Engine {
                 order.iter().map(|&i| (i, sc.blended[i as usize])).collect();
             (order, scores)
         });
-        append_unique(&mut order, &self.ranking.load().popular);
+        let ranking = self.ranking.load();
         let sources = &items[..items.len().min(super::fast::MAX_SOURCES)];
         // Filter first, over-fetching, then let MMR choose `n` spread across categories.
         let pool_query = Query {
@@ -78,7 +78,7 @@ impl Engine {
             ..*q
         };
         let pool = s.pick(
-            &order,
+            unique_chain([&order[..], &ranking.popular[..]]),
             &pool_query,
             |i| history.is_some_and(|h| h.contains_key(&i)),
             |i, _| {
@@ -142,10 +142,10 @@ impl Engine {
             .iter()
             .map(|c| (c.item, (c.score, c.source)))
             .collect();
-        let mut order: Vec<u32> = candidates.iter().map(|c| c.item).collect();
-        append_unique(&mut order, &self.ranking.load().popular);
+        let order: Vec<u32> = candidates.iter().map(|c| c.item).collect();
+        let ranking = self.ranking.load();
         s.pick(
-            &order,
+            unique_chain([&order[..], &ranking.popular[..]]),
             q,
             |i| history.is_some_and(|h| h.contains_key(&i)),
             |i, _| match by_item.get(&i) {

@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 
 use super::state::{State, UserHistory};
-use super::{Engine, Query, Scored, append_unique};
+use super::{Engine, Query, Scored, unique_chain};
 use crate::algo::Accumulator;
 use crate::algo::smart::{Route, SHORT_CONTENT_WEIGHT, route};
 use crate::train::Snapshot;
@@ -44,10 +44,8 @@ impl Engine {
         snap: &Snapshot,
     ) -> Vec<Scored> {
         let ranking = self.ranking.load();
-        let mut order = snap.popular_order.clone();
-        append_unique(&mut order, &ranking.popular);
         s.pick(
-            &order,
+            unique_chain([&snap.popular_order[..], &ranking.popular[..]]),
             q,
             |i| history.is_some_and(|h| h.contains_key(&i)),
             |i, meta| {
@@ -113,12 +111,10 @@ impl Engine {
                 .map(|i| (score(i), i))
                 .collect();
             order.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-            let mut idx: Vec<u32> = order.iter().map(|x| x.1).collect();
+            let idx: Vec<u32> = order.iter().map(|x| x.1).collect();
             let ranking = self.ranking.load();
-            append_unique(&mut idx, &snap.popular_order);
-            append_unique(&mut idx, &ranking.popular);
             let picked = s.pick(
-                &idx,
+                unique_chain([&idx[..], &snap.popular_order[..], &ranking.popular[..]]),
                 q,
                 |i| history.is_some_and(|h| h.contains_key(&i)),
                 |i, _| {

@@ -279,13 +279,13 @@ impl State {
     /// Walks `order` and keeps the first `q.n` items that pass every filter.
     pub fn pick(
         &self,
-        order: &[u32],
+        order: impl IntoIterator<Item = u32>,
         q: &Query<'_>,
         seen: impl Fn(u32) -> bool,
         score: impl Fn(u32, &ItemMeta) -> (f64, String),
     ) -> Vec<Scored> {
         let mut out = Vec::with_capacity(q.n);
-        for &idx in order {
+        for idx in order {
             if out.len() >= q.n {
                 break;
             }
