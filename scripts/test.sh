@@ -67,11 +67,23 @@ if [ -z "${RECO_TEST_DATABASE_URL:-}" ]; then
 fi
 log "PostgreSQL for tests: $RECO_TEST_DATABASE_URL"
 
-# tmux drives `reco monitor`'s live view in a test (skipped with a notice when tmux is missing).
-if ! command -v tmux >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  log "installing tmux from Debian's packages"
+# Tools some tests drive, from Debian's packages when we are root (each test skips with a notice
+# when its tool is missing): tmux (`reco monitor`'s live view), wrk (load tests), pgbouncer
+# (pooler tests), chromium (the dashboard in a browser).
+missing=()
+for tool in tmux:tmux wrk:wrk pgbouncer:pgbouncer chromium:chromium; do
+  cmd=${tool%%:*}; pkg=${tool##*:}
+  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  log "installing from Debian's packages: ${missing[*]}"
   apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null || log "could not install tmux"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    || log "could not install ${missing[*]}"
+fi
+# PostgreSQL and PgBouncer refuse to run as root: tests start them as the postgres system user.
+if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
+  useradd --system --home /nonexistent --shell /usr/sbin/nologin postgres
 fi
 
 cargo fmt --all -- --check

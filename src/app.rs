@@ -13,6 +13,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::cluster::Cluster;
 use crate::config::{Config, seconds};
 use crate::db::Pool;
 use crate::engine::Engine;
@@ -35,6 +36,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Background training; `train_once` is also reachable through the admin API.
     pub trainer: Arc<Trainer>,
+    /// Membership in a cluster sharing `cluster.connection_budget`; `None` without a budget.
+    pub cluster: Option<Arc<Cluster>>,
     pub started_at: Instant,
     /// Background tasks stopped at shutdown.
     tasks: parking_lot::Mutex<Option<Tasks>>,
@@ -47,6 +50,8 @@ struct Tasks {
     reranker: JoinHandle<()>,
     /// Endless; aborted at shutdown (a run in progress is abandoned, the snapshot stays).
     trainer: JoinHandle<()>,
+    /// Cluster heartbeats; aborted at shutdown, before the pool shrinks and closes.
+    heartbeat: Option<JoinHandle<()>>,
 }
 
 /// The shared state handed to every handler.
@@ -65,11 +70,29 @@ impl App {
     /// database if configured, loads the engine and starts the background tasks.
     pub async fn build(config: Config) -> anyhow::Result<AppState> {
         let metrics = Arc::new(Metrics::new());
-        let pool = Pool::open(&config.db, metrics.pool.clone())
-            .await
-            .context("opening the database pool")?;
+        let clustered = config.cluster.connection_budget.is_some();
+        // A replica joining a budget starts with one connection: the others have to make room
+        // before it may hold more.
+        let pool = if clustered {
+            Pool::open_with_ceiling(&config.db, metrics.pool.clone(), 1).await
+        } else {
+            Pool::open(&config.db, metrics.pool.clone()).await
+        }
+        .context("opening the database pool")?;
         let store = Store::new(pool.clone());
-        store.migrate().await.context("applying migrations")?;
+        store
+            .migrate(&config.db)
+            .await
+            .context("applying migrations")?;
+        let cluster = if clustered {
+            let c = Cluster::join(pool.clone(), &config.cluster, &config.db.application_name)
+                .await
+                .context("joining the cluster")?;
+            Some(c)
+        } else {
+            None
+        };
+        let heartbeat = cluster.as_ref().map(|c| c.spawn());
         if config.demo.seed_if_empty && pool.backend() == crate::db::Backend::Sqlite {
             let (items, _, _) = store.counts().await?;
             if items == 0 {
@@ -118,6 +141,7 @@ impl App {
             engine.clone(),
             config.recommend.clone(),
             metrics.clone(),
+            cluster.clone(),
         ));
         let trainer_task = trainer.clone().spawn();
         Ok(AppState(Arc::new(App {
@@ -129,11 +153,13 @@ impl App {
             feedback,
             metrics,
             trainer,
+            cluster,
             started_at: Instant::now(),
             tasks: parking_lot::Mutex::new(Some(Tasks {
                 writer: writer_task,
                 reranker,
                 trainer: trainer_task,
+                heartbeat,
             })),
         })))
     }
@@ -144,6 +170,14 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        if let (Some(cluster), Ok(addr)) = (&state.cluster, listener.local_addr()) {
+            let host = if addr.ip().is_unspecified() {
+                std::net::IpAddr::from([127, 0, 0, 1])
+            } else {
+                addr.ip()
+            };
+            cluster.advertise_default(format!("http://{}", SocketAddr::new(host, addr.port())));
+        }
         let router = crate::api::router(state.clone());
         axum::serve(
             listener,
@@ -164,9 +198,15 @@ impl App {
         if let Some(tasks) = tasks {
             tasks.reranker.abort();
             tasks.trainer.abort();
+            if let Some(h) = tasks.heartbeat {
+                h.abort();
+            }
             if let Err(e) = tasks.writer.await {
                 tracing::error!(error = %e, "feedback writer ended abnormally");
             }
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.leave().await;
         }
         self.pool.close().await;
         tracing::info!("pool closed");

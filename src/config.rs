@@ -36,6 +36,8 @@ pub struct Config {
     pub orchestrator: OrchestratorConfig,
     /// `reco monitor`: which replicas to watch and when to warn.
     pub monitor: MonitorConfig,
+    /// Several replicas sharing one database's connections (PostgreSQL only).
+    pub cluster: ClusterConfig,
     /// Demo catalogue seeded into an empty database.
     pub demo: DemoConfig,
     /// Logging.
@@ -67,6 +69,60 @@ pub struct DbConfig {
     pub statement_timeout: f64,
     /// Shown in `pg_stat_activity`, so operators can tell reco's backends from others.
     pub application_name: String,
+    /// What sits between reco and PostgreSQL: `none` (direct), `session` (a pooler in session
+    /// mode: behaves like direct) or `transaction` (PgBouncer/Supavisor transaction mode: every
+    /// statement is sent unnamed, because a prepared statement would land on another server
+    /// connection; no startup `options`; migrations go through `direct_url`).
+    pub pooler: Pooler,
+    /// A URL straight to PostgreSQL, bypassing the pooler, for migrations (which take a session
+    /// lock). Needed with `pooler = "transaction"`; optional otherwise.
+    pub direct_url: Option<SecretString>,
+}
+
+/// The connection pooler in front of PostgreSQL, if any.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooler {
+    /// reco talks to PostgreSQL itself.
+    #[default]
+    None,
+    /// A pooler in session mode: one server connection per client connection.
+    Session,
+    /// A pooler in transaction mode: server connections change between transactions.
+    Transaction,
+}
+
+/// Replicas sharing one connection budget. Without `connection_budget` a replica sizes its pool
+/// from `db` alone, as a single server does.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Most connections all replicas together may hold (e.g. 15 on a 20-connection database).
+    pub connection_budget: Option<u32>,
+    /// Seconds between heartbeats (and share recalculations).
+    pub heartbeat: f64,
+    /// A replica whose heartbeat is older than this many seconds is dead; its share is handed out.
+    pub dead_after: f64,
+    /// Connections of the budget kept free for a replica that is starting: it needs one to
+    /// register before anyone can shrink for it.
+    pub join_reserve: u32,
+    /// This replica's base URL as others (and `reco monitor`) reach it; default from `http.bind`.
+    pub advertise_url: Option<String>,
+    /// Snapshots kept in the database for replicas to load (older ones are deleted).
+    pub keep_snapshots: u32,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            connection_budget: None,
+            heartbeat: 1.0,
+            dead_after: 5.0,
+            join_reserve: 1,
+            advertise_url: None,
+            keep_snapshots: 2,
+        }
+    }
 }
 
 /// HTTP server settings.
@@ -234,6 +290,8 @@ impl Default for DbConfig {
             connect_timeout: 10.0,
             statement_timeout: 0.0,
             application_name: "reco".into(),
+            pooler: Pooler::None,
+            direct_url: None,
         }
     }
 }
@@ -574,6 +632,71 @@ impl Config {
                 "http:// or https:// URLs",
             )?;
         }
+        if let Some(direct) = &db.direct_url {
+            check(
+                crate::db::Backend::from_url(direct.expose_secret())
+                    == Some(crate::db::Backend::Postgres),
+                "db.direct_url",
+                redact_url(direct.expose_secret()),
+                "a postgres:// URL",
+            )?;
+        }
+        let postgres = crate::db::Backend::from_url(url) == Some(crate::db::Backend::Postgres);
+        check(
+            db.pooler == Pooler::None || postgres,
+            "db.pooler",
+            format!("{:?}", db.pooler).to_lowercase(),
+            "none with SQLite (poolers are for PostgreSQL)",
+        )?;
+        check(
+            db.pooler != Pooler::Transaction || db.direct_url.is_some(),
+            "db.direct_url",
+            "(unset)",
+            "a postgres:// URL bypassing the pooler when db.pooler = \"transaction\" (migrations \
+             need a session)",
+        )?;
+        let c = &self.cluster;
+        if let Some(budget) = c.connection_budget {
+            check(
+                postgres,
+                "cluster.connection_budget",
+                budget,
+                "unset with SQLite (a budget is shared through PostgreSQL)",
+            )?;
+            check(
+                budget > c.join_reserve && budget <= 10_000,
+                "cluster.connection_budget",
+                budget,
+                "join_reserve + 1..=10000",
+            )?;
+        }
+        secs(
+            c.heartbeat,
+            "cluster.heartbeat",
+            0.05,
+            60.0,
+            "0.05..=60 seconds",
+        )?;
+        check(
+            c.dead_after.is_finite() && c.dead_after >= 2.0 * c.heartbeat && c.dead_after <= 600.0,
+            "cluster.dead_after",
+            c.dead_after,
+            "2 x cluster.heartbeat..=600 seconds",
+        )?;
+        check(
+            (1..=100).contains(&c.keep_snapshots),
+            "cluster.keep_snapshots",
+            c.keep_snapshots,
+            "1..=100",
+        )?;
+        if let Some(u) = &c.advertise_url {
+            check(
+                url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https")),
+                "cluster.advertise_url",
+                redact_url(u),
+                "an http:// or https:// URL",
+            )?;
+        }
         let o = &self.orchestrator;
         secs(
             o.deadline,
@@ -632,6 +755,8 @@ impl Config {
                 "connect_timeout": db.connect_timeout,
                 "statement_timeout": db.statement_timeout,
                 "application_name": db.application_name,
+                "pooler": db.pooler,
+                "direct_url": db.direct_url.as_ref().map(|u| redact_url(u.expose_secret())),
             },
             "http": {
                 "bind": self.http.bind,
@@ -644,11 +769,24 @@ impl Config {
             "recommend": self.recommend,
             "orchestrator": self.orchestrator,
             "monitor": self.monitor,
+            "cluster": self.cluster,
             "demo": self.demo,
             "log": self.log,
         });
-        toml::to_string(&value)
+        toml::to_string(&without_nulls(value))
             .unwrap_or_else(|e| format!("# could not render configuration: {e}\n"))
+    }
+}
+
+/// The value with unset (`null`) entries left out: TOML has no null.
+fn without_nulls(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => map
+            .into_iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k, without_nulls(v)))
+            .collect(),
+        other => other,
     }
 }
 

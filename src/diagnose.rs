@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-use crate::config::{Config, redact_url};
+use crate::config::{Config, Pooler, redact_url};
 use crate::monitor::View;
 use crate::store::{ConnectionFacts, ServerStats};
 
@@ -96,22 +96,26 @@ pub fn checks(i: &Inputs<'_>) -> Vec<Check> {
     };
     let available = server.available();
     let per_replica = i64::from(db.pool_size + db.max_overflow);
-    let ceilings = per_replica * i.replicas as i64;
+    // With a cluster budget the replicas share it, however many there are.
+    let budget = i.config.cluster.connection_budget.map(i64::from);
+    let ceilings = budget.unwrap_or(per_replica * i.replicas as i64);
     let others: i64 = server
         .backends
         .iter()
         .filter(|b| !b.application.starts_with(&db.application_name))
         .map(|b| b.count)
         .sum();
+    let sizing = match budget {
+        Some(b) => format!("cluster.connection_budget {b}, shared by the replicas"),
+        None => format!(
+            "pool_size {} + max_overflow {} = {per_replica} per replica x {} replica(s) = {ceilings}",
+            db.pool_size, db.max_overflow, i.replicas
+        ),
+    };
     let evidence = format!(
-        "pool_size {} + max_overflow {} = {per_replica} per replica x {} replica(s) = {ceilings}; \
-         the server allows {available} client connections (max_connections {} - {} reserved); \
-         other applications hold {others}",
-        db.pool_size,
-        db.max_overflow,
-        i.replicas,
-        server.max_connections,
-        server.reserved_connections
+        "{sizing}; the server allows {available} client connections (max_connections {} - {} \
+         reserved); other applications hold {others}",
+        server.max_connections, server.reserved_connections
     );
     let verdict = if ceilings > available {
         Verdict::Fail
@@ -124,10 +128,17 @@ pub fn checks(i: &Inputs<'_>) -> Vec<Check> {
         "connection_limit",
         verdict,
         evidence,
-        &format!(
-            "make (db.pool_size + db.max_overflow) x replicas at most {} (what other applications leave)",
-            (available - others).max(0)
-        ),
+        &match budget {
+            Some(_) => format!(
+                "set cluster.connection_budget to at most {} (what other applications leave)",
+                (available - others).max(0)
+            ),
+            None => format!(
+                "make (db.pool_size + db.max_overflow) x replicas at most {} (what other \
+                 applications leave), or set cluster.connection_budget",
+                (available - others).max(0)
+            ),
+        },
     ));
 
     let ours = server.of_application(&db.application_name);
@@ -291,25 +302,49 @@ pub fn checks(i: &Inputs<'_>) -> Vec<Check> {
         || facts
             .server_port
             .is_some_and(|p| i64::from(p) != i64::from(url_port));
-    out.push(check(
-        "pooler",
-        if pooler {
-            Verdict::Warn
-        } else {
-            Verdict::Ok
-        },
-        if supavisor {
-            format!("Supavisor in front ({host})")
-        } else if pooler {
+    let seen = if supavisor {
+        format!("Supavisor in front ({host})")
+    } else if pooler {
+        format!(
+            "a pooler answers on port {url_port}; the server listens on {}",
+            facts.server_port.unwrap_or_default()
+        )
+    } else {
+        "connected to PostgreSQL directly".into()
+    };
+    let (verdict, evidence, remedy) = match (pooler, db.pooler) {
+        (true, Pooler::None) => (
+            Verdict::Warn,
             format!(
-                "a pooler answers on port {url_port}; the server listens on {}",
-                facts.server_port.unwrap_or_default()
-            )
-        } else {
-            "connected to PostgreSQL directly".into()
-        },
-        "in transaction mode prepared statements need PgBouncer's max_prepared_statements; otherwise use session mode or connect directly",
-    ));
+                "{seen}, but db.pooler = \"none\": in transaction mode sqlx's prepared statements land on other server connections"
+            ),
+            "set db.pooler = \"transaction\" and db.direct_url (or \"session\" if the pooler keeps one server connection per client)",
+        ),
+        (true, Pooler::Transaction) if db.statement_timeout > 0.0 => (
+            Verdict::Warn,
+            format!(
+                "{seen}; db.pooler = \"transaction\" (statements unnamed, one transaction per checkout, migrations via db.direct_url); db.statement_timeout is not sent through it"
+            ),
+            "set the timeout on the role instead: ALTER ROLE <user> SET statement_timeout = '…'",
+        ),
+        (true, p) => (
+            Verdict::Ok,
+            format!(
+                "{seen}; db.pooler = \"{}\" handles it",
+                format!("{p:?}").to_lowercase()
+            ),
+            "",
+        ),
+        (false, Pooler::Transaction) => (
+            Verdict::Warn,
+            format!(
+                "{seen}, but db.pooler = \"transaction\": every checkout pays for a BEGIN and a COMMIT"
+            ),
+            "set db.pooler = \"none\" when connecting directly",
+        ),
+        (false, _) => (Verdict::Ok, seen, ""),
+    };
+    out.push(check("pooler", verdict, evidence, remedy));
 
     let recycle_ms = (db.pool_recycle * 1000.0) as i64;
     let idle_ms = facts.idle_session_timeout_ms;

@@ -29,6 +29,7 @@ pub mod algo;
 pub mod api;
 pub mod app;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod dataset;
 pub mod db;

@@ -152,7 +152,22 @@ pub struct Metrics {
     pub deadline_fallbacks: Family<VariantEngineLabel, Counter>,
     pub variant_impressions: Family<VariantEngineLabel, Counter>,
     pub variant_clicks: Family<VariantEngineLabel, Counter>,
+    /// The latest training runs and snapshot loads, newest last (for the dashboard).
+    recent_runs: Mutex<std::collections::VecDeque<TrainingRun>>,
 }
+
+/// One training run or snapshot load, as the dashboard lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainingRun {
+    pub finished_at: chrono::DateTime<chrono::Utc>,
+    /// `ok`, `failed` or `loaded` (trained by another replica).
+    pub result: &'static str,
+    pub seconds: f64,
+    pub version: Option<u64>,
+}
+
+/// Training runs kept for the dashboard.
+const RECENT_RUNS: usize = 20;
 
 /// An experiment variant.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
@@ -283,7 +298,26 @@ impl Metrics {
             feedback_commits,
             train_runs,
             train_seconds,
+            recent_runs: Mutex::new(std::collections::VecDeque::new()),
         }
+    }
+
+    fn note_run(&self, result: &'static str, seconds: f64, version: Option<u64>) {
+        let mut runs = self.recent_runs.lock();
+        if runs.len() == RECENT_RUNS {
+            runs.pop_front();
+        }
+        runs.push_back(TrainingRun {
+            finished_at: chrono::Utc::now(),
+            result,
+            seconds,
+            version,
+        });
+    }
+
+    /// The latest training runs, newest last.
+    pub fn recent_runs(&self) -> Vec<TrainingRun> {
+        self.recent_runs.lock().iter().cloned().collect()
     }
 
     /// Counts a recommendation served by `engine` and records its in-process time.
@@ -341,10 +375,19 @@ impl Metrics {
     }
 
     /// Counts a training run and records its duration.
-    pub fn record_training(&self, ok: bool, seconds: f64) {
+    pub fn record_training(&self, ok: bool, seconds: f64, version: Option<u64>) {
         let result = if ok { "ok" } else { "failed" };
         self.train_runs.get_or_create(&ResultLabel { result }).inc();
         self.train_seconds.observe(seconds);
+        self.note_run(result, seconds, version);
+    }
+
+    /// A snapshot trained by another replica was loaded.
+    pub fn record_snapshot_load(&self, seconds: f64, version: u64) {
+        self.note_run("loaded", seconds, Some(version));
+        self.train_runs
+            .get_or_create(&ResultLabel { result: "loaded" })
+            .inc();
     }
 
     /// The registry in Prometheus text format.

@@ -74,7 +74,7 @@ pub struct Orchestrator {
 
 /// FNV-1a, 64-bit: the variant of a user must not change across restarts, versions or machines,
 /// which std's `DefaultHasher` does not promise. Five lines do not justify a dependency.
-fn stable_hash(s: &str) -> u64 {
+pub(crate) fn stable_hash(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })

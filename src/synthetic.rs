@@ -144,6 +144,11 @@ impl World {
     pub fn training_data(&self) -> TrainingData {
         TrainingData {
             n_items: self.items.len(),
+            item_ids: self
+                .items
+                .iter()
+                .map(|i| Arc::from(i.id.as_str()))
+                .collect(),
             user_rows: self
                 .user_ids
                 .iter()

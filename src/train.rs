@@ -21,19 +21,24 @@ use crate::algo::Csr;
 use crate::algo::content::{self, ItemText, label_tokens};
 use crate::algo::popularity::{self, Event, Popularity};
 use crate::algo::{als, bpr, enhanced, itemknn};
+use crate::cluster::{self, Cluster};
 use crate::config::{RecommendConfig, seconds};
 use crate::engine::Engine;
 use crate::eval::{self, EvalData};
 use crate::metrics::Metrics;
 use crate::store::{self, Store};
 
-/// Everything the engines read, trained at one moment.
+/// Everything the engines read, trained at one moment. Serialisable, so that one replica of a
+/// cluster trains and the others load it ([`Snapshot::encode`]).
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Snapshot {
     /// Increases by one per successful run.
     pub version: u64,
     pub trained_at: DateTime<Utc>,
     /// Items `0..n_items` of the engine's index were known to this run.
     pub n_items: usize,
+    /// The id of each of those items: the index space of every model here.
+    pub item_ids: Vec<Arc<str>>,
     /// Row of each trained user in `train` and in the factor models.
     pub user_rows: HashMap<Arc<str>, u32>,
     /// Users × items training weights.
@@ -57,6 +62,15 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The snapshot as bytes (postcard: compact, and serde-driven like the rest of reco).
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("a snapshot serialises")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        postcard::from_bytes(bytes).map_err(|e| e.to_string())
+    }
+
     /// The models `enhanced` generates candidates from.
     pub fn enhanced_models(&self) -> enhanced::Models<'_> {
         enhanced::Models {
@@ -78,12 +92,18 @@ pub enum Error {
     Store(#[from] store::Error),
     #[error("fitting panicked or was cancelled: {0}")]
     Fit(String),
+    #[error("cluster: {0}")]
+    Cluster(#[from] cluster::Error),
+    #[error("another replica kept the training lock")]
+    Busy,
 }
 
 /// The raw material of a run, read from the store (or generated, in benchmarks).
 pub struct TrainingData {
     /// Items `0..n_items` of the engine's index.
     pub n_items: usize,
+    /// Their ids, by index.
+    pub item_ids: Vec<Arc<str>>,
     pub user_rows: HashMap<Arc<str>, u32>,
     /// (user row, item, weight, unix seconds)
     pub interactions: Vec<(u32, u32, f32, i64)>,
@@ -105,6 +125,10 @@ async fn load(
 ) -> Result<TrainingData, Error> {
     let index = engine.item_index();
     let n_items = index.len();
+    let mut item_ids: Vec<Arc<str>> = vec![Arc::from(""); n_items];
+    for (id, &i) in &index {
+        item_ids[i as usize] = id.clone();
+    }
     let mut texts = vec![ItemText::default(); n_items];
     store
         .for_each_item(|item| {
@@ -137,6 +161,7 @@ async fn load(
         .await?;
     Ok(TrainingData {
         n_items,
+        item_ids,
         user_rows,
         interactions,
         texts,
@@ -182,6 +207,7 @@ pub fn fit(data: TrainingData, version: u64, half_life_days: f64) -> Snapshot {
         version,
         trained_at: Utc::now(),
         n_items: data.n_items,
+        item_ids: data.item_ids,
         user_rows: data.user_rows,
         train: set.train,
         popularity,
@@ -201,15 +227,29 @@ pub fn fit(data: TrainingData, version: u64, half_life_days: f64) -> Snapshot {
 /// Least time between the end of one run and an early (event-triggered) run.
 const MIN_EARLY_RETRAIN_GAP: Duration = Duration::from_secs(60);
 
-/// Runs trainings for one engine.
+/// Runs trainings for one engine. In a cluster ([`Cluster`]) one replica at a time trains, under
+/// an advisory lock, and publishes the snapshot; the others load it instead of training.
 pub struct Trainer {
     store: Store,
     engine: Arc<Engine>,
     config: RecommendConfig,
     metrics: Arc<Metrics>,
+    cluster: Option<Arc<Cluster>>,
     version: AtomicU64,
     /// One run at a time: an admin-triggered run waits for a background run, and vice versa.
     running: tokio::sync::Mutex<()>,
+}
+
+/// What one call to [`Trainer::run`] did.
+pub enum Outcome {
+    /// This replica trained (and, in a cluster, published) the snapshot.
+    Trained(Arc<Snapshot>),
+    /// Loaded a snapshot another replica published.
+    Loaded(Arc<Snapshot>),
+    /// The installed snapshot is the newest, and younger than `train_interval`.
+    UpToDate,
+    /// Another replica holds the training lock; its snapshot is loaded once published.
+    Busy,
 }
 
 impl Trainer {
@@ -218,30 +258,130 @@ impl Trainer {
         engine: Arc<Engine>,
         config: RecommendConfig,
         metrics: Arc<Metrics>,
+        cluster: Option<Arc<Cluster>>,
     ) -> Self {
         Self {
             store,
             engine,
             config,
             metrics,
+            cluster,
             version: AtomicU64::new(0),
             running: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// One run: read, fit on a blocking thread, swap. The previous snapshot stays on failure.
+    /// Trains now (the admin route). In a cluster it waits while another replica trains, up to
+    /// `wait`, then trains itself.
     pub async fn train_once(&self) -> Result<Arc<Snapshot>, Error> {
+        let deadline = Instant::now() + TRAIN_NOW_WAIT;
+        loop {
+            match self.run(true).await? {
+                Outcome::Trained(s) | Outcome::Loaded(s) => return Ok(s),
+                Outcome::Busy | Outcome::UpToDate if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                _ => return Err(Error::Busy),
+            }
+        }
+    }
+
+    fn installed_version(&self) -> u64 {
+        self.engine.snapshot().map_or(0, |s| s.version)
+    }
+
+    /// One run. `force` trains even when a fresh snapshot is available (in a cluster, it is
+    /// otherwise loaded). A failed run keeps the previous snapshot.
+    pub async fn run(&self, force: bool) -> Result<Outcome, Error> {
         let _one_at_a_time = self.running.lock().await;
+        let Some(cluster) = &self.cluster else {
+            return self.train(None).await.map(Outcome::Trained);
+        };
+        let Some(lock) = cluster.try_training_lock().await? else {
+            return Ok(Outcome::Busy);
+        };
+        let fresh = match cluster.latest_published().await {
+            Ok(Some(p)) if !force => {
+                let age = (p.now_ms - p.trained_ms) as f64 / 1000.0;
+                (age < self.config.train_interval).then_some(p.version)
+            }
+            Ok(_) => None,
+            Err(e) => {
+                lock.release().await;
+                return Err(e.into());
+            }
+        };
+        if let Some(version) = fresh {
+            lock.release().await;
+            if version > self.installed_version() {
+                return self.load(version).await.map(Outcome::Loaded);
+            }
+            return Ok(Outcome::UpToDate);
+        }
+        let result = self.train(Some(cluster)).await;
+        lock.release().await;
+        result.map(Outcome::Trained)
+    }
+
+    /// Loads and installs published snapshot `version`.
+    async fn load(&self, version: u64) -> Result<Arc<Snapshot>, Error> {
+        let cluster = self.cluster.as_ref().expect("loading is for clusters");
+        let started = Instant::now();
+        let result = async {
+            let bytes = cluster.fetch(version).await?;
+            let snapshot = tokio::task::spawn_blocking(move || Snapshot::decode(&bytes))
+                .await
+                .map_err(|e| Error::Fit(e.to_string()))?
+                .map_err(|reason| cluster::Error::Snapshot { version, reason })?;
+            let snapshot = Arc::new(snapshot);
+            self.engine
+                .install_foreign(&self.store, snapshot.clone())
+                .await
+                .map_err(|e| match e {
+                    crate::engine::Error::Load(e) => Error::Store(e),
+                })?;
+            Ok::<_, Error>(snapshot)
+        }
+        .await;
+        let seconds = started.elapsed().as_secs_f64();
+        match &result {
+            Ok(s) => {
+                self.version.store(s.version, Ordering::Relaxed);
+                self.metrics.record_snapshot_load(seconds, s.version);
+                tracing::info!(
+                    version,
+                    seconds,
+                    "loaded the snapshot another replica trained"
+                );
+            }
+            Err(e) => tracing::error!(version, error = %e, "loading a published snapshot failed"),
+        }
+        result
+    }
+
+    /// Reads, fits on a blocking thread, publishes (in a cluster), swaps.
+    async fn train(&self, cluster: Option<&Arc<Cluster>>) -> Result<Arc<Snapshot>, Error> {
         let started = Instant::now();
         let events_before = self.engine.events_since_training();
         let result = async {
+            let version = match cluster {
+                Some(c) => c.next_version().await?,
+                None => self.version.load(Ordering::Relaxed) + 1,
+            };
             let data = load(&self.store, &self.engine, &self.config).await?;
-            let version = self.version.load(Ordering::Relaxed) + 1;
             let half_life = self.config.popularity_half_life_days;
             let snapshot = tokio::task::spawn_blocking(move || fit(data, version, half_life))
                 .await
                 .map_err(|e| Error::Fit(e.to_string()))?;
-            Ok::<_, Error>(Arc::new(snapshot))
+            let snapshot = Arc::new(snapshot);
+            if let Some(c) = cluster {
+                let s = snapshot.clone();
+                let bytes = tokio::task::spawn_blocking(move || s.encode())
+                    .await
+                    .map_err(|e| Error::Fit(e.to_string()))?;
+                c.publish(version, &bytes).await?;
+            }
+            Ok::<_, Error>(snapshot)
         }
         .await;
         let seconds = started.elapsed().as_secs_f64();
@@ -249,7 +389,8 @@ impl Trainer {
             Ok(snapshot) => {
                 self.version.store(snapshot.version, Ordering::Relaxed);
                 self.engine.install(snapshot.clone(), events_before);
-                self.metrics.record_training(true, seconds);
+                self.metrics
+                    .record_training(true, seconds, Some(snapshot.version));
                 tracing::info!(
                     version = snapshot.version,
                     users = snapshot.user_rows.len(),
@@ -261,36 +402,60 @@ impl Trainer {
                 );
             }
             Err(e) => {
-                self.metrics.record_training(false, seconds);
+                self.metrics.record_training(false, seconds, None);
                 tracing::error!(error = %e, "training failed; keeping the previous models");
             }
         }
         result
     }
 
-    /// Trains now, then every `train_interval`, and early after `retrain_after_events` events.
+    /// Trains (or loads) now, then every `train_interval`, and early after `retrain_after_events`
+    /// events. In a cluster it also loads each snapshot another replica publishes.
     pub fn spawn(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let interval = seconds(self.config.train_interval);
-            let _ = self.train_once().await;
+            let mut published = match &self.cluster {
+                Some(c) => c.published(),
+                None => tokio::sync::watch::channel(0).1,
+            };
+            let _ = self.run(false).await;
             // When the last run ended: intervals and gaps count from there.
             let mut last = Instant::now();
             let mut poll = tokio::time::interval(Duration::from_millis(500).min(interval));
             loop {
-                poll.tick().await;
+                tokio::select! {
+                    _ = poll.tick() => {}
+                    changed = published.changed() => {
+                        if changed.is_err() {
+                            published = tokio::sync::watch::channel(0).1;
+                            continue;
+                        }
+                        let version = *published.borrow_and_update();
+                        if version > self.installed_version() {
+                            let _one_at_a_time = self.running.lock().await;
+                            if version > self.installed_version() && self.load(version).await.is_ok() {
+                                last = Instant::now();
+                            }
+                        }
+                        continue;
+                    }
+                }
                 let due = last.elapsed() >= interval;
                 // Early runs wait for a gap, so a stream of feedback does not keep the cores busy
                 // training.
                 let busy = self.engine.events_since_training() >= self.config.retrain_after_events
                     && last.elapsed() >= MIN_EARLY_RETRAIN_GAP.min(interval);
                 if due || busy {
-                    let _ = self.train_once().await;
+                    let _ = self.run(busy && !due).await;
                     last = Instant::now();
                 }
             }
         })
     }
 }
+
+/// How long the admin route waits for another replica's training before giving up.
+const TRAIN_NOW_WAIT: Duration = Duration::from_secs(600);
 
 #[cfg(test)]
 mod tests {

@@ -19,7 +19,7 @@ fn view(v: &[f32]) -> DVectorView<'_, f32> {
     DVectorView::from_slice(v, v.len())
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct Params {
     pub factors: usize,
     pub iterations: usize,
@@ -44,7 +44,7 @@ impl Default for Params {
 }
 
 /// Fitted user and item factors, row-major.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Als {
     pub factors: usize,
     pub user_factors: Vec<f32>,

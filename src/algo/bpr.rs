@@ -34,7 +34,7 @@ impl Default for Params {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Bpr {
     pub factors: usize,
     pub user_factors: Vec<f32>,

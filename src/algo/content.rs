@@ -68,7 +68,7 @@ impl Default for Params {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Content {
     /// For item i: (similar item, cosine), best first.
     pub neighbours: Vec<Vec<(u32, f32)>>,

@@ -264,7 +264,7 @@ impl Models<'_> {
 }
 
 /// Logistic regression weights over [`FEATURES`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Ranker {
     pub weights: [f32; N_FEATURES],
 }

@@ -23,7 +23,7 @@ impl Default for Params {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ItemKnn {
     /// For item i: (neighbour, similarity), best first.
     pub neighbours: Vec<Vec<(u32, f32)>>,

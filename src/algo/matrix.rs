@@ -2,7 +2,7 @@
 
 /// A sparse matrix in compressed-row form. Rows are users (or items, for the transpose); columns are
 /// sorted within each row and unique.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Csr {
     pub n_rows: usize,
     pub n_cols: usize,

@@ -3,7 +3,7 @@
 
 use super::{History, Scorer};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Popularity {
     pub scores: Vec<f32>,
 }

@@ -68,11 +68,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/admin/pool", get(ops::pool_status))
         .route("/api/admin/pool/reset", post(ops::pool_reset))
         .route("/api/admin/train", post(ops::train))
+        .route("/api/admin/cluster", get(ops::cluster))
+        .route("/api/admin/dashboard", get(ops::dashboard_data))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,
         ));
     let open = Router::new()
+        .route("/dashboard", get(ops::dashboard_page))
         .route("/health/live", get(ops::live))
         .route("/health/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))

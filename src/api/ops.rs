@@ -69,6 +69,76 @@ pub async fn pool_reset(State(state): State<AppState>) -> Json<crate::db::Rebuil
     Json(state.pool.rebuild())
 }
 
+/// The dashboard page (`GET /dashboard`): one embedded HTML file whose script polls
+/// `/api/admin/dashboard` every second and draws the charts. It holds no data itself, so it is open;
+/// the data route asks for the API key when one is set.
+pub async fn dashboard_page() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("assets/dashboard.html"),
+    )
+}
+
+/// Engines the dashboard charts (every engine a request can name but `auto`, which is served by
+/// one of them).
+const DASHBOARD_ENGINES: [&str; 5] = ["fast", "quality", "enhanced", "smart", "popularity"];
+
+/// What the dashboard draws (admin): pool status, per-engine counters and latency summaries,
+/// the latest training runs and the cluster size.
+pub async fn dashboard_data(State(state): State<AppState>) -> Json<Value> {
+    let engines: serde_json::Map<String, Value> = DASHBOARD_ENGINES
+        .iter()
+        .map(|&engine| {
+            let label = crate::metrics::EngineLabel { engine };
+            let summary = state.metrics.engine_seconds.get_or_create(&label).summary();
+            (engine.to_string(), json!(summary))
+        })
+        .collect();
+    let cluster = match &state.cluster {
+        Some(c) => json!({ "id": c.id(), "budget": c.budget(), "replicas": c.live_replicas() }),
+        None => Value::Null,
+    };
+    Json(json!({
+        "at_ms": chrono::Utc::now().timestamp_millis(),
+        "pool": state.pool.status(),
+        "engines": engines,
+        "training": state.metrics.recent_runs(),
+        "snapshot_version": state.engine.snapshot().map(|s| s.version),
+        "cluster": cluster,
+    }))
+}
+
+/// This replica's view of the cluster (admin): its id, the budget, the live replicas with their
+/// recorded ceilings, and the installed snapshot's version. `clustered: false` without a budget.
+pub async fn cluster(State(state): State<AppState>) -> Result<Json<Value>, super::Error> {
+    let version = state.engine.snapshot().map(|s| s.version);
+    let Some(cluster) = &state.cluster else {
+        return Ok(Json(json!({
+            "clustered": false,
+            "ceiling": state.pool.ceiling(),
+            "snapshot_version": version,
+        })));
+    };
+    let replicas =
+        crate::cluster::Cluster::replicas(&state.pool, &state.config.db.application_name)
+            .await
+            .map_err(|e| match e {
+                crate::cluster::Error::Db(e) => super::Error::from(crate::store::Error::Db(e)),
+                other => super::Error::Internal(other.to_string()),
+            })?;
+    Ok(Json(json!({
+        "clustered": true,
+        "id": cluster.id(),
+        "budget": cluster.budget(),
+        "ceiling": state.pool.ceiling(),
+        "replicas": replicas,
+        "snapshot_version": version,
+    })))
+}
+
 /// Trains now (admin): answers when the new models are serving.
 pub async fn train(State(state): State<AppState>) -> Result<Json<Value>, super::Error> {
     let snapshot = state.trainer.train_once().await?;

@@ -22,8 +22,8 @@ pub struct Opts {
 }
 
 pub async fn run(opts: Opts, config: Config) -> anyhow::Result<()> {
-    let mut replicas = config.monitor.replicas.clone();
-    replicas.extend(opts.replicas.iter().cloned());
+    let store = super::inspector(&config, "diagnose").await;
+    let replicas = super::replica_urls(&config, &opts.replicas, store.as_ref().ok()).await;
     let api_key = config
         .http
         .api_key
@@ -31,7 +31,7 @@ pub async fn run(opts: Opts, config: Config) -> anyhow::Result<()> {
         .map(|k| k.expose_secret().to_string());
     let monitor = Monitor::new(config.monitor.clone(), replicas.clone(), api_key, None);
     let view = monitor.observe().await;
-    let (ping, server, facts) = match super::inspector(&config, "diagnose").await {
+    let (ping, server, facts) = match store {
         Err(_) => (
             Err("no connection within db.connect_timeout (unreachable, refused or wrong credentials)".to_string()),
             None,

@@ -29,7 +29,7 @@ pub async fn run(opts: Opts, config: Config) -> anyhow::Result<()> {
     let data = crate::import::movielens::load(&dir)?;
     let pool = Pool::open(&config.db, Metrics::new().pool).await?;
     let store = Store::new(pool.clone());
-    store.migrate().await?;
+    store.migrate(&config.db).await?;
     let bar = ProgressBar::new(data.len() as u64);
     bar.set_style(ProgressStyle::with_template(
         "{bar:40} {pos}/{len} rows {per_sec} eta {eta}",

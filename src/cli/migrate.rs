@@ -11,7 +11,7 @@ pub struct Opts {}
 pub async fn run(_opts: Opts, config: Config) -> anyhow::Result<()> {
     let pool = Pool::open(&config.db, Metrics::new().pool).await?;
     let store = Store::new(pool.clone());
-    store.migrate().await?;
+    store.migrate(&config.db).await?;
     println!("migrations applied ({:?})", pool.backend());
     pool.close().await;
     Ok(())

@@ -30,13 +30,12 @@ pub struct Opts {
 }
 
 pub async fn run(opts: Opts, config: Config) -> anyhow::Result<()> {
-    let mut replicas = config.monitor.replicas.clone();
-    replicas.extend(opts.replicas.iter().cloned());
     let store = if opts.no_database {
         None
     } else {
         Some(super::inspector(&config, "monitor").await?)
     };
+    let replicas = super::replica_urls(&config, &opts.replicas, store.as_ref()).await;
     let api_key = config
         .http
         .api_key

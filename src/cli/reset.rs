@@ -24,20 +24,23 @@ pub struct Opts {
 }
 
 pub async fn run(opts: Opts, config: Config) -> anyhow::Result<()> {
-    let mut replicas = config.monitor.replicas.clone();
-    replicas.extend(opts.replicas.iter().cloned());
-    if replicas.is_empty() && !opts.terminate_idle {
-        anyhow::bail!("no replicas to reset: give --replica URL or set monitor.replicas");
-    }
     let store = if opts.terminate_idle {
         Some(super::inspector(&config, "reset").await?)
     } else {
-        None
+        // Only to read the cluster registry: optional.
+        super::inspector(&config, "reset").await.ok()
     };
+    let replicas = super::replica_urls(&config, &opts.replicas, store.as_ref()).await;
+    if replicas.is_empty() && !opts.terminate_idle {
+        anyhow::bail!(
+            "no replicas to reset: give --replica URL, set monitor.replicas, or run them with a \
+             cluster.connection_budget so they register"
+        );
+    }
     // Backends that connected before this moment belong to the pools being replaced.
     let cutoff = match &store {
-        Some(s) => Some(s.server_now().await?),
-        None => None,
+        Some(s) if opts.terminate_idle => Some(s.server_now().await?),
+        _ => None,
     };
     let key = config
         .http

@@ -10,7 +10,9 @@
 //! leak detection with the code location that took a connection. Those are the things operators of a
 //! 20-connection managed PostgreSQL need, so [`Pool`] wraps sqlx's pool with:
 //! - a semaphore gate holding exactly `pool_size + max_overflow` permits: the hard ceiling, and the
-//!   queue whose length is the waiting count;
+//!   queue whose length is the waiting count. The ceiling can be lowered and raised while running
+//!   ([`Pool::set_ceiling`]): the cluster budget ([`crate::cluster`]) shares one database's
+//!   connections between replicas that way;
 //! - sqlx hooks that recycle connections by age and pre-ping connections that sat idle;
 //! - a checkout registry: every [`Conn`] remembers when and where it was taken;
 //! - a maintenance task that reports checkouts held longer than `leak_threshold` and closes idle
@@ -22,7 +24,7 @@ mod checkout;
 mod metrics;
 
 use std::panic::Location;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -33,7 +35,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::config::{DbConfig, seconds};
+use crate::config::{DbConfig, Pooler, seconds};
 use checkout::Checkouts;
 pub use checkout::LeakSuspect;
 pub use metrics::{CloseReason, PoolMetrics};
@@ -156,12 +158,17 @@ struct PoolInner {
     epoch: Instant,
     /// Rebuilds so far.
     generation: AtomicU64,
-    /// `pool_size + max_overflow` permits; held by every checkout, so the ceiling cannot be passed.
+    /// `ceiling` permits; held by every checkout, so the ceiling cannot be passed.
     gate: Arc<Semaphore>,
+    /// The current ceiling: `pool_size + max_overflow`, or less when a cluster budget shares the
+    /// database with other replicas. Changed only by [`Pool::set_ceiling`], one change at a time.
+    ceiling: AtomicU32,
+    resizing: tokio::sync::Mutex<()>,
     /// Tasks currently queued for a connection.
     waiting: AtomicI64,
     settings: PoolSettings,
     backend: Backend,
+    pooler: Pooler,
     metrics: PoolMetrics,
     checkouts: Checkouts,
 }
@@ -178,6 +185,76 @@ pub struct Conn {
     pool: Arc<PoolInner>,
     /// `None` only during drop.
     permit: Option<OwnedSemaphorePermit>,
+    /// Close the connection instead of returning it (its session state cannot be trusted).
+    discard: bool,
+    /// Behind a transaction-mode pooler every checkout runs inside a transaction (see
+    /// [`Conn::finish`]); committed when the connection comes back.
+    pooled_transaction: bool,
+}
+
+impl Conn {
+    /// Commits the work done so far. Behind a transaction-mode pooler a checkout is one
+    /// transaction (sqlx prepares and executes a statement in two round trips, and between them the
+    /// pooler may hand the client another server connection unless a transaction pins it), so a
+    /// write must call this before it reports success; a new transaction then begins for whatever
+    /// follows. Without a pooler it does nothing.
+    pub async fn finish(&mut self) -> Result<(), Error> {
+        use sqlx_core::transaction::TransactionManager;
+        if !self.pooled_transaction {
+            return Ok(());
+        }
+        let conn: &mut AnyConnection = self;
+        <sqlx::Any as sqlx::Database>::TransactionManager::commit(conn).await?;
+        <sqlx::Any as sqlx::Database>::TransactionManager::begin(conn, None).await?;
+        Ok(())
+    }
+
+    /// Starts a transaction (behind a transaction-mode pooler one is always open: nothing to do).
+    pub async fn begin_transaction(&mut self) -> Result<(), Error> {
+        if !self.pooled_transaction {
+            self.execute("BEGIN").await?;
+        }
+        Ok(())
+    }
+
+    /// Commits the transaction begun with [`Conn::begin_transaction`].
+    pub async fn commit_transaction(&mut self) -> Result<(), Error> {
+        if self.pooled_transaction {
+            return self.finish().await;
+        }
+        self.execute("COMMIT").await?;
+        Ok(())
+    }
+
+    /// Rolls back the transaction begun with [`Conn::begin_transaction`].
+    pub async fn rollback_transaction(&mut self) -> Result<(), Error> {
+        use sqlx_core::transaction::TransactionManager;
+        if self.pooled_transaction {
+            let conn: &mut AnyConnection = self;
+            <sqlx::Any as sqlx::Database>::TransactionManager::rollback(conn).await?;
+            <sqlx::Any as sqlx::Database>::TransactionManager::begin(conn, None).await?;
+            return Ok(());
+        }
+        self.execute("ROLLBACK").await?;
+        Ok(())
+    }
+
+    /// Closes this connection when it is dropped instead of returning it to the pool: for a
+    /// connection whose session state (an open transaction, a session lock) may outlive its user.
+    pub fn discard_on_drop(&mut self) {
+        self.discard = true;
+    }
+
+    /// Undoes [`Conn::discard_on_drop`]: the session is clean again.
+    pub fn keep_on_drop(&mut self) {
+        self.discard = false;
+    }
+
+    /// Whether the pool was rebuilt since this connection was checked out (it will be closed on
+    /// return): a long-held connection should be given back and replaced.
+    pub fn is_stale(&self) -> bool {
+        self.generation < self.pool.generation.load(Ordering::Relaxed)
+    }
 }
 
 impl std::ops::Deref for Conn {
@@ -195,9 +272,37 @@ impl std::ops::DerefMut for Conn {
 
 impl Drop for Conn {
     fn drop(&mut self) {
+        // The permit is released only once the connection is idle in the driver's pool again (or
+        // closed). Released earlier, the next checkout would find no idle connection while this
+        // one is still on its way back, and the driver would open another: more connections than
+        // the ceiling. `return_to_pool` is the driver's own drop handler, run eagerly.
+        if !(self.discard || self.generation < self.pool.generation.load(Ordering::Relaxed))
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+            && let (Some(mut conn), Some(permit)) = (self.conn.take(), self.permit.take())
+        {
+            let pooled_transaction = self.pooled_transaction;
+            runtime.spawn(async move {
+                if pooled_transaction {
+                    use sqlx_core::transaction::TransactionManager;
+                    // Reads only: writes committed with `finish`. A failed commit closes it.
+                    let c: &mut AnyConnection = &mut conn;
+                    if <sqlx::Any as sqlx::Database>::TransactionManager::commit(c)
+                        .await
+                        .is_err()
+                    {
+                        let _ = conn.close().await;
+                        drop(permit);
+                        return;
+                    }
+                }
+                conn.return_to_pool().await;
+                drop(conn);
+                drop(permit);
+            });
+        }
         // Taken before a rebuild: close it rather than return it, and release the permit only
         // once it is closed (and its server backend had a moment to exit).
-        if self.generation < self.pool.generation.load(Ordering::Relaxed)
+        if (self.discard || self.generation < self.pool.generation.load(Ordering::Relaxed))
             && let (Some(conn), Some(permit)) = (self.conn.take(), self.permit.take())
         {
             self.pool.metrics.record_close(CloseReason::Rebuilt);
@@ -253,7 +358,19 @@ impl Pool {
     /// Opens the pool: connects `pool_size` connections (the first within `connect_timeout`) and
     /// starts the leak detector. Errors here mean the database is unreachable or the URL is wrong.
     pub async fn open(config: &DbConfig, metrics: PoolMetrics) -> Result<Self, Error> {
+        let ceiling = PoolSettings::from_config(config).ceiling();
+        Self::open_with_ceiling(config, metrics, ceiling).await
+    }
+
+    /// [`Pool::open`] with a lower starting ceiling (at least 1): a replica joining a cluster
+    /// budget starts with one connection and grows when its share is free.
+    pub async fn open_with_ceiling(
+        config: &DbConfig,
+        metrics: PoolMetrics,
+        ceiling: u32,
+    ) -> Result<Self, Error> {
         let settings = PoolSettings::from_config(config);
+        let ceiling = ceiling.clamp(1, settings.ceiling().max(1));
         let url = config.url.expose_secret();
         let backend = Backend::from_url(url).ok_or_else(|| {
             Error::Driver(sqlx::Error::Configuration(
@@ -272,10 +389,13 @@ impl Pool {
             rebuilt_at,
             epoch,
             generation: AtomicU64::new(0),
-            gate: Arc::new(Semaphore::new(settings.ceiling() as usize)),
+            gate: Arc::new(Semaphore::new(ceiling as usize)),
+            ceiling: AtomicU32::new(ceiling),
+            resizing: tokio::sync::Mutex::new(()),
             waiting: AtomicI64::new(0),
             settings,
             backend,
+            pooler: config.pooler,
             metrics,
             checkouts: Checkouts::default(),
         });
@@ -294,11 +414,17 @@ impl Pool {
             .await
             .map_err(|_| Error::Busy { waited: timeout })??;
         let mut held = vec![first];
-        while held.len() < self.inner.settings.pool_size as usize {
+        let keep = self.inner.keep_idle() as usize;
+        while held.len() < keep {
             match tokio::time::timeout(timeout, self.inner.sqlx.acquire()).await {
                 Ok(Ok(c)) => held.push(c),
                 _ => break,
             }
+        }
+        // Back into the idle queue before anyone checks out: dropped, they would return in the
+        // background, and a checkout meanwhile would open one more than the ceiling.
+        for mut c in held {
+            c.return_to_pool().await;
         }
         Ok(())
     }
@@ -312,6 +438,21 @@ impl Pool {
         let location = Location::caller();
         let inner = self.inner.clone();
         async move { acquire(inner, location).await }
+    }
+
+    /// A statement for this pool's database. Behind a transaction-mode pooler it is sent unnamed
+    /// (parsed for each execution): a named prepared statement lives on one server connection,
+    /// and the pooler hands the next transaction another one.
+    pub fn query<'q>(
+        &self,
+        sql: impl sqlx::SqlSafeStr,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+        sqlx::query(sql).persistent(self.inner.pooler != Pooler::Transaction)
+    }
+
+    /// The pooler in front of the database, as configured.
+    pub fn pooler(&self) -> Pooler {
+        self.inner.pooler
     }
 
     /// Which database this pool talks to.
@@ -351,7 +492,7 @@ impl Pool {
             backend: inner.backend,
             pool_size: s.pool_size,
             max_overflow: s.max_overflow,
-            ceiling: s.ceiling(),
+            ceiling: inner.ceiling.load(Ordering::Relaxed),
             generation: inner.generation.load(Ordering::Relaxed),
             size,
             idle,
@@ -382,6 +523,71 @@ impl Pool {
         m.ceiling.set(st.ceiling as i64);
         m.leak_suspects.set(st.leak_suspects.len() as i64);
         m.publish_other_closes(st.size);
+    }
+
+    /// Connections open right now (in use, idle, or being opened or closed).
+    pub fn open_connections(&self) -> u32 {
+        self.inner.sqlx.size()
+    }
+
+    /// The current ceiling of open connections.
+    pub fn ceiling(&self) -> u32 {
+        self.inner.ceiling.load(Ordering::Relaxed)
+    }
+
+    /// Changes the ceiling (clamped to `1..=pool_size + max_overflow`) and returns it. Lowering
+    /// waits until the pool really holds no more than the new ceiling: permits are taken back as
+    /// checkouts end, idle connections beyond it are closed, and the server is given a moment to
+    /// end their backends. Only then may another replica count on the freed connections. Raising
+    /// takes effect at once. Lowering gives up after `wait` (a checkout held that long is a leak):
+    /// the ceiling then stays where the permits reached, and that value is returned.
+    pub async fn set_ceiling(&self, ceiling: u32, wait: Duration) -> u32 {
+        let inner = &self.inner;
+        let _one_change = inner.resizing.lock().await;
+        let target = ceiling.clamp(1, inner.settings.ceiling().max(1));
+        let current = inner.ceiling.load(Ordering::Relaxed);
+        if target > current {
+            inner.gate.add_permits((target - current) as usize);
+            inner.ceiling.store(target, Ordering::Relaxed);
+            tracing::info!(from = current, to = target, "pool ceiling raised");
+            return target;
+        }
+        if target == current {
+            return current;
+        }
+        let deadline = Instant::now() + wait;
+        let mut reached = current;
+        // Take the permits back: free ones now, the others as their checkouts end.
+        while reached > target {
+            let taken = inner.gate.forget_permits((reached - target) as usize) as u32;
+            reached -= taken;
+            inner.ceiling.store(reached, Ordering::Relaxed);
+            if reached == target {
+                break;
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(remaining, inner.gate.acquire()).await {
+                Ok(Ok(permit)) => {
+                    permit.forget();
+                    reached -= 1;
+                    inner.ceiling.store(reached, Ordering::Relaxed);
+                }
+                _ => break,
+            }
+        }
+        // Close idle connections beyond the ceiling, and wait for the count to drop.
+        loop {
+            inner.close_idle_overflow().await;
+            if inner.sqlx.size() <= reached || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(BACKEND_EXIT_GRACE).await;
+        // Connections still open (a checkout outlived `wait`) count until they close.
+        let reached = reached.max(inner.sqlx.size());
+        tracing::info!(from = current, to = reached, "pool ceiling lowered");
+        reached
     }
 
     /// Closes every connection: waits for checked-out connections to come back first.
@@ -474,14 +680,28 @@ async fn acquire(
     };
     let taken_at = Instant::now();
     let checkout_id = inner.checkouts.insert(location, taken_at);
-    Ok(Conn {
+    let pooled = inner.pooler == Pooler::Transaction;
+    let mut checkout = Ok(Conn {
         conn: Some(conn),
         generation,
         checkout_id,
         taken_at,
         pool: inner,
         permit: Some(permit),
-    })
+        discard: false,
+        pooled_transaction: false,
+    });
+    if pooled {
+        use sqlx_core::transaction::TransactionManager;
+        let conn = checkout.as_mut().expect("just built");
+        let c: &mut AnyConnection = conn;
+        if let Err(e) = <sqlx::Any as sqlx::Database>::TransactionManager::begin(c, None).await {
+            conn.discard_on_drop();
+            return Err(Error::Driver(e));
+        }
+        conn.pooled_transaction = true;
+    }
+    checkout
 }
 
 /// Runs a few times per `leak_threshold` (at least every second) until the pool is dropped:
@@ -515,12 +735,23 @@ fn spawn_maintenance(pool: Weak<PoolInner>) {
 }
 
 impl PoolInner {
-    /// Closes idle connections while more than `pool_size` are idle. Done here rather than at
-    /// return time: returns race with each other, and a short delay keeps bursts from churning
-    /// connections.
+    /// How many idle connections are kept open: `pool_size`, or the ceiling when it is lower.
+    fn keep_idle(&self) -> u32 {
+        self.settings
+            .pool_size
+            .min(self.ceiling.load(Ordering::Relaxed))
+    }
+
+    /// Closes idle connections while more than `pool_size` (or the ceiling) are idle, and while
+    /// more than the ceiling are open. Done here rather than at return time: returns race with each
+    /// other, and a short delay keeps bursts from churning connections.
     async fn close_idle_overflow(&self) {
-        let keep = self.settings.pool_size as usize;
-        while self.sqlx.num_idle() > keep && self.sqlx.size() as usize > keep {
+        let keep = self.keep_idle() as usize;
+        let ceiling = self.ceiling.load(Ordering::Relaxed) as usize;
+        while self.sqlx.num_idle() > 0
+            && ((self.sqlx.num_idle() > keep && self.sqlx.size() as usize > keep)
+                || self.sqlx.size() as usize > ceiling)
+        {
             let Some(conn) = self.sqlx.try_acquire() else {
                 break;
             };
@@ -528,6 +759,24 @@ impl PoolInner {
             let _ = conn.close().await;
         }
     }
+}
+
+/// One connection straight to PostgreSQL, outside the pool, for migrations behind a
+/// transaction-mode pooler (`db.direct_url`). Short-lived: it is closed when they are applied.
+pub async fn connect_direct(url: &str, application_name: &str) -> Result<AnyConnection, Error> {
+    sqlx::any::install_default_drivers();
+    let mut parsed = url::Url::parse(url).map_err(|e| {
+        Error::Driver(sqlx::Error::Configuration(
+            format!("invalid direct URL: {e}").into(),
+        ))
+    })?;
+    if !parsed.query_pairs().any(|(k, _)| k == "application_name") {
+        parsed
+            .query_pairs_mut()
+            .append_pair("application_name", application_name);
+    }
+    let options: AnyConnectOptions = parsed.as_str().parse()?;
+    Ok(options.disable_statement_logging().connect().await?)
 }
 
 /// The driver's connect options: the URL plus what reco sets on every connection.
@@ -549,7 +798,14 @@ fn connect_options(
             if set_name {
                 q.append_pair("application_name", &config.application_name);
             }
-            if config.statement_timeout > 0.0 {
+            if config.pooler == Pooler::Transaction {
+                // No named statements to cache: they would outlive the transaction's server
+                // connection.
+                q.append_pair("statement-cache-capacity", "0");
+            }
+            // Startup `options` are rejected by PgBouncer in transaction mode; there the timeout
+            // belongs on the role (`ALTER ROLE … SET statement_timeout`), which `diagnose` says.
+            if config.statement_timeout > 0.0 && config.pooler != Pooler::Transaction {
                 let ms = (config.statement_timeout * 1000.0).round() as u64;
                 q.append_pair("options[statement_timeout]", &ms.to_string());
             }

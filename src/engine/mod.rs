@@ -97,6 +97,32 @@ pub struct Engine {
     events_since_training: AtomicU64,
     /// MMR strength of `quality` across categories.
     diversity: f32,
+    /// While a reload reads the store: the changes applied meanwhile, replayed onto the fresh state
+    /// so that none is lost when it replaces the current one.
+    journal: parking_lot::Mutex<Option<Vec<Change>>>,
+}
+
+/// A change to the state, as recorded in the reload journal.
+enum Change {
+    Upsert(Item),
+    DeleteItem(String),
+    EnsureUser(String),
+    DeleteUser(String),
+    AddFeedback(Feedback),
+    RemoveFeedback(Feedback),
+}
+
+impl Change {
+    fn apply(&self, s: &mut State) {
+        match self {
+            Change::Upsert(item) => s.upsert_item(item),
+            Change::DeleteItem(id) => s.delete_item(id),
+            Change::EnsureUser(id) => s.ensure_user(id),
+            Change::DeleteUser(id) => s.delete_user(id),
+            Change::AddFeedback(f) => s.add_feedback(f),
+            Change::RemoveFeedback(f) => s.remove_feedback(f),
+        }
+    }
 }
 
 /// Whom a recommendation is for.
@@ -170,6 +196,19 @@ impl Engine {
             ranking: ArcSwap::default(),
             snapshot: ArcSwapOption::empty(),
             events_since_training: AtomicU64::new(0),
+            journal: parking_lot::Mutex::new(None),
+        }
+    }
+
+    /// Applies `changes` to the state (under its write lock), recording them while a reload runs.
+    fn apply(&self, changes: impl IntoIterator<Item = Change>) {
+        let mut s = self.state.write();
+        let mut journal = self.journal.lock();
+        for change in changes {
+            change.apply(&mut s);
+            if let Some(j) = journal.as_mut() {
+                j.push(change);
+            }
         }
     }
 
@@ -199,12 +238,45 @@ impl Engine {
 
     /// Loads every item, user and feedback row from the store, replacing what was held.
     pub async fn load(&self, store: &Store) -> Result<(), Error> {
-        let mut fresh = State::new(self.state.read().negative_types().to_vec());
-        store.for_each_item(|item| fresh.upsert_item(&item)).await?;
-        store.for_each_user_id(|id| fresh.ensure_user(&id)).await?;
-        store.for_each_feedback(|f| fresh.add_feedback(&f)).await?;
-        *self.state.write() = fresh;
+        self.reload(store, &[]).await
+    }
+
+    /// [`Engine::load`] with the item index laid out as `item_order` first (the index space of a
+    /// snapshot trained by another replica), then any other items. Changes applied while the store
+    /// is read are replayed onto the new state, so none is lost.
+    pub async fn reload(&self, store: &Store, item_order: &[Arc<str>]) -> Result<(), Error> {
+        *self.journal.lock() = Some(Vec::new());
+        let mut fresh =
+            State::with_item_order(self.state.read().negative_types().to_vec(), item_order);
+        let read = async {
+            store.for_each_item(|item| fresh.upsert_item(&item)).await?;
+            store.for_each_user_id(|id| fresh.ensure_user(&id)).await?;
+            store.for_each_feedback(|f| fresh.add_feedback(&f)).await
+        }
+        .await;
+        {
+            let mut s = self.state.write();
+            let journal = self.journal.lock().take().unwrap_or_default();
+            read?;
+            for change in &journal {
+                change.apply(&mut fresh);
+            }
+            *s = fresh;
+        }
         self.rerank();
+        Ok(())
+    }
+
+    /// Installs a snapshot trained elsewhere: the state is reloaded in the snapshot's item index
+    /// space first, so its models and the histories agree on what each index means.
+    pub async fn install_foreign(
+        &self,
+        store: &Store,
+        snapshot: Arc<Snapshot>,
+    ) -> Result<(), Error> {
+        self.reload(store, &snapshot.item_ids).await?;
+        self.snapshot.store(Some(snapshot));
+        self.events_since_training.store(0, Ordering::Relaxed);
         Ok(())
     }
 
@@ -235,43 +307,31 @@ impl Engine {
     }
 
     pub fn upsert_items(&self, items: &[Item]) {
-        let mut s = self.state.write();
-        for item in items {
-            s.upsert_item(item);
-        }
+        self.apply(items.iter().cloned().map(Change::Upsert));
     }
 
     pub fn delete_item(&self, id: &str) {
-        self.state.write().delete_item(id);
+        self.apply([Change::DeleteItem(id.to_string())]);
     }
 
     pub fn ensure_users<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
-        let mut s = self.state.write();
-        for id in ids {
-            s.ensure_user(id);
-        }
+        self.apply(ids.into_iter().map(|id| Change::EnsureUser(id.to_string())));
     }
 
     pub fn delete_user(&self, id: &str) {
-        self.state.write().delete_user(id);
+        self.apply([Change::DeleteUser(id.to_string())]);
     }
 
     /// Applies committed feedback (creating users and items it names that are not known yet).
     pub fn add_feedback(&self, rows: &[Feedback]) {
-        let mut s = self.state.write();
-        for f in rows {
-            s.add_feedback(f);
-        }
+        self.apply(rows.iter().cloned().map(Change::AddFeedback));
         self.events_since_training
             .fetch_add(rows.len() as u64, Ordering::Relaxed);
     }
 
     /// Applies deleted feedback rows.
     pub fn remove_feedback(&self, rows: &[Feedback]) {
-        let mut s = self.state.write();
-        for f in rows {
-            s.remove_feedback(f);
-        }
+        self.apply(rows.iter().cloned().map(Change::RemoveFeedback));
     }
 
     /// What a cached answer for `user` depends on: the snapshot version (0 before training) and

@@ -57,6 +57,20 @@ impl State {
         }
     }
 
+    /// An empty state whose item index starts with `ids`, in order (a snapshot's index space).
+    /// They count as deleted until the store or a change says they exist.
+    pub fn with_item_order(negative_types: Vec<String>, ids: &[Arc<str>]) -> Self {
+        let mut s = Self::new(negative_types);
+        for id in ids {
+            if s.item_index.contains_key(id) {
+                continue;
+            }
+            let idx = s.item_idx(id, 0) as usize;
+            s.items[idx].deleted = true;
+        }
+        s
+    }
+
     pub fn negative_types(&self) -> &[String] {
         &self.negative_types
     }

@@ -8,7 +8,7 @@ use sqlx::{AnyConnection, AssertSqlSafe, Connection, Row};
 
 use super::model::{from_ms, to_ms};
 use super::{Feedback, Page, Result, Store, chunk_rows, values_placeholders};
-use crate::db::Backend;
+use crate::db::Pool;
 
 const COLUMNS: &str = "user_id, item_id, feedback_type, value, timestamp_ms";
 
@@ -47,7 +47,7 @@ impl Store {
         let mut conn = self.pool.acquire().await?;
         let mut tx = conn.begin().await?;
         if auto_create {
-            create_missing(self.pool.backend(), &mut tx, &rows).await?;
+            create_missing(&self.pool, &mut tx, &rows).await?;
         }
         for chunk in rows.chunks(chunk_rows(5)) {
             let sql = format!(
@@ -55,7 +55,7 @@ impl Store {
                  DO UPDATE SET value = excluded.value, timestamp_ms = excluded.timestamp_ms",
                 values_placeholders(self.pool.backend(), chunk.len(), 5)
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = self.pool.query(AssertSqlSafe(sql));
             for f in chunk {
                 q = q
                     .bind(f.user_id.clone())
@@ -67,6 +67,7 @@ impl Store {
             q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
+        conn.finish().await?;
         Ok(())
     }
 
@@ -84,17 +85,19 @@ impl Store {
         };
         let (after_id, after_type) = split_cursor(cursor);
         let mut conn = self.pool.acquire().await?;
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM feedback WHERE {key} = $1 \
+        let rows = self
+            .pool
+            .query(AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM feedback WHERE {key} = $1 \
              AND ({other} > $2 OR ({other} = $2 AND feedback_type > $3)) \
              ORDER BY {other}, feedback_type LIMIT $4"
-        )))
-        .bind(id.to_owned())
-        .bind(after_id)
-        .bind(after_type)
-        .bind(limit as i64 + 1)
-        .fetch_all(&mut *conn)
-        .await?;
+            )))
+            .bind(id.to_owned())
+            .bind(after_id)
+            .bind(after_type)
+            .bind(limit as i64 + 1)
+            .fetch_all(&mut *conn)
+            .await?;
         let rows = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(rows, limit, |f| {
             let other_id = match of {
@@ -113,7 +116,7 @@ impl Store {
         feedback_type: Option<&str>,
     ) -> Result<Vec<Feedback>> {
         let mut conn = self.pool.acquire().await?;
-        let rows = sqlx::query(AssertSqlSafe(format!(
+        let rows = self.pool.query(AssertSqlSafe(format!(
             "DELETE FROM feedback WHERE user_id = $1 AND item_id = $2 AND ($3 = '' OR feedback_type = $3) \
              RETURNING {COLUMNS}"
         )))
@@ -122,14 +125,17 @@ impl Store {
         .bind(feedback_type.unwrap_or("").to_owned())
         .fetch_all(&mut *conn)
         .await?;
+        conn.finish().await?;
         rows.iter().map(decode).collect()
     }
 
     /// Streams every feedback row through `f` over one connection (start-up loading).
     pub async fn for_each_feedback(&self, mut f: impl FnMut(Feedback)) -> Result<()> {
         let mut conn = self.pool.acquire().await?;
-        let mut rows =
-            sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM feedback"))).fetch(&mut *conn);
+        let mut rows = self
+            .pool
+            .query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM feedback")))
+            .fetch(&mut *conn);
         while let Some(row) = rows.try_next().await? {
             f(decode(&row)?);
         }
@@ -150,11 +156,8 @@ fn dedupe_last_wins(rows: &[Feedback]) -> Vec<&Feedback> {
         .collect()
 }
 
-async fn create_missing(
-    backend: Backend,
-    conn: &mut AnyConnection,
-    rows: &[&Feedback],
-) -> Result<()> {
+async fn create_missing(pool: &Pool, conn: &mut AnyConnection, rows: &[&Feedback]) -> Result<()> {
+    let backend = pool.backend();
     let now = to_ms(chrono::Utc::now());
     let mut users: Vec<&str> = rows.iter().map(|f| f.user_id.as_str()).collect();
     users.sort_unstable();
@@ -164,7 +167,7 @@ async fn create_missing(
             "INSERT INTO users (id, created_ms) VALUES {} ON CONFLICT (id) DO NOTHING",
             values_placeholders(backend, chunk.len(), 2)
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = pool.query(AssertSqlSafe(sql));
         for id in chunk {
             q = q.bind(id.to_string()).bind(now);
         }
@@ -178,7 +181,7 @@ async fn create_missing(
             "INSERT INTO items (id, timestamp_ms) VALUES {} ON CONFLICT (id) DO NOTHING",
             values_placeholders(backend, chunk.len(), 2)
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = pool.query(AssertSqlSafe(sql));
         for id in chunk {
             q = q.bind(id.to_string()).bind(now);
         }

@@ -37,7 +37,7 @@ impl Store {
                  description = excluded.description, timestamp_ms = excluded.timestamp_ms, hidden = excluded.hidden",
                 values_placeholders(self.pool.backend(), chunk.len(), 7)
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = self.pool.query(AssertSqlSafe(sql));
             for item in chunk {
                 q = q
                     .bind(item.id.clone())
@@ -51,24 +51,27 @@ impl Store {
             q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
+        conn.finish().await?;
         Ok(())
     }
 
     pub async fn get_item(&self, id: &str) -> Result<Option<Item>> {
         let mut conn = self.pool.acquire().await?;
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM items WHERE id = $1"
-        )))
-        .bind(id.to_owned())
-        .fetch_optional(&mut *conn)
-        .await?;
+        let row = self
+            .pool
+            .query(AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM items WHERE id = $1"
+            )))
+            .bind(id.to_owned())
+            .fetch_optional(&mut *conn)
+            .await?;
         row.as_ref().map(decode).transpose()
     }
 
     /// Changes the given fields; `None` when the item does not exist.
     pub async fn patch_item(&self, id: &str, patch: &ItemPatch) -> Result<Option<Item>> {
         let mut conn = self.pool.acquire().await?;
-        let row = sqlx::query(AssertSqlSafe(format!(
+        let row = self.pool.query(AssertSqlSafe(format!(
             "UPDATE items SET categories = COALESCE($2, categories), labels = COALESCE($3, labels), \
              title = COALESCE($4, title), description = COALESCE($5, description), \
              timestamp_ms = COALESCE($6, timestamp_ms), hidden = COALESCE($7, hidden) \
@@ -83,29 +86,35 @@ impl Store {
         .bind(patch.hidden.map(|h| h as i64))
         .fetch_optional(&mut *conn)
         .await?;
+        conn.finish().await?;
         row.as_ref().map(decode).transpose()
     }
 
     /// Deletes an item and (by cascade) its feedback. False when it did not exist.
     pub async fn delete_item(&self, id: &str) -> Result<bool> {
         let mut conn = self.pool.acquire().await?;
-        let done = sqlx::query("DELETE FROM items WHERE id = $1")
+        let done = self
+            .pool
+            .query("DELETE FROM items WHERE id = $1")
             .bind(id.to_owned())
             .execute(&mut *conn)
             .await?;
+        conn.finish().await?;
         Ok(done.rows_affected() > 0)
     }
 
     /// Items ordered by id, after `cursor` (the last id of the previous page).
     pub async fn list_items(&self, cursor: Option<&str>, limit: usize) -> Result<Page<Item>> {
         let mut conn = self.pool.acquire().await?;
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM items WHERE id > $1 ORDER BY id LIMIT $2"
-        )))
-        .bind(cursor.unwrap_or("").to_owned())
-        .bind(limit as i64 + 1)
-        .fetch_all(&mut *conn)
-        .await?;
+        let rows = self
+            .pool
+            .query(AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM items WHERE id > $1 ORDER BY id LIMIT $2"
+            )))
+            .bind(cursor.unwrap_or("").to_owned())
+            .bind(limit as i64 + 1)
+            .fetch_all(&mut *conn)
+            .await?;
         let rows = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(rows, limit, |r| r.id.clone()))
     }
@@ -113,8 +122,10 @@ impl Store {
     /// Streams every item through `f` over one connection (start-up loading).
     pub async fn for_each_item(&self, mut f: impl FnMut(Item)) -> Result<()> {
         let mut conn = self.pool.acquire().await?;
-        let mut rows =
-            sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM items"))).fetch(&mut *conn);
+        let mut rows = self
+            .pool
+            .query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM items")))
+            .fetch(&mut *conn);
         while let Some(row) = rows.try_next().await? {
             f(decode(&row)?);
         }

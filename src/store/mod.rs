@@ -14,8 +14,9 @@ mod server;
 pub use server::{BackendGroup, ConnectionFacts, IdleBackend, ServerStats};
 mod users;
 
+use sqlx::AssertSqlSafe;
 use sqlx::Row;
-use sqlx::migrate::{Migrate, Migrator};
+use sqlx::migrate::Migrator;
 
 use crate::db::{self, Backend, Pool};
 pub use model::{Feedback, FeedbackKey, Item, ItemPatch, User, UserPatch};
@@ -115,8 +116,18 @@ impl Store {
     }
 
     /// Applies pending migrations. Safe to run concurrently from several replicas on PostgreSQL
-    /// (sqlx takes an advisory lock).
-    pub async fn migrate(&self) -> Result<()> {
+    /// (sqlx takes an advisory lock). With `direct_url` set they run over one connection straight
+    /// to PostgreSQL: the session lock and sqlx's named statements do not survive a
+    /// transaction-mode pooler.
+    pub async fn migrate(&self, config: &crate::config::DbConfig) -> Result<()> {
+        use secrecy::ExposeSecret;
+        if let Some(url) = &config.direct_url {
+            let name = format!("{}-migrate", config.application_name);
+            let mut conn = db::connect_direct(url.expose_secret(), &name).await?;
+            self.migrator().run(&mut conn).await?;
+            let _ = sqlx::Connection::close(conn).await;
+            return Ok(());
+        }
         let mut conn = self.pool.acquire().await?;
         self.migrator().run(&mut *conn).await?;
         Ok(())
@@ -125,29 +136,35 @@ impl Store {
     /// Whether every migration this binary knows has been applied.
     pub async fn migrations_current(&self) -> Result<bool> {
         let mut conn = self.pool.acquire().await?;
-        let applied = match conn
-            .list_applied_migrations(&self.migrator().table_name)
+        // A plain query rather than sqlx's migration API, whose named statements a
+        // transaction-mode pooler would break.
+        let applied: Vec<i64> = match self
+            .pool
+            .query(AssertSqlSafe(format!(
+                "SELECT version FROM {} WHERE success",
+                self.migrator().table_name
+            )))
+            .fetch_all(&mut *conn)
             .await
         {
-            Ok(applied) => applied,
+            Ok(rows) => rows.iter().filter_map(|r| r.try_get(0).ok()).collect(),
             // No migrations table yet.
             Err(_) => return Ok(false),
         };
-        Ok(self
-            .migrator()
-            .iter()
-            .all(|m| applied.iter().any(|a| a.version == m.version)))
+        Ok(self.migrator().iter().all(|m| applied.contains(&m.version)))
     }
 
     /// Counts (items, users, feedback rows).
     pub async fn counts(&self) -> Result<(i64, i64, i64)> {
         let mut conn = self.pool.acquire().await?;
-        let row = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM items) AS i, (SELECT COUNT(*) FROM users) AS u, \
+        let row = self
+            .pool
+            .query(
+                "SELECT (SELECT COUNT(*) FROM items) AS i, (SELECT COUNT(*) FROM users) AS u, \
              (SELECT COUNT(*) FROM feedback) AS f",
-        )
-        .fetch_one(&mut *conn)
-        .await?;
+            )
+            .fetch_one(&mut *conn)
+            .await?;
         Ok((row.try_get("i")?, row.try_get("u")?, row.try_get("f")?))
     }
 }

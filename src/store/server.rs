@@ -55,23 +55,27 @@ impl Store {
             return Ok(None);
         }
         let mut conn = self.pool.acquire().await?;
-        let limits = sqlx::query(
-            "SELECT current_setting('max_connections')::int8 AS max, \
+        let limits = self
+            .pool
+            .query(
+                "SELECT current_setting('max_connections')::int8 AS max, \
              current_setting('superuser_reserved_connections')::int8 \
              + coalesce(current_setting('reserved_connections', true), '0')::int8 AS reserved",
-        )
-        .fetch_one(&mut *conn)
-        .await?;
-        let rows = sqlx::query(
-            "SELECT coalesce(application_name, '') AS app, coalesce(state, '') AS state, \
+            )
+            .fetch_one(&mut *conn)
+            .await?;
+        let rows = self
+            .pool
+            .query(
+                "SELECT coalesce(application_name, '') AS app, coalesce(state, '') AS state, \
              count(*)::int8 AS n, \
              coalesce(extract(epoch FROM max(now() - state_change)), 0)::float8 AS oldest \
              FROM pg_stat_activity \
              WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() \
              GROUP BY 1, 2 ORDER BY 1, 2",
-        )
-        .fetch_all(&mut *conn)
-        .await?;
+            )
+            .fetch_all(&mut *conn)
+            .await?;
         Ok(Some(ServerStats {
             max_connections: limits.try_get("max")?,
             reserved_connections: limits.try_get("reserved")?,
@@ -121,7 +125,9 @@ impl Store {
             setting("idle_session_timeout"),
             setting("idle_in_transaction_session_timeout")
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let row = self
+            .pool
+            .query(sqlx::AssertSqlSafe(sql))
             .fetch_one(&mut *conn)
             .await?;
         Ok(Some(ConnectionFacts {
@@ -145,7 +151,9 @@ impl Store {
     /// The server's clock, in seconds since the epoch.
     pub async fn server_now(&self) -> Result<f64> {
         let mut conn = self.pool.acquire().await?;
-        let row = sqlx::query("SELECT extract(epoch FROM now())::float8 AS now")
+        let row = self
+            .pool
+            .query("SELECT extract(epoch FROM now())::float8 AS now")
             .fetch_one(&mut *conn)
             .await?;
         Ok(row.try_get("now")?)
@@ -159,18 +167,20 @@ impl Store {
         started_before: f64,
     ) -> Result<Vec<IdleBackend>> {
         let mut conn = self.pool.acquire().await?;
-        let rows = sqlx::query(
-            "SELECT pid, application_name AS app, \
+        let rows = self
+            .pool
+            .query(
+                "SELECT pid, application_name AS app, \
              extract(epoch FROM now() - state_change)::float8 AS idle \
              FROM pg_stat_activity \
              WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() \
              AND application_name = $1 AND state = 'idle' \
              AND backend_start < to_timestamp($2) ORDER BY pid",
-        )
-        .bind(application)
-        .bind(started_before)
-        .fetch_all(&mut *conn)
-        .await?;
+            )
+            .bind(application)
+            .bind(started_before)
+            .fetch_all(&mut *conn)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(IdleBackend {
@@ -188,15 +198,17 @@ impl Store {
         let mut conn = self.pool.acquire().await?;
         // CASE fixes the evaluation order: in a plain WHERE the planner may call
         // pg_terminate_backend before the other conditions, on any backend.
-        let row = sqlx::query(
-            "SELECT count(*)::int8 AS n FROM pg_stat_activity \
+        let row = self
+            .pool
+            .query(
+                "SELECT count(*)::int8 AS n FROM pg_stat_activity \
              WHERE CASE WHEN pid = $1 AND application_name = $2 AND state = 'idle' \
              THEN pg_terminate_backend(pid) ELSE false END",
-        )
-        .bind(pid)
-        .bind(application)
-        .fetch_one(&mut *conn)
-        .await?;
+            )
+            .bind(pid)
+            .bind(application)
+            .fetch_one(&mut *conn)
+            .await?;
         Ok(row.try_get::<i64, _>("n")? > 0)
     }
 }

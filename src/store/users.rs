@@ -29,7 +29,7 @@ impl Store {
                  ON CONFLICT (id) DO UPDATE SET labels = excluded.labels",
                 values_placeholders(self.pool.backend(), chunk.len(), 3)
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = self.pool.query(AssertSqlSafe(sql));
             for user in chunk {
                 q = q
                     .bind(user.id.clone())
@@ -39,12 +39,15 @@ impl Store {
             q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
+        conn.finish().await?;
         Ok(())
     }
 
     pub async fn get_user(&self, id: &str) -> Result<Option<User>> {
         let mut conn = self.pool.acquire().await?;
-        let row = sqlx::query("SELECT id, labels, created_ms FROM users WHERE id = $1")
+        let row = self
+            .pool
+            .query("SELECT id, labels, created_ms FROM users WHERE id = $1")
             .bind(id.to_owned())
             .fetch_optional(&mut *conn)
             .await?;
@@ -53,35 +56,39 @@ impl Store {
 
     pub async fn patch_user(&self, id: &str, patch: &UserPatch) -> Result<Option<User>> {
         let mut conn = self.pool.acquire().await?;
-        let row = sqlx::query(
+        let row = self.pool.query(
             "UPDATE users SET labels = COALESCE($2, labels) WHERE id = $1 RETURNING id, labels, created_ms",
         )
         .bind(id.to_owned())
         .bind(patch.labels.as_ref().map(|l| l.to_string()))
         .fetch_optional(&mut *conn)
         .await?;
+        conn.finish().await?;
         row.as_ref().map(decode).transpose()
     }
 
     /// Deletes a user and (by cascade) their feedback. False when they did not exist.
     pub async fn delete_user(&self, id: &str) -> Result<bool> {
         let mut conn = self.pool.acquire().await?;
-        let done = sqlx::query("DELETE FROM users WHERE id = $1")
+        let done = self
+            .pool
+            .query("DELETE FROM users WHERE id = $1")
             .bind(id.to_owned())
             .execute(&mut *conn)
             .await?;
+        conn.finish().await?;
         Ok(done.rows_affected() > 0)
     }
 
     pub async fn list_users(&self, cursor: Option<&str>, limit: usize) -> Result<Page<User>> {
         let mut conn = self.pool.acquire().await?;
-        let rows = sqlx::query(
-            "SELECT id, labels, created_ms FROM users WHERE id > $1 ORDER BY id LIMIT $2",
-        )
-        .bind(cursor.unwrap_or("").to_owned())
-        .bind(limit as i64 + 1)
-        .fetch_all(&mut *conn)
-        .await?;
+        let rows = self
+            .pool
+            .query("SELECT id, labels, created_ms FROM users WHERE id > $1 ORDER BY id LIMIT $2")
+            .bind(cursor.unwrap_or("").to_owned())
+            .bind(limit as i64 + 1)
+            .fetch_all(&mut *conn)
+            .await?;
         let rows = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(rows, limit, |u| u.id.clone()))
     }
@@ -89,7 +96,7 @@ impl Store {
     /// Streams every user id through `f` over one connection (start-up loading).
     pub async fn for_each_user_id(&self, mut f: impl FnMut(String)) -> Result<()> {
         let mut conn = self.pool.acquire().await?;
-        let mut rows = sqlx::query("SELECT id FROM users").fetch(&mut *conn);
+        let mut rows = self.pool.query("SELECT id FROM users").fetch(&mut *conn);
         while let Some(row) = rows.try_next().await? {
             f(row.try_get("id")?);
         }

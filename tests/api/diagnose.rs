@@ -94,6 +94,27 @@ async fn diagnose_finds_leaks_idle_transactions_and_oversized_pools() {
     );
     assert_eq!(status, 2);
 
+    // A cluster budget beyond what the server allows fails the same check, whatever the pools.
+    let over_budget = [("RECO_CLUSTER__CONNECTION_BUDGET", "5000")];
+    let (status, checks) = diagnose(&app.db_url, &over_budget, &[]).await;
+    let (v, evidence) = verdict(&checks, "connection_limit");
+    assert_eq!(v, "fail", "{checks:?}");
+    assert!(
+        evidence.contains("cluster.connection_budget 5000"),
+        "{evidence}"
+    );
+    assert_eq!(status, 2);
+    let remedy = checks
+        .iter()
+        .find(|c| c["name"] == "connection_limit")
+        .unwrap()["remedy"]
+        .as_str()
+        .unwrap();
+    assert!(
+        remedy.contains("set cluster.connection_budget to at most"),
+        "{remedy}"
+    );
+
     drop(leaked);
     psql.execute("ROLLBACK").await.unwrap();
 
@@ -113,4 +134,40 @@ async fn diagnose_finds_leaks_idle_transactions_and_oversized_pools() {
         "{evidence}"
     );
     assert!(!format!("{checks:?}").contains("hunter2"));
+}
+
+/// Through PgBouncer in transaction mode: without `db.pooler` the check warns and names the
+/// setting; with `pooler = "transaction"` (and a direct URL for migrations) it is satisfied.
+#[tokio::test]
+async fn diagnose_detects_pgbouncer_and_whether_the_pooler_setting_suits_it() {
+    let Some(pg) = crate::servers::PrivatePg::start(50) else {
+        return;
+    };
+    let Some(bouncer) = crate::servers::Bouncer::start(pg.port, "transaction", 5) else {
+        return;
+    };
+    let pooled = format!("postgres://postgres@127.0.0.1:{}/postgres", bouncer.port);
+    let (status, checks) = diagnose(&pooled, &[], &[]).await;
+    let (v, evidence) = verdict(&checks, "pooler");
+    assert_eq!(v, "warn", "{checks:?}");
+    assert!(
+        evidence.contains(&format!("a pooler answers on port {}", bouncer.port)),
+        "{evidence}"
+    );
+    assert_eq!(status, 1, "{checks:?}");
+    let direct = pg.url("postgres");
+    let handled = [
+        ("RECO_DB__POOLER", "transaction"),
+        ("RECO_DB__DIRECT_URL", direct.as_str()),
+    ];
+    let (_, checks) = diagnose(&pooled, &handled, &[]).await;
+    let (v, evidence) = verdict(&checks, "pooler");
+    assert_eq!(v, "ok", "{checks:?}");
+    assert!(
+        evidence.contains("db.pooler = \"transaction\" handles it"),
+        "{evidence}"
+    );
+    // Directly, a transaction-mode setting is a needless cost.
+    let (_, checks) = diagnose(&direct, &handled, &[]).await;
+    assert_eq!(verdict(&checks, "pooler").0, "warn", "{checks:?}");
 }

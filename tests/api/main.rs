@@ -4,6 +4,8 @@
 mod auth;
 mod bad_input;
 mod cli;
+mod cluster;
+mod dashboard;
 mod diagnose;
 mod engines;
 mod feedback;
@@ -13,5 +15,7 @@ mod movielens;
 mod orchestrator;
 mod pool;
 mod quality;
+mod replicas;
 mod reset;
 mod routes;
+mod servers;

@@ -320,3 +320,84 @@ async fn statement_timeout_ends_slow_queries_with_503() {
     );
     locker.execute("ROLLBACK").await.unwrap();
 }
+
+/// The ceiling moves while the pool runs (the cluster budget's lever): lowering waits for
+/// checkouts to end and closes idle connections, raising takes effect at once, and under a
+/// stream of checkouts the server never shows more backends than the ceiling, also when the
+/// driver could open more (its own limit stays at pool_size + max_overflow).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ceiling_can_be_lowered_and_raised_while_running() {
+    let app = spawn_app(Backend::Postgres).await;
+    let config = db_config(&app, |c| {
+        c.pool_size = 5;
+        c.max_overflow = 5;
+        c.pool_timeout = 5.0;
+    });
+    let pool = Pool::open(&config, Metrics::new().pool).await.unwrap();
+    let held: Vec<_> = futures::future::join_all((0..8).map(|_| pool.acquire()))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(pool.status().size, 8);
+    // Lowering to 3 waits for checkouts: release them one by one meanwhile.
+    let releaser = tokio::spawn(async move {
+        for c in held {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            drop(c);
+        }
+    });
+    let reached = pool.set_ceiling(3, Duration::from_secs(5)).await;
+    releaser.await.unwrap();
+    assert_eq!(reached, 3);
+    let st = pool.status();
+    assert_eq!(st.ceiling, 3);
+    assert!(st.size <= 3, "{st:?}");
+    let mut watch = pg_connect(&app.db_url).await;
+    let name = config.application_name.clone();
+    assert!(backends(&mut watch, &name).await <= 3);
+
+    // A stream of short checkouts from 40 tasks: never more than 3 backends.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..40)
+        .map(|_| {
+            let (pool, stop) = (pool.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut c = pool.acquire().await.unwrap();
+                    sqlx::query("SELECT 1").execute(&mut *c).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut peak = 0;
+    for _ in 0..40 {
+        peak = peak.max(backends(&mut watch, &name).await);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(peak <= 3, "{peak} backends with ceiling 3");
+    // Raised: more checkouts at once.
+    assert_eq!(pool.set_ceiling(6, Duration::ZERO).await, 6);
+    let mut peak_in_use = 0;
+    for _ in 0..40 {
+        peak_in_use = peak_in_use.max(pool.status().in_use);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    assert!(peak_in_use > 3, "raised ceiling unused: {peak_in_use}");
+    assert!(backends(&mut watch, &name).await <= 6);
+    // Never above the configured pool_size + max_overflow, never below 1.
+    assert_eq!(pool.set_ceiling(50, Duration::ZERO).await, 10);
+    assert_eq!(pool.set_ceiling(0, Duration::from_secs(1)).await, 1);
+}
+
+async fn backends(conn: &mut sqlx::PgConnection, application_name: &str) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1")
+        .bind(application_name)
+        .fetch_one(conn)
+        .await
+        .unwrap()
+}

@@ -1,0 +1,166 @@
+//! The cluster budget: replicas sharing `cluster.connection_budget` resize their pools as others
+//! join and leave without the sum passing the budget; one replica trains and the others load its
+//! snapshot. (The multi-process kill-and-restart run under load is in `tests/api/replicas.rs`.)
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, pg_connect, spawn_app_with};
+
+fn clustered(c: &mut reco::config::Config, url: &str, name: &str) {
+    c.db.url = secrecy::SecretString::from(url.to_string());
+    c.db.application_name = name.to_string();
+    c.db.pool_timeout = 10.0;
+    c.cluster.connection_budget = Some(15);
+    c.cluster.heartbeat = 0.2;
+    c.cluster.dead_after = 1.0;
+    c.recommend.train_interval = 3600.0;
+}
+
+async fn ceiling(app: &TestApp) -> u64 {
+    let (s, p) = app.get("/api/admin/pool").await;
+    assert_eq!(s, 200, "{p}");
+    p["ceiling"].as_u64().unwrap()
+}
+
+/// Polls until `done` holds (or panics after `within`), sampling reco's backends meanwhile; returns
+/// the highest count seen.
+async fn until<F, Fut>(
+    conn: &mut sqlx::PgConnection,
+    name: &str,
+    within: Duration,
+    what: &str,
+    mut done: F,
+) -> i64
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    let mut peak = 0;
+    loop {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1")
+                .bind(name)
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+        peak = peak.max(n);
+        if done().await {
+            return peak;
+        }
+        assert!(started.elapsed() < within, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn replicas_share_the_budget_and_one_trains_for_all() {
+    // A: alone, it takes the budget less the join reserve.
+    let name = format!(
+        "reco_c_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    );
+    let a = spawn_app_with(Backend::Postgres, |c| {
+        c.cluster.connection_budget = Some(15);
+        c.cluster.heartbeat = 0.2;
+        c.cluster.dead_after = 1.0;
+        c.db.application_name = name.clone();
+        c.recommend.train_interval = 3600.0;
+    })
+    .await;
+    let url = a.db_url.clone();
+    let mut watch = pg_connect(&url).await;
+    let peak = until(
+        &mut watch,
+        &name,
+        Duration::from_secs(10),
+        "A at 14",
+        || async { ceiling(&a).await == 14 },
+    )
+    .await;
+    assert!(peak <= 15, "peak {peak}");
+
+    // Data, then a training run on A: it publishes the snapshot.
+    let demo = reco::demo::generate(&reco::demo::DemoSpec::default(), 7);
+    demo.write(&a.state.store).await.unwrap();
+    a.state.engine.load(&a.state.store).await.unwrap();
+    let (s, trained) = a.post("/api/admin/train", json!(null)).await;
+    assert_eq!(s, 200, "{trained}");
+    let version = trained["version"].as_u64().unwrap();
+
+    // B joins: the two settle at 7 + 7, and the backends never pass the budget meanwhile.
+    let b = spawn_app_with(Backend::Postgres, |c| clustered(c, &url, &name)).await;
+    let peak = until(
+        &mut watch,
+        &name,
+        Duration::from_secs(15),
+        "7 + 7",
+        || async { (ceiling(&a).await, ceiling(&b).await) == (7, 7) },
+    )
+    .await;
+    assert!(peak <= 15, "peak {peak} reco backends, budget 15");
+
+    // B did not train: it loaded A's snapshot, and answers as A does.
+    until(
+        &mut watch,
+        &name,
+        Duration::from_secs(30),
+        "B loads",
+        || async { b.get("/api/admin/cluster").await.1["snapshot_version"] == version },
+    )
+    .await;
+    let metrics_b = b.metrics().await;
+    assert!(
+        metrics_b.contains("reco_train_runs_total{result=\"loaded\"} 1"),
+        "{metrics_b}"
+    );
+    assert!(
+        !metrics_b.contains("result=\"ok\""),
+        "B trained: {metrics_b}"
+    );
+    let user = &demo.users[3].id;
+    let path = format!("/api/recommend/{user}?engine=quality&n=10");
+    let (sa, ra): (u16, Value) = a.get(&path).await;
+    let (sb, rb): (u16, Value) = b.get(&path).await;
+    assert_eq!((sa, sb), (200, 200));
+    assert_eq!(ra["items"], rb["items"], "same snapshot, same answer");
+    assert_eq!(ra["engine"], "quality");
+    let (_, reg) = a.get("/api/admin/cluster").await;
+    assert_eq!(reg["replicas"].as_array().unwrap().len(), 2, "{reg}");
+    assert_eq!(reg["snapshot_version"], version, "{reg}");
+
+    // The training lock: while B holds it, A cannot train and says so.
+    let lock = b
+        .state
+        .cluster
+        .as_ref()
+        .unwrap()
+        .try_training_lock()
+        .await
+        .unwrap()
+        .expect("free");
+    let busy = a
+        .state
+        .cluster
+        .as_ref()
+        .unwrap()
+        .try_training_lock()
+        .await
+        .unwrap();
+    assert!(busy.is_none(), "two replicas held the training lock");
+    lock.release().await;
+
+    // B leaves: once its heartbeat is missed, A takes the budget again.
+    drop(b);
+    let peak = until(
+        &mut watch,
+        &name,
+        Duration::from_secs(15),
+        "A back at 14",
+        || async { ceiling(&a).await == 14 },
+    )
+    .await;
+    assert!(peak <= 15, "peak {peak}");
+}
