@@ -131,6 +131,42 @@ async fn replicas_share_the_budget_and_one_trains_for_all() {
     assert_eq!(reg["replicas"].as_array().unwrap().len(), 2, "{reg}");
     assert_eq!(reg["snapshot_version"], version, "{reg}");
 
+    // `reco monitor` finds both replicas in the registry, with no URL configured, and reads
+    // their pools (once both have recorded their address, a heartbeat after they listen).
+    until(
+        &mut watch,
+        &name,
+        Duration::from_secs(10),
+        "URLs recorded",
+        || async {
+            let (_, reg) = a.get("/api/admin/cluster").await;
+            reg["replicas"]
+                .as_array()
+                .is_some_and(|r| r.iter().all(|r| r["url"].is_string()))
+        },
+    )
+    .await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_reco"))
+        .env("DATABASE_URL", &url)
+        .env("RECO_DB__APPLICATION_NAME", &name)
+        .args(["monitor", "--json"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let view: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen: Vec<u64> = view["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["pool"]["ceiling"].as_u64().expect("pool read"))
+        .collect();
+    assert_eq!(seen, [7, 7], "{view}");
+
     // The training lock: while B holds it, A cannot train and says so.
     let lock = b
         .state
