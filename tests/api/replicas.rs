@@ -312,7 +312,7 @@ async fn the_same_load_through_pgbouncer_in_transaction_mode() {
     let stop = Arc::new(AtomicBool::new(false));
     let peak = Arc::new(AtomicI64::new(0));
     let sampler = sample_backends(direct.clone(), stop.clone(), peak.clone());
-    let d = load_seconds().min(12);
+    let d = load_seconds();
     let report = wrk(format!("http://{}", r.addr), 500, d).await;
     stop.store(true, Ordering::Relaxed);
     sampler.await.unwrap();
