@@ -414,10 +414,7 @@ impl Trainer {
     pub fn spawn(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let interval = seconds(self.config.train_interval);
-            let mut published = match &self.cluster {
-                Some(c) => c.published(),
-                None => tokio::sync::watch::channel(0).1,
-            };
+            let mut published = self.cluster.as_ref().map(|c| c.published());
             let _ = self.run(false).await;
             // When the last run ended: intervals and gaps count from there.
             let mut last = Instant::now();
@@ -425,12 +422,7 @@ impl Trainer {
             loop {
                 tokio::select! {
                     _ = poll.tick() => {}
-                    changed = published.changed() => {
-                        if changed.is_err() {
-                            published = tokio::sync::watch::channel(0).1;
-                            continue;
-                        }
-                        let version = *published.borrow_and_update();
+                    Some(version) = next_published(&mut published) => {
                         if version > self.installed_version() {
                             let _one_at_a_time = self.running.lock().await;
                             if version > self.installed_version() && self.load(version).await.is_ok() {
@@ -452,6 +444,19 @@ impl Trainer {
             }
         })
     }
+}
+
+/// The next snapshot version another replica published; never resolves outside a cluster (or
+/// once the cluster is gone).
+async fn next_published(rx: &mut Option<tokio::sync::watch::Receiver<u64>>) -> Option<u64> {
+    let Some(r) = rx else {
+        return std::future::pending().await;
+    };
+    if r.changed().await.is_err() {
+        *rx = None;
+        return None;
+    }
+    Some(*r.borrow_and_update())
 }
 
 /// How long the admin route waits for another replica's training before giving up.

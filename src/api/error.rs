@@ -172,10 +172,22 @@ impl From<engine::Error> for Error {
     }
 }
 
+impl From<crate::cluster::Error> for Error {
+    fn from(e: crate::cluster::Error) -> Self {
+        match e {
+            crate::cluster::Error::Db(e) => crate::store::Error::Db(e).into(),
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}
+
 impl From<crate::train::Error> for Error {
     fn from(e: crate::train::Error) -> Self {
         match e {
             crate::train::Error::Store(e) => e.into(),
+            crate::train::Error::Cluster(e) => e.into(),
+            // Another replica kept the training lock: try again later.
+            crate::train::Error::Busy => Error::Busy,
             other => Error::Internal(other.to_string()),
         }
     }

@@ -123,12 +123,7 @@ pub async fn cluster(State(state): State<AppState>) -> Result<Json<Value>, super
         })));
     };
     let replicas =
-        crate::cluster::Cluster::replicas(&state.pool, &state.config.db.application_name)
-            .await
-            .map_err(|e| match e {
-                crate::cluster::Error::Db(e) => super::Error::from(crate::store::Error::Db(e)),
-                other => super::Error::Internal(other.to_string()),
-            })?;
+        crate::cluster::Cluster::replicas(&state.pool, &state.config.db.application_name).await?;
     Ok(Json(json!({
         "clustered": true,
         "id": cluster.id(),
