@@ -335,3 +335,47 @@ async fn the_same_load_through_pgbouncer_in_transaction_mode() {
     );
     assert!(!log.to_lowercase().contains("error"), "{log}");
 }
+
+/// CPU seconds (user + system) a process has used, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses); utime and stime are 14th and 15th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// An idle server does no work: no background loop spins (a trainer once did, at 80% of a core).
+#[tokio::test]
+async fn an_idle_server_uses_no_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("reco.db").display());
+    let r = Replica::start(&[
+        ("DATABASE_URL", url),
+        ("RECO_RECOMMEND__TRAIN_INTERVAL", "3600".into()),
+    ]);
+    let client = reqwest::Client::new();
+    // Wait for the first training (demo data) to end.
+    let started = Instant::now();
+    loop {
+        let d: serde_json::Value = client
+            .get(r.url("/api/admin/dashboard"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if d["training"].as_array().is_some_and(|t| !t.is_empty()) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no training");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = cpu_seconds(r.pid());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let used = cpu_seconds(r.pid()) - before;
+    assert!(used < 0.3, "idle server used {used} CPU seconds in 3 s");
+}

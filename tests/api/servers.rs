@@ -274,6 +274,10 @@ impl Replica {
         format!("http://{}{}", self.addr, path)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no shutdown, no goodbye to the cluster.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
