@@ -163,6 +163,10 @@ struct PoolInner {
     /// The current ceiling: `pool_size + max_overflow`, or less when a cluster budget shares the
     /// database with other replicas. Changed only by [`Pool::set_ceiling`], one change at a time.
     ceiling: AtomicU32,
+    /// Permits still owed by a lowering: checkouts that end while it is above zero forget their
+    /// permit instead of giving it back. Paid ahead of any queued checkout, unlike taking permits
+    /// through the semaphore's (fair, FIFO) queue.
+    debt: AtomicU32,
     resizing: tokio::sync::Mutex<()>,
     /// Tasks currently queued for a connection.
     waiting: AtomicI64,
@@ -281,6 +285,7 @@ impl Drop for Conn {
             && let (Some(mut conn), Some(permit)) = (self.conn.take(), self.permit.take())
         {
             let pooled_transaction = self.pooled_transaction;
+            let pool = self.pool.clone();
             runtime.spawn(async move {
                 if pooled_transaction {
                     use sqlx_core::transaction::TransactionManager;
@@ -291,13 +296,13 @@ impl Drop for Conn {
                         .is_err()
                     {
                         let _ = conn.close().await;
-                        drop(permit);
+                        pool.release(permit);
                         return;
                     }
                 }
                 conn.return_to_pool().await;
                 drop(conn);
-                drop(permit);
+                pool.release(permit);
             });
         }
         // Taken before a rebuild: close it rather than return it, and release the permit only
@@ -306,11 +311,15 @@ impl Drop for Conn {
             && let (Some(conn), Some(permit)) = (self.conn.take(), self.permit.take())
         {
             self.pool.metrics.record_close(CloseReason::Rebuilt);
+            let pool = self.pool.clone();
             tokio::spawn(async move {
                 let _ = conn.close().await;
                 tokio::time::sleep(BACKEND_EXIT_GRACE).await;
-                drop(permit);
+                pool.release(permit);
             });
+        }
+        if let Some(permit) = self.permit.take() {
+            self.pool.release(permit);
         }
         let held = self.taken_at.elapsed();
         self.pool.metrics.hold_seconds.observe(held.as_secs_f64());
@@ -391,6 +400,7 @@ impl Pool {
             generation: AtomicU64::new(0),
             gate: Arc::new(Semaphore::new(ceiling as usize)),
             ceiling: AtomicU32::new(ceiling),
+            debt: AtomicU32::new(0),
             resizing: tokio::sync::Mutex::new(()),
             waiting: AtomicI64::new(0),
             settings,
@@ -536,58 +546,53 @@ impl Pool {
     }
 
     /// Changes the ceiling (clamped to `1..=pool_size + max_overflow`) and returns it. Lowering
-    /// waits until the pool really holds no more than the new ceiling: permits are taken back as
-    /// checkouts end, idle connections beyond it are closed, and the server is given a moment to
-    /// end their backends. Only then may another replica count on the freed connections. Raising
-    /// takes effect at once. Lowering gives up after `wait` (a checkout held that long is a leak):
-    /// the ceiling then stays where the permits reached, and that value is returned.
+    /// waits until the pool really holds no more than the new ceiling: free permits are taken at
+    /// once, busy ones as their checkouts end (ahead of queued checkouts), idle connections beyond
+    /// it are closed, and the server is given a moment to end their backends. Only then may
+    /// another replica count on the freed connections. Raising takes effect at once. Lowering gives
+    /// up waiting after `wait` (a checkout held that long is a leak) and then returns how many
+    /// connections the pool may still hold: the new ceiling plus what is still owed, or the open
+    /// count if higher. That bound only falls from there.
     pub async fn set_ceiling(&self, ceiling: u32, wait: Duration) -> u32 {
         let inner = &self.inner;
         let _one_change = inner.resizing.lock().await;
         let target = ceiling.clamp(1, inner.settings.ceiling().max(1));
         let current = inner.ceiling.load(Ordering::Relaxed);
-        if target > current {
-            inner.gate.add_permits((target - current) as usize);
+        if target >= current {
+            let add = target - current;
+            // Cancel what a lowering still owes before adding permits.
+            let owed = inner
+                .debt
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| {
+                    Some(d - d.min(add))
+                })
+                .unwrap_or(0);
+            inner.gate.add_permits((add - owed.min(add)) as usize);
             inner.ceiling.store(target, Ordering::Relaxed);
-            tracing::info!(from = current, to = target, "pool ceiling raised");
-            return target;
-        }
-        if target == current {
-            return current;
+            if add > 0 {
+                tracing::info!(from = current, to = target, "pool ceiling raised");
+            }
+            return target + inner.debt.load(Ordering::Relaxed);
         }
         let deadline = Instant::now() + wait;
-        let mut reached = current;
-        // Take the permits back: free ones now, the others as their checkouts end.
-        while reached > target {
-            let taken = inner.gate.forget_permits((reached - target) as usize) as u32;
-            reached -= taken;
-            inner.ceiling.store(reached, Ordering::Relaxed);
-            if reached == target {
-                break;
-            }
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(remaining, inner.gate.acquire()).await {
-                Ok(Ok(permit)) => {
-                    permit.forget();
-                    reached -= 1;
-                    inner.ceiling.store(reached, Ordering::Relaxed);
-                }
-                _ => break,
-            }
-        }
-        // Close idle connections beyond the ceiling, and wait for the count to drop.
+        let lower = current - target;
+        let taken = inner.gate.forget_permits(lower as usize) as u32;
+        inner.debt.fetch_add(lower - taken, Ordering::Relaxed);
+        inner.ceiling.store(target, Ordering::Relaxed);
+        // Wait for checkouts to pay the debt, closing idle connections beyond the ceiling.
         loop {
             inner.close_idle_overflow().await;
-            if inner.sqlx.size() <= reached || Instant::now() >= deadline {
+            let owed = inner.debt.load(Ordering::Relaxed);
+            if (owed == 0 && inner.sqlx.size() <= target) || Instant::now() >= deadline {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         tokio::time::sleep(BACKEND_EXIT_GRACE).await;
-        // Connections still open (a checkout outlived `wait`) count until they close.
-        let reached = reached.max(inner.sqlx.size());
-        tracing::info!(from = current, to = reached, "pool ceiling lowered");
-        reached
+        // Permits still out and connections still open count until they are gone.
+        let bound = (target + inner.debt.load(Ordering::Relaxed)).max(inner.sqlx.size());
+        tracing::info!(from = current, to = bound, "pool ceiling lowered");
+        bound
     }
 
     /// Closes every connection: waits for checked-out connections to come back first.
@@ -735,6 +740,17 @@ fn spawn_maintenance(pool: Weak<PoolInner>) {
 }
 
 impl PoolInner {
+    /// Gives a checkout's permit back, or forgets it while a lowering of the ceiling is owed one.
+    fn release(&self, permit: OwnedSemaphorePermit) {
+        let paid = self
+            .debt
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1))
+            .is_ok();
+        if paid {
+            permit.forget();
+        }
+    }
+
     /// How many idle connections are kept open: `pool_size`, or the ceiling when it is lower.
     fn keep_idle(&self) -> u32 {
         self.settings

@@ -383,11 +383,20 @@ async fn the_ceiling_can_be_lowered_and_raised_while_running() {
         peak_in_use = peak_in_use.max(pool.status().in_use);
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    assert!(peak_in_use > 3, "raised ceiling unused: {peak_in_use}");
+    // Lowered again while 40 tasks queue for connections: returning checkouts pay first, so it
+    // completes within the wait instead of queueing behind them.
+    assert_eq!(pool.set_ceiling(2, Duration::from_secs(2)).await, 2);
+    let mut peak = 0;
+    for _ in 0..20 {
+        peak = peak.max(backends(&mut watch, &name).await);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(peak <= 2, "{peak} backends with ceiling 2");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for w in workers {
         w.await.unwrap();
     }
-    assert!(peak_in_use > 3, "raised ceiling unused: {peak_in_use}");
     assert!(backends(&mut watch, &name).await <= 6);
     // Never above the configured pool_size + max_overflow, never below 1.
     assert_eq!(pool.set_ceiling(50, Duration::ZERO).await, 10);
