@@ -79,6 +79,11 @@ impl App {
             Pool::open(&config.db, metrics.pool.clone()).await
         }
         .context("opening the database pool")?;
+        if clustered {
+            Cluster::admit(&pool, &config.cluster, &config.db.application_name)
+                .await
+                .context("waiting for room in the connection budget")?;
+        }
         let store = Store::new(pool.clone());
         store
             .migrate(&config.db)

@@ -28,6 +28,10 @@ use tokio::sync::watch;
 use crate::config::{ClusterConfig, Pooler, seconds};
 use crate::db::{self, Conn, Pool};
 
+/// How long a starting replica keeps backing off a full budget before it registers anyway (the
+/// others then shrink for it).
+const JOIN_PATIENCE: Duration = Duration::from_secs(30);
+
 /// Size of one stored piece of a snapshot.
 const CHUNK_BYTES: usize = 4 << 20;
 
@@ -105,6 +109,44 @@ pub fn share(budget: u32, reserve: u32, live: usize, rank: usize, max_each: u32)
 }
 
 impl Cluster {
+    /// Waits until this starting replica's first connection fits the budget. A replica needs one
+    /// connection before it can register, and `join_reserve` keeps one free for that; replicas
+    /// starting at the same moment would each take it. So a starting replica that finds more of
+    /// the application's backends on the server than the budget hangs up at once and tries again
+    /// after a random pause: the excess lasts one round trip instead of until the others shrink.
+    pub async fn admit(
+        pool: &Pool,
+        config: &ClusterConfig,
+        application_name: &str,
+    ) -> Result<(), Error> {
+        let Some(budget) = config.connection_budget else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        loop {
+            let mut conn = pool.acquire().await?;
+            let on_server: i64 = pool
+                .query("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1")
+                .bind(application_name)
+                .fetch_one(&mut *conn)
+                .await?
+                .try_get(0)?;
+            if on_server <= i64::from(budget) || started.elapsed() > JOIN_PATIENCE {
+                return Ok(());
+            }
+            conn.discard_on_drop();
+            drop(conn);
+            let pause = 100 + rand::random::<u64>() % 900;
+            tracing::info!(
+                on_server,
+                budget,
+                pause_ms = pause,
+                "the budget is full while another replica joins; retrying"
+            );
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+        }
+    }
+
     /// Registers this replica (over the connection it keeps for heartbeats) and runs the first
     /// heartbeat. The pool should have been opened with ceiling 1.
     pub async fn join(

@@ -200,3 +200,102 @@ async fn replicas_share_the_budget_and_one_trains_for_all() {
     .await;
     assert!(peak <= 15, "peak {peak}");
 }
+
+/// Two replicas starting at the same moment while the others hold the whole budget: each needs a
+/// connection before it can register, and one is kept free for that. The one that finds the
+/// budget full hangs up and retries, so the excess lasts a round trip, never a sample interval
+/// after another; all four then settle at their shares.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_together_back_off_instead_of_holding_the_reserve_twice() {
+    let name = format!(
+        "reco_j_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    );
+    let a = spawn_app_with(Backend::Postgres, |c| {
+        c.cluster.connection_budget = Some(15);
+        c.cluster.heartbeat = 0.2;
+        c.cluster.dead_after = 1.0;
+        c.db.application_name = name.clone();
+        c.recommend.train_interval = 3600.0;
+    })
+    .await;
+    let url = a.db_url.clone();
+    let b = spawn_app_with(Backend::Postgres, |c| clustered(c, &url, &name)).await;
+    let mut watch = pg_connect(&url).await;
+    until(
+        &mut watch,
+        &name,
+        Duration::from_secs(15),
+        "7 + 7",
+        || async { (ceiling(&a).await, ceiling(&b).await) == (7, 7) },
+    )
+    .await;
+    // Make A and B hold all 14 connections, as under load (6 each besides the heartbeat's).
+    let hold = |app: &TestApp| {
+        let pool = app.state.pool.clone();
+        async move {
+            let mut held = Vec::new();
+            for _ in 0..6 {
+                held.push(pool.acquire().await.unwrap());
+            }
+            held
+        }
+    };
+    let (ha, hb) = (hold(&a).await, hold(&b).await);
+    // Sample every 100 ms from a task of its own while C and D start together.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (url, name, stop) = (url.clone(), name.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut conn = pg_connect(&url).await;
+            let mut samples = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1",
+                )
+                .bind(&name)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+                samples.push(n);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            samples
+        })
+    };
+    let release = async {
+        // The holders let go after a while, as requests end.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        drop((ha, hb));
+    };
+    let (c, d, ()) = tokio::join!(
+        spawn_app_with(Backend::Postgres, |c| clustered(c, &url, &name)),
+        spawn_app_with(Backend::Postgres, |c| clustered(c, &url, &name)),
+        release,
+    );
+    until(
+        &mut watch,
+        &name,
+        Duration::from_secs(20),
+        "four shares",
+        || async {
+            let mut cs = vec![
+                ceiling(&a).await,
+                ceiling(&b).await,
+                ceiling(&c).await,
+                ceiling(&d).await,
+            ];
+            cs.sort();
+            cs == [3, 3, 4, 4]
+        },
+    )
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let samples = sampler.await.unwrap();
+    println!("backends sampled every 100 ms while C and D joined: {samples:?}");
+    let over: Vec<usize> = (0..samples.len()).filter(|&i| samples[i] > 15).collect();
+    assert!(
+        samples.iter().all(|&n| n <= 16) && over.windows(2).all(|w| w[1] != w[0] + 1),
+        "backends over the budget for more than a moment: {samples:?}"
+    );
+}
