@@ -377,7 +377,9 @@ impl Cluster {
             // Bounded well below `dead_after`: heartbeats wait while this runs.
             let wait = pool.settings().pool_timeout.min(self.dead_after / 3);
             let reached = pool.set_ceiling(target, wait).await;
+            conn.begin_transaction().await?;
             self.record_ceiling(conn, reached).await?;
+            conn.commit_transaction().await?;
         } else if grow_to > recorded {
             self.record_ceiling(conn, grow_to).await?;
             conn.commit_transaction().await?;
@@ -408,8 +410,11 @@ impl Cluster {
     pub async fn leave(&self) {
         self.pool.set_ceiling(1, Duration::from_secs(5)).await;
         let mut guard = self.coordination.lock().await;
-        if let Some(conn) = guard.as_mut() {
+        if let Some(conn) = guard.as_mut()
+            && conn.begin_transaction().await.is_ok()
+        {
             let _ = self.record_ceiling(conn, 1).await;
+            let _ = conn.commit_transaction().await;
         }
         if let Some(mut conn) = guard.take() {
             conn.discard_on_drop();
