@@ -98,6 +98,29 @@ fn lock_key(purpose: &str, application_name: &str) -> i64 {
     crate::orchestrator::stable_hash(&format!("reco:{purpose}:{application_name}")) as i64
 }
 
+/// The database server's clock in epoch milliseconds, as SQL: every time in the registry is the
+/// server's, so replicas with skewed clocks agree.
+macro_rules! server_ms {
+    () => {
+        "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+    };
+}
+
+/// Backends of `application_name` the server shows: every replica's connections, including
+/// closing ones whose backends have not exited yet and a starting replica's first one.
+async fn backends_on_server(
+    pool: &Pool,
+    conn: &mut Conn,
+    application_name: &str,
+) -> Result<i64, Error> {
+    Ok(pool
+        .query("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1")
+        .bind(application_name)
+        .fetch_one(&mut **conn)
+        .await?
+        .try_get(0)?)
+}
+
 /// A replica's share of the budget: `budget - reserve` split evenly over `live` replicas, the
 /// first `remainder` (oldest first) taking one more; never more than `max_each`.
 pub fn share(budget: u32, reserve: u32, live: usize, rank: usize, max_each: u32) -> u32 {
@@ -125,12 +148,7 @@ impl Cluster {
         let started = Instant::now();
         loop {
             let mut conn = pool.acquire().await?;
-            let on_server: i64 = pool
-                .query("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1")
-                .bind(application_name)
-                .fetch_one(&mut *conn)
-                .await?
-                .try_get(0)?;
+            let on_server = backends_on_server(pool, &mut conn, application_name).await?;
             if on_server <= i64::from(budget) || started.elapsed() > JOIN_PATIENCE {
                 return Ok(());
             }
@@ -272,7 +290,7 @@ impl Cluster {
                 .execute(&mut **conn)
                 .await?;
             let now: i64 = pool
-                .query("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint")
+                .query(concat!("SELECT ", server_ms!()))
                 .fetch_one(&mut **conn)
                 .await?
                 .try_get(0)?;
@@ -326,12 +344,7 @@ impl Cluster {
             // Backends the server shows for this application that are not this replica's: a
             // replica's closed connections linger while their backends exit, and a starting one's
             // first connection is not registered yet. Growth counts them too.
-            let on_server: i64 = pool
-                .query("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1")
-                .bind(&self.application_name)
-                .fetch_one(&mut **conn)
-                .await?
-                .try_get(0)?;
+            let on_server = backends_on_server(pool, conn, &self.application_name).await?;
             let others_on_server = (on_server.max(0) as u32).saturating_sub(pool.open_connections());
             others = others.max(others_on_server);
             self.live.store(rows.len() as u32, Ordering::Relaxed);
@@ -425,11 +438,12 @@ impl Cluster {
     pub async fn replicas(pool: &Pool, application_name: &str) -> Result<Vec<Replica>, Error> {
         let mut conn = pool.acquire().await?;
         let rows = pool
-            .query(
-                "SELECT id, url, ceiling, \
-                 (extract(epoch FROM clock_timestamp()) * 1000)::bigint - heartbeat_ms \
-                 FROM reco_replicas WHERE application_name = $1 ORDER BY started_ms, id",
-            )
+            .query(concat!(
+                "SELECT id, url, ceiling, ",
+                server_ms!(),
+                " - heartbeat_ms FROM reco_replicas WHERE application_name = $1 \
+                 ORDER BY started_ms, id"
+            ))
             .bind(application_name)
             .fetch_all(&mut *conn)
             .await?;
@@ -488,10 +502,11 @@ impl Cluster {
         let mut conn = self.pool.acquire().await?;
         let row = self
             .pool
-            .query(
-                "SELECT version, trained_ms, (extract(epoch FROM clock_timestamp()) * 1000)::bigint \
-                 FROM reco_snapshots WHERE complete ORDER BY version DESC LIMIT 1",
-            )
+            .query(concat!(
+                "SELECT version, trained_ms, ",
+                server_ms!(),
+                " FROM reco_snapshots WHERE complete ORDER BY version DESC LIMIT 1"
+            ))
             .fetch_optional(&mut *conn)
             .await?;
         row.map(|r| {
@@ -512,10 +527,12 @@ impl Cluster {
         conn.begin_transaction().await?;
         let write = async {
             let chunks = bytes.chunks(CHUNK_BYTES).collect::<Vec<_>>();
-            pool.query(
+            pool.query(concat!(
                 "INSERT INTO reco_snapshots (version, trained_by, trained_ms, chunks, bytes, complete) \
-                 VALUES ($1, $2, (extract(epoch FROM clock_timestamp()) * 1000)::bigint, $3, $4, TRUE)",
-            )
+                 VALUES ($1, $2, ",
+                server_ms!(),
+                ", $3, $4, TRUE)"
+            ))
             .bind(version as i64)
             .bind(&self.id)
             .bind(chunks.len() as i32)

@@ -32,6 +32,36 @@ pub struct AcquireWait {
     pub p99_seconds: f64,
 }
 
+/// The columns of the replica table (name, width), shown by `--once` and the live view alike; the
+/// first is the replica's URL, the others are [`ReplicaPool::cells`].
+pub const REPLICA_COLUMNS: [(&str, usize); 9] = [
+    ("replica", 32),
+    ("size", 5),
+    ("idle", 5),
+    ("in use", 7),
+    ("overflow", 8),
+    ("waiting", 7),
+    ("timeouts", 8),
+    ("leaks", 5),
+    ("acq p99 ms", 10),
+];
+
+impl ReplicaPool {
+    /// The pool's cells of the replica table, in [`REPLICA_COLUMNS`] order after the URL.
+    pub fn cells(&self) -> [String; 8] {
+        [
+            self.size.to_string(),
+            self.idle.to_string(),
+            format!("{}/{}", self.in_use, self.ceiling),
+            self.overflow_in_use.to_string(),
+            self.waiting.to_string(),
+            self.timeouts_total.to_string(),
+            self.leak_suspects.len().to_string(),
+            format!("{:.1}", self.acquire_wait.p99_seconds * 1000.0),
+        ]
+    }
+}
+
 /// One replica: its pool, or why it could not be read.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Replica {
@@ -292,35 +322,19 @@ pub fn render_text(view: &View) -> String {
         view.taken_at.format("%Y-%m-%d %H:%M:%S UTC")
     );
     let _ = writeln!(out);
-    let _ = writeln!(
-        out,
-        "{:<32} {:>5} {:>5} {:>6} {:>8} {:>7} {:>8} {:>5} {:>10}",
-        "replica",
-        "size",
-        "idle",
-        "in use",
-        "overflow",
-        "waiting",
-        "timeouts",
-        "leaks",
-        "acq p99 ms"
-    );
+    let _ = write!(out, "{:<32}", REPLICA_COLUMNS[0].0);
+    for (name, width) in &REPLICA_COLUMNS[1..] {
+        let _ = write!(out, " {name:>width$}");
+    }
+    let _ = writeln!(out);
     for r in &view.replicas {
         match &r.pool {
             Some(p) => {
-                let _ = writeln!(
-                    out,
-                    "{:<32} {:>5} {:>5} {:>6} {:>8} {:>7} {:>8} {:>5} {:>10.1}",
-                    r.url,
-                    p.size,
-                    p.idle,
-                    p.in_use,
-                    p.overflow_in_use,
-                    p.waiting,
-                    p.timeouts_total,
-                    p.leak_suspects.len(),
-                    p.acquire_wait.p99_seconds * 1000.0
-                );
+                let _ = write!(out, "{:<32}", r.url);
+                for ((_, width), cell) in REPLICA_COLUMNS[1..].iter().zip(p.cells()) {
+                    let _ = write!(out, " {cell:>width$}");
+                }
+                let _ = writeln!(out);
             }
             None => {
                 let _ = writeln!(

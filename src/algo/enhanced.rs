@@ -143,12 +143,10 @@ impl Models<'_> {
         sc.neighbours.prepare(n);
         sc.content.prepare(n);
         for &j in history.items.iter().take(MAX_SOURCES) {
-            for &(i, sim) in &self.itemknn.neighbours[j as usize] {
-                sc.neighbours.add(i, j, sim);
-            }
-            for &(i, sim) in &self.content.neighbours[j as usize] {
-                sc.content.add(i, j, sim);
-            }
+            sc.neighbours
+                .add_neighbours(j, &self.itemknn.neighbours[j as usize]);
+            sc.content
+                .add_neighbours(j, &self.content.neighbours[j as usize]);
         }
         let neighbour_top = sc.neighbours.top(FROM_NEIGHBOURS, seen);
         let content_top = sc.content.top(FROM_CONTENT, seen);

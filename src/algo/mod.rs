@@ -154,6 +154,13 @@ impl Accumulator {
         self.sum[i] += sim;
     }
 
+    /// Adds every neighbour of `source` with its similarity.
+    pub fn add_neighbours(&mut self, source: u32, neighbours: &[(u32, f32)]) {
+        for &(item, sim) in neighbours {
+            self.add(item, source, sim);
+        }
+    }
+
     /// Items that received anything.
     pub fn touched(&self) -> &[u32] {
         &self.touched

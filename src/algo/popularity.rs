@@ -8,6 +8,13 @@ pub struct Popularity {
     pub scores: Vec<f32>,
 }
 
+impl Popularity {
+    /// The score of `item`; 0 for an item the fit did not know.
+    pub fn score(&self, item: u32) -> f32 {
+        self.scores.get(item as usize).copied().unwrap_or(0.0)
+    }
+}
+
 /// One interaction as popularity sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct Event {

@@ -11,7 +11,7 @@ use ratatui::widgets::{Block, Paragraph, Row, Table};
 use secrecy::ExposeSecret;
 
 use crate::config::{Config, seconds};
-use crate::monitor::{Level, Monitor, View};
+use crate::monitor::{Level, Monitor, REPLICA_COLUMNS, View};
 
 #[derive(Debug, clap::Args)]
 pub struct Opts {
@@ -99,17 +99,7 @@ fn draw(frame: &mut ratatui::Frame, view: &View) {
         header,
     );
     let rows = view.replicas.iter().map(|r| match &r.pool {
-        Some(p) => Row::new(vec![
-            r.url.clone(),
-            p.size.to_string(),
-            p.idle.to_string(),
-            format!("{}/{}", p.in_use, p.ceiling),
-            p.overflow_in_use.to_string(),
-            p.waiting.to_string(),
-            p.timeouts_total.to_string(),
-            p.leak_suspects.len().to_string(),
-            format!("{:.1}", p.acquire_wait.p99_seconds * 1000.0),
-        ]),
+        Some(p) => Row::new(std::iter::once(r.url.clone()).chain(p.cells())),
         None => Row::new(vec![format!(
             "{} ({})",
             r.url,
@@ -117,33 +107,12 @@ fn draw(frame: &mut ratatui::Frame, view: &View) {
         )])
         .style(Style::new().fg(Color::Red)),
     });
-    let widths = [
-        Constraint::Min(24),
-        Constraint::Length(5),
-        Constraint::Length(5),
-        Constraint::Length(7),
-        Constraint::Length(8),
-        Constraint::Length(7),
-        Constraint::Length(8),
-        Constraint::Length(5),
-        Constraint::Length(10),
-    ];
+    let mut widths = REPLICA_COLUMNS.map(|(_, w)| Constraint::Length(w as u16));
+    // The URL column takes what the terminal leaves.
+    widths[0] = Constraint::Min(24);
     frame.render_widget(
         Table::new(rows, widths)
-            .header(
-                Row::new([
-                    "replica",
-                    "size",
-                    "idle",
-                    "in use",
-                    "overflow",
-                    "waiting",
-                    "timeouts",
-                    "leaks",
-                    "acq p99 ms",
-                ])
-                .bold(),
-            )
+            .header(Row::new(REPLICA_COLUMNS.map(|(name, _)| name)).bold())
             .block(Block::bordered().title("pools")),
         replicas,
     );

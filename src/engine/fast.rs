@@ -3,10 +3,8 @@
 
 use std::cell::RefCell;
 
-use super::state::{State, UserHistory};
-use super::{Engine, ItemMeta, Query, Scored, unique_chain};
+use super::{Asked, Engine, ItemMeta, Scored, unique_chain};
 use crate::algo::Accumulator;
-use crate::train::Snapshot;
 
 /// Weight of normalised, time-decayed popularity in the `fast` blend (neighbours weigh 1).
 const FAST_POPULARITY_WEIGHT: f32 = 0.1;
@@ -35,21 +33,20 @@ impl Engine {
     /// `fast`: item-to-item neighbours of the user's positive items, each candidate scored by its
     /// summed similarity (normalised to the best candidate) plus a little time-decayed popularity.
     /// A user without history gets trending items.
-    pub(super) fn fast(
-        &self,
-        s: &State,
-        history: Option<&UserHistory>,
-        q: &Query<'_>,
-        snap: &Snapshot,
-    ) -> Vec<Scored> {
+    pub(super) fn fast(&self, asked: &Asked<'_>) -> Vec<Scored> {
+        let Asked {
+            s,
+            history,
+            q,
+            snap,
+            ..
+        } = *asked;
         SCRATCH.with(|cell| {
             let mut guard = cell.borrow_mut();
             let sc = &mut *guard;
             sc.prepare(snap.n_items);
             for j in s.positive_items(history, snap.n_items).take(MAX_SOURCES) {
-                for &(i, sim) in &snap.itemknn.neighbours[j as usize] {
-                    sc.add(i, j, sim);
-                }
+                sc.add_neighbours(j, &snap.itemknn.neighbours[j as usize]);
             }
             let best = sc.max().max(f32::MIN_POSITIVE);
             let pop_best = snap
@@ -59,13 +56,7 @@ impl Engine {
                 .unwrap_or(0.0);
             let pop_scale = FAST_POPULARITY_WEIGHT / pop_best.max(f32::MIN_POSITIVE);
             let score = |i: u32| {
-                let pop = snap
-                    .popularity
-                    .scores
-                    .get(i as usize)
-                    .copied()
-                    .unwrap_or(0.0)
-                    * pop_scale;
+                let pop = snap.popularity.score(i) * pop_scale;
                 pop + sc.sum(i) / best
             };
             let mut order: Vec<(f32, u32)> = sc.touched().iter().map(|&i| (score(i), i)).collect();

@@ -125,6 +125,18 @@ impl Change {
     }
 }
 
+/// One request as the engines see it: the query, the user's history (and trained row), and the
+/// state and snapshot it is answered from.
+#[derive(Clone, Copy)]
+pub(super) struct Asked<'a> {
+    s: &'a State,
+    history: Option<&'a UserHistory>,
+    /// The user's row in the snapshot's factor models, when they were trained.
+    row: Option<usize>,
+    q: &'a Query<'a>,
+    snap: &'a Snapshot,
+}
+
 /// Whom a recommendation is for.
 #[derive(Debug, Clone, Copy)]
 pub enum Who<'a> {
@@ -373,12 +385,19 @@ impl Engine {
         let row = user_id
             .and_then(|id| snap.user_rows.get(id))
             .map(|&r| r as usize);
+        let asked = Asked {
+            s: &s,
+            history,
+            row,
+            q,
+            snap: &snap,
+        };
         let (engine, route, items) = match kind {
-            EngineKind::Fast => (kind, None, self.fast(&s, history, q, &snap)),
-            EngineKind::Quality => (kind, None, self.quality(&s, history, row, q, &snap)),
-            EngineKind::Enhanced => (kind, None, self.enhanced(&s, history, row, q, &snap)),
+            EngineKind::Fast => (kind, None, self.fast(&asked)),
+            EngineKind::Quality => (kind, None, self.quality(&asked)),
+            EngineKind::Enhanced => (kind, None, self.enhanced(&asked)),
             EngineKind::Smart | EngineKind::Auto => {
-                let (route, items) = self.smart(&s, history, row, q, &snap);
+                let (route, items) = self.smart(&asked);
                 (EngineKind::Smart, Some(route), items)
             }
             EngineKind::Popularity => (kind, None, self.popular_for(&s, history, q)),

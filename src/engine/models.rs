@@ -5,13 +5,11 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use super::state::{State, UserHistory};
-use super::{Engine, Query, Scored, unique_chain};
+use super::{Asked, Engine, Query, Scored, unique_chain};
 use crate::algo::blend::{MMR_POOL, normalise};
 use crate::algo::diversity::{jaccard, mmr};
 use crate::algo::enhanced::{self, Source};
 use crate::algo::{History, Scorer, top_n};
-use crate::train::Snapshot;
 
 /// Catalogue-sized buffers of one thread.
 #[derive(Default)]
@@ -35,14 +33,14 @@ impl Engine {
     /// the user's trained row, or folded in from the live history for users new since training),
     /// scores are scaled per model and blended with the fitted weights, then MMR spreads the list
     /// across categories.
-    pub(super) fn quality(
-        &self,
-        s: &State,
-        history: Option<&UserHistory>,
-        row: Option<usize>,
-        q: &Query<'_>,
-        snap: &Snapshot,
-    ) -> Vec<Scored> {
+    pub(super) fn quality(&self, asked: &Asked<'_>) -> Vec<Scored> {
+        let Asked {
+            s,
+            history,
+            row,
+            q,
+            snap,
+        } = *asked;
         let (items, weights) = s.positive_history(history, snap.n_items);
         let hist = History {
             items: &items,
@@ -119,14 +117,14 @@ impl Engine {
     /// `enhanced`: candidates from the factorisation, item-to-item and content neighbours of the
     /// history, and popular items of the user's favourite categories, each scored by the learned
     /// ranker over the same features; the score shown is the ranker's probability.
-    pub(super) fn enhanced(
-        &self,
-        s: &State,
-        history: Option<&UserHistory>,
-        row: Option<usize>,
-        q: &Query<'_>,
-        snap: &Snapshot,
-    ) -> Vec<Scored> {
+    pub(super) fn enhanced(&self, asked: &Asked<'_>) -> Vec<Scored> {
+        let Asked {
+            s,
+            history,
+            row,
+            q,
+            snap,
+        } = *asked;
         let (items, weights) = s.positive_history(history, snap.n_items);
         let hist = History {
             items: &items,

@@ -5,11 +5,9 @@
 
 use std::cell::RefCell;
 
-use super::state::{State, UserHistory};
-use super::{Engine, Query, Scored, unique_chain};
+use super::{Asked, Engine, Scored, unique_chain};
 use crate::algo::Accumulator;
 use crate::algo::smart::{Route, SHORT_CONTENT_WEIGHT, route};
-use crate::train::Snapshot;
 
 thread_local! {
     static SCRATCH: RefCell<(Accumulator, Accumulator)> = RefCell::default();
@@ -17,44 +15,33 @@ thread_local! {
 
 impl Engine {
     /// `smart` for a user: the route taken and its items.
-    pub(super) fn smart(
-        &self,
-        s: &State,
-        history: Option<&UserHistory>,
-        row: Option<usize>,
-        q: &Query<'_>,
-        snap: &Snapshot,
-    ) -> (Route, Vec<Scored>) {
-        let known = s.positive_items(history, usize::MAX).count();
+    pub(super) fn smart(&self, asked: &Asked<'_>) -> (Route, Vec<Scored>) {
+        let known = asked.s.positive_items(asked.history, usize::MAX).count();
         let route = route(known);
         let items = match route {
-            Route::NewUser => self.trending(s, history, q, snap),
-            Route::ShortHistory => self.neighbourhood(s, history, q, snap),
-            Route::Established => self.quality(s, history, row, q, snap),
+            Route::NewUser => self.trending(asked),
+            Route::ShortHistory => self.neighbourhood(asked),
+            Route::Established => self.quality(asked),
         };
         (route, items)
     }
 
     /// Trending: decayed popularity of the snapshot, then live popularity.
-    fn trending(
-        &self,
-        s: &State,
-        history: Option<&UserHistory>,
-        q: &Query<'_>,
-        snap: &Snapshot,
-    ) -> Vec<Scored> {
+    fn trending(&self, asked: &Asked<'_>) -> Vec<Scored> {
+        let Asked {
+            s,
+            history,
+            q,
+            snap,
+            ..
+        } = *asked;
         let ranking = self.ranking.load();
         s.pick(
             unique_chain([&snap.popular_order[..], &ranking.popular[..]]),
             q,
             |i| history.is_some_and(|h| h.contains_key(&i)),
             |i, meta| {
-                let score = snap
-                    .popularity
-                    .scores
-                    .get(i as usize)
-                    .copied()
-                    .unwrap_or(0.0);
+                let score = snap.popularity.score(i);
                 let category = meta
                     .categories
                     .iter()
@@ -70,24 +57,21 @@ impl Engine {
 
     /// Item-to-item and content neighbours of a short history, equally weighted after scaling each
     /// to its best score, then trending items.
-    fn neighbourhood(
-        &self,
-        s: &State,
-        history: Option<&UserHistory>,
-        q: &Query<'_>,
-        snap: &Snapshot,
-    ) -> Vec<Scored> {
+    fn neighbourhood(&self, asked: &Asked<'_>) -> Vec<Scored> {
+        let Asked {
+            s,
+            history,
+            q,
+            snap,
+            ..
+        } = *asked;
         SCRATCH.with(|cell| {
             let (knn, content) = &mut *cell.borrow_mut();
             knn.prepare(snap.n_items);
             content.prepare(snap.n_items);
             for j in s.positive_items(history, snap.n_items) {
-                for &(i, sim) in &snap.itemknn.neighbours[j as usize] {
-                    knn.add(i, j, sim);
-                }
-                for &(i, sim) in &snap.content.neighbours[j as usize] {
-                    content.add(i, j, sim);
-                }
+                knn.add_neighbours(j, &snap.itemknn.neighbours[j as usize]);
+                content.add_neighbours(j, &snap.content.neighbours[j as usize]);
             }
             let (knn_max, content_max) = (
                 knn.max().max(f32::MIN_POSITIVE),

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, pg_connect, spawn_app_with};
+use crate::helpers::{
+    Backend, TestApp, count_backends, pg_connect, sample_backends, spawn_app_with,
+};
 
 fn clustered(c: &mut reco::config::Config, url: &str, name: &str) {
     c.db.url = secrecy::SecretString::from(url.to_string());
@@ -16,6 +18,15 @@ fn clustered(c: &mut reco::config::Config, url: &str, name: &str) {
     c.cluster.heartbeat = 0.2;
     c.cluster.dead_after = 1.0;
     c.recommend.train_interval = 3600.0;
+}
+
+/// The first replica of cluster `name`, on a fresh database the others then join.
+async fn first_replica(name: &str) -> TestApp {
+    spawn_app_with(Backend::Postgres, |c| {
+        let url = secrecy::ExposeSecret::expose_secret(&c.db.url).to_string();
+        clustered(c, &url, name);
+    })
+    .await
 }
 
 async fn ceiling(app: &TestApp) -> u64 {
@@ -40,13 +51,7 @@ where
     let started = Instant::now();
     let mut peak = 0;
     loop {
-        let n: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1")
-                .bind(name)
-                .fetch_one(&mut *conn)
-                .await
-                .unwrap();
-        peak = peak.max(n);
+        peak = peak.max(count_backends(conn, name).await);
         if done().await {
             return peak;
         }
@@ -62,14 +67,7 @@ async fn replicas_share_the_budget_and_one_trains_for_all() {
         "reco_c_{}",
         &uuid::Uuid::new_v4().simple().to_string()[..10]
     );
-    let a = spawn_app_with(Backend::Postgres, |c| {
-        c.cluster.connection_budget = Some(15);
-        c.cluster.heartbeat = 0.2;
-        c.cluster.dead_after = 1.0;
-        c.db.application_name = name.clone();
-        c.recommend.train_interval = 3600.0;
-    })
-    .await;
+    let a = first_replica(&name).await;
     let url = a.db_url.clone();
     let mut watch = pg_connect(&url).await;
     let peak = until(
@@ -211,14 +209,7 @@ async fn replicas_starting_together_back_off_instead_of_holding_the_reserve_twic
         "reco_j_{}",
         &uuid::Uuid::new_v4().simple().to_string()[..10]
     );
-    let a = spawn_app_with(Backend::Postgres, |c| {
-        c.cluster.connection_budget = Some(15);
-        c.cluster.heartbeat = 0.2;
-        c.cluster.dead_after = 1.0;
-        c.db.application_name = name.clone();
-        c.recommend.train_interval = 3600.0;
-    })
-    .await;
+    let a = first_replica(&name).await;
     let url = a.db_url.clone();
     let b = spawn_app_with(Backend::Postgres, |c| clustered(c, &url, &name)).await;
     let mut watch = pg_connect(&url).await;
@@ -244,25 +235,7 @@ async fn replicas_starting_together_back_off_instead_of_holding_the_reserve_twic
     let (ha, hb) = (hold(&a).await, hold(&b).await);
     // Sample every 100 ms from a task of its own while C and D start together.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sampler = {
-        let (url, name, stop) = (url.clone(), name.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut conn = pg_connect(&url).await;
-            let mut samples = Vec::new();
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let n: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1",
-                )
-                .bind(&name)
-                .fetch_one(&mut conn)
-                .await
-                .unwrap();
-                samples.push(n);
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            samples
-        })
-    };
+    let sampler = sample_backends(&url, &name, Duration::from_millis(100), stop.clone());
     let release = async {
         // The holders let go after a while, as requests end.
         tokio::time::sleep(Duration::from_secs(2)).await;

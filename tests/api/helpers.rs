@@ -41,6 +41,36 @@ pub async fn pg_connect(url: &str) -> PgConnection {
     })
 }
 
+/// Backends of `application_name` in pg_stat_activity.
+pub async fn count_backends(conn: &mut PgConnection, application_name: &str) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1")
+        .bind(application_name)
+        .fetch_one(conn)
+        .await
+        .unwrap()
+}
+
+/// Counts `application_name`'s backends on the server at `url` every `every` (over a connection
+/// of its own) until `stop` is set; the task returns every sample.
+pub fn sample_backends(
+    url: &str,
+    application_name: &str,
+    every: std::time::Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> JoinHandle<Vec<i64>> {
+    let (url, name) = (url.to_string(), application_name.to_string());
+    tokio::spawn(async move {
+        let mut conn = pg_connect(&url).await;
+        let mut samples = Vec::new();
+        let mut tick = tokio::time::interval(every);
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            tick.tick().await;
+            samples.push(count_backends(&mut conn, &name).await);
+        }
+        samples
+    })
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
@@ -195,11 +225,7 @@ impl TestApp {
 
     /// This app's backends in pg_stat_activity.
     pub async fn pg_backends(&self, conn: &mut PgConnection) -> i64 {
-        sqlx::query_scalar("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1")
-            .bind(&self.application_name)
-            .fetch_one(conn)
-            .await
-            .unwrap()
+        count_backends(conn, &self.application_name).await
     }
 
     /// Graceful shutdown, as on SIGTERM; waits until the server has stopped.

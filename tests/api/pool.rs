@@ -10,27 +10,17 @@ use reco::metrics::Metrics;
 use serde_json::{Value, json};
 use sqlx::{Connection, Executor};
 
-use crate::helpers::{Backend, TestApp, pg_connect, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, TestApp, count_backends, pg_connect, spawn_app, spawn_app_with};
 
 /// Samples this app's backend count every 10 ms until `stop`; returns the peak.
 fn sample_backends(app: &TestApp, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<i64> {
-    let (url, name) = (app.db_url.clone(), app.application_name.clone());
-    tokio::spawn(async move {
-        let mut conn = pg_connect(&url).await;
-        let mut peak = 0;
-        while !stop.load(Ordering::Relaxed) {
-            let n: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1",
-            )
-            .bind(&name)
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-            peak = peak.max(n);
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        peak
-    })
+    let sampler = crate::helpers::sample_backends(
+        &app.db_url,
+        &app.application_name,
+        Duration::from_millis(10),
+        stop,
+    );
+    tokio::spawn(async move { sampler.await.unwrap().into_iter().max().unwrap_or(0) })
 }
 
 #[tokio::test]
@@ -355,7 +345,7 @@ async fn the_ceiling_can_be_lowered_and_raised_while_running() {
     assert!(st.size <= 3, "{st:?}");
     let mut watch = pg_connect(&app.db_url).await;
     let name = config.application_name.clone();
-    assert!(backends(&mut watch, &name).await <= 3);
+    assert!(count_backends(&mut watch, &name).await <= 3);
 
     // A stream of short checkouts from 40 tasks: never more than 3 backends.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -372,7 +362,7 @@ async fn the_ceiling_can_be_lowered_and_raised_while_running() {
         .collect();
     let mut peak = 0;
     for _ in 0..40 {
-        peak = peak.max(backends(&mut watch, &name).await);
+        peak = peak.max(count_backends(&mut watch, &name).await);
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(peak <= 3, "{peak} backends with ceiling 3");
@@ -389,7 +379,7 @@ async fn the_ceiling_can_be_lowered_and_raised_while_running() {
     assert_eq!(pool.set_ceiling(2, Duration::from_secs(2)).await, 2);
     let mut peak = 0;
     for _ in 0..20 {
-        peak = peak.max(backends(&mut watch, &name).await);
+        peak = peak.max(count_backends(&mut watch, &name).await);
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(peak <= 2, "{peak} backends with ceiling 2");
@@ -397,16 +387,8 @@ async fn the_ceiling_can_be_lowered_and_raised_while_running() {
     for w in workers {
         w.await.unwrap();
     }
-    assert!(backends(&mut watch, &name).await <= 6);
+    assert!(count_backends(&mut watch, &name).await <= 6);
     // Never above the configured pool_size + max_overflow, never below 1.
     assert_eq!(pool.set_ceiling(50, Duration::ZERO).await, 10);
     assert_eq!(pool.set_ceiling(0, Duration::from_secs(1)).await, 1);
-}
-
-async fn backends(conn: &mut sqlx::PgConnection, application_name: &str) -> i64 {
-    sqlx::query_scalar("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1")
-        .bind(application_name)
-        .fetch_one(conn)
-        .await
-        .unwrap()
 }

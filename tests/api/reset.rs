@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -85,24 +85,12 @@ async fn reset_under_load_fails_no_request_and_terminates_only_our_idle_backends
     };
     // Load: readers and writers until told to stop; the ceiling is sampled meanwhile.
     let stop = Arc::new(AtomicBool::new(false));
-    let peak = Arc::new(AtomicI64::new(0));
-    let sampler = {
-        let (stop, peak, app) = (stop.clone(), peak.clone(), app.clone());
-        tokio::spawn(async move {
-            let mut c = pg_connect(&app.db_url).await;
-            while !stop.load(Ordering::Relaxed) {
-                let n: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
-                )
-                .bind(&app.application_name)
-                .fetch_one(&mut c)
-                .await
-                .unwrap();
-                peak.fetch_max(n, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-    };
+    let sampler = crate::helpers::sample_backends(
+        &app.db_url,
+        &app.application_name,
+        Duration::from_millis(20),
+        stop.clone(),
+    );
     let workers: Vec<_> = (0..24)
         .map(|w| {
             let (stop, app) = (stop.clone(), app.clone());
@@ -133,7 +121,7 @@ async fn reset_under_load_fails_no_request_and_terminates_only_our_idle_backends
     for w in workers {
         statuses.extend(w.await.unwrap());
     }
-    sampler.await.unwrap();
+    let peak = sampler.await.unwrap().into_iter().max().unwrap_or(0);
     assert!(statuses.len() > 50, "{}", statuses.len());
     assert!(
         statuses.iter().all(|&s| s == 200),
@@ -144,11 +132,7 @@ async fn reset_under_load_fails_no_request_and_terminates_only_our_idle_backends
         .await
         .unwrap()
         .expect("the running statement finished on the old pool");
-    assert!(
-        peak.load(Ordering::Relaxed) <= 5,
-        "ceiling 5, peak {}",
-        peak.load(Ordering::Relaxed)
-    );
+    assert!(peak <= 5, "ceiling 5, peak {}", peak);
     let (_, status) = app
         .send_with_key(reqwest::Method::GET, "/api/admin/pool", None, Some(KEY))
         .await;
