@@ -47,7 +47,14 @@ impl Engine {
             weights: &weights,
         };
         let want = (q.n * MMR_POOL + q.exclude.len()) * 4 + 100;
-        let (order, scores) = SCRATCH.with(|cell| {
+        let ranking = self.ranking.load();
+        let sources = &items[..items.len().min(super::fast::MAX_SOURCES)];
+        // Filter first, over-fetching, then let MMR choose `n` spread across categories.
+        let pool_query = Query {
+            n: q.n * MMR_POOL,
+            ..*q
+        };
+        let pool = SCRATCH.with(|cell| {
             let sc = &mut *cell.borrow_mut();
             sc.blended.clear();
             sc.blended.resize(snap.n_items, 0.0);
@@ -64,39 +71,40 @@ impl Engine {
                 }
             }
             let order = top_n(&sc.blended[..snap.n_items], &items, want);
-            let scores: HashMap<u32, f32> =
-                order.iter().map(|&i| (i, sc.blended[i as usize])).collect();
-            (order, scores)
+            // The blended score of the ranked items; popular items filling up after them score 0.
+            // `member` is free again once blended: it marks the ranked items, instead of a
+            // per-request map from item to score.
+            sc.member[..snap.n_items].fill(0.0);
+            for &i in &order {
+                sc.member[i as usize] = 1.0;
+            }
+            let score = |i: u32| match sc.member.get(i as usize) {
+                Some(&m) if m > 0.0 => sc.blended[i as usize],
+                _ => 0.0,
+            };
+            s.pick(
+                unique_chain([&order[..], &ranking.popular[..]]),
+                &pool_query,
+                |i| history.is_some_and(|h| h.contains_key(&i)),
+                |i, _| {
+                    let because = sources
+                        .iter()
+                        .filter_map(|&j| {
+                            snap.itemknn.neighbours[j as usize]
+                                .iter()
+                                .find(|n| n.0 == i)
+                                .map(|n| (j, n.1))
+                        })
+                        .max_by(|a, b| a.1.total_cmp(&b.1));
+                    let reason = match because {
+                        Some((j, _)) => format!("because you liked {}", s.item_id(j)),
+                        None if items.is_empty() => "popular".to_string(),
+                        None => "matches your taste".to_string(),
+                    };
+                    (score(i) as f64, reason)
+                },
+            )
         });
-        let ranking = self.ranking.load();
-        let sources = &items[..items.len().min(super::fast::MAX_SOURCES)];
-        // Filter first, over-fetching, then let MMR choose `n` spread across categories.
-        let pool_query = Query {
-            n: q.n * MMR_POOL,
-            ..*q
-        };
-        let pool = s.pick(
-            unique_chain([&order[..], &ranking.popular[..]]),
-            &pool_query,
-            |i| history.is_some_and(|h| h.contains_key(&i)),
-            |i, _| {
-                let because = sources
-                    .iter()
-                    .filter_map(|&j| {
-                        snap.itemknn.neighbours[j as usize]
-                            .iter()
-                            .find(|n| n.0 == i)
-                            .map(|n| (j, n.1))
-                    })
-                    .max_by(|a, b| a.1.total_cmp(&b.1));
-                let reason = match because {
-                    Some((j, _)) => format!("because you liked {}", s.item_id(j)),
-                    None if items.is_empty() => "popular".to_string(),
-                    None => "matches your taste".to_string(),
-                };
-                (scores.get(&i).copied().unwrap_or(0.0) as f64, reason)
-            },
-        );
         if self.diversity <= 0.0 {
             return pool.into_iter().take(q.n).collect();
         }
