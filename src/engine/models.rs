@@ -72,17 +72,16 @@ impl Engine {
             }
             let order = top_n(&sc.blended[..snap.n_items], &items, want);
             // The blended score of the ranked items; popular items filling up after them score 0.
-            // `member` is free again once blended: it marks the ranked items, instead of a
-            // per-request map from item to score.
-            sc.member[..snap.n_items].fill(0.0);
+            // `member` is free once blended: NaN marks the ranked items (every score is finite),
+            // instead of a per-request map from item to score; the marks are cleared after.
             for &i in &order {
-                sc.member[i as usize] = 1.0;
+                sc.member[i as usize] = f32::NAN;
             }
             let score = |i: u32| match sc.member.get(i as usize) {
-                Some(&m) if m > 0.0 => sc.blended[i as usize],
+                Some(m) if m.is_nan() => sc.blended[i as usize],
                 _ => 0.0,
             };
-            s.pick(
+            let picked = s.pick(
                 unique_chain([&order[..], &ranking.popular[..]]),
                 &pool_query,
                 |i| history.is_some_and(|h| h.contains_key(&i)),
@@ -103,7 +102,11 @@ impl Engine {
                     };
                     (score(i) as f64, reason)
                 },
-            )
+            );
+            for &i in &order {
+                sc.member[i as usize] = 0.0;
+            }
+            picked
         });
         if self.diversity <= 0.0 {
             return pool.into_iter().take(q.n).collect();
