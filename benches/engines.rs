@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
+use reco::data::synthetic::{Spec, World, memory};
 use reco::engine::{EngineKind, Query, Who};
-use reco::synthetic::{Spec, World, memory};
 
 const ENGINES: [EngineKind; 5] = [
     EngineKind::Fast,

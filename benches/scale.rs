@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use reco::synthetic::{Spec, World, memory};
+use reco::data::synthetic::{Spec, World, memory};
 
 fn mib(bytes: u64) -> u64 {
     bytes >> 20

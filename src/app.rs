@@ -1,25 +1,24 @@
 //! The application: one [`App`] built at start-up holding the pool, the store, the in-memory engine,
-//! the feedback writer, the configuration and the metrics, shared as [`AppState`]. Nothing else
-//! constructs a pool or a connection. [`App::serve`] runs the HTTP server until a shutdown signal,
-//! then stops in order: stop accepting, finish in-flight requests, commit queued feedback, close
-//! the pool.
+//! the write service, the configuration and the metrics, shared as [`AppState`]. Nothing else
+//! constructs a pool or a connection. `api::serve` runs the HTTP server on it until a shutdown
+//! signal, then [`App::shutdown`] stops the rest in order: commit queued feedback, stop the
+//! background tasks, leave the cluster, close the pool.
 
-use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::catalogue::Catalogue;
 use crate::cluster::Cluster;
 use crate::config::{Config, seconds};
-use crate::db::Pool;
+use crate::data::demo;
+use crate::db::{Backend, Pool};
 use crate::engine::Engine;
-use crate::feedback_writer::FeedbackWriter;
 use crate::metrics::Metrics;
 use crate::orchestrator::Orchestrator;
+use crate::policy::FeedbackPolicy;
 use crate::store::Store;
 use crate::train::Trainer;
 
@@ -28,11 +27,14 @@ pub struct App {
     pub config: Config,
     /// The process's one pool (also reachable through `store`).
     pub pool: Pool,
+    /// Reads. Writes go through `catalogue`.
     pub store: Store,
+    /// Serves recommendations from memory. Changed only by `catalogue` and training.
     pub engine: Arc<Engine>,
     /// Answers `engine=auto` and attributes clicks; wraps `engine`.
     pub orchestrator: Arc<Orchestrator>,
-    pub feedback: FeedbackWriter,
+    /// Every write: items, users, feedback (group commit).
+    pub catalogue: Catalogue,
     pub metrics: Arc<Metrics>,
     /// Background training; `train_once` is also reachable through the admin API.
     pub trainer: Arc<Trainer>,
@@ -98,26 +100,11 @@ impl App {
             None
         };
         let heartbeat = cluster.as_ref().map(|c| c.spawn());
-        if config.demo.seed_if_empty && pool.backend() == crate::db::Backend::Sqlite {
-            let (items, _, _) = store.counts().await?;
-            if items == 0 {
-                let started = Instant::now();
-                let demo =
-                    crate::demo::generate(&crate::demo::DemoSpec::default(), config.demo.seed);
-                demo.write(&store).await.context("seeding demo data")?;
-                tracing::info!(
-                    items = demo.items.len(),
-                    users = demo.users.len(),
-                    feedback = demo.feedback.len(),
-                    ms = started.elapsed().as_millis() as u64,
-                    "seeded demo catalogue into the empty database"
-                );
-            }
+        if config.demo.seed_if_empty && pool.backend() == Backend::Sqlite {
+            seed_demo(&store, config.demo.seed).await?;
         }
-        let engine = Arc::new(Engine::new(
-            config.recommend.negative_types.clone(),
-            config.recommend.diversity,
-        ));
+        let policy = FeedbackPolicy::from_config(&config.recommend);
+        let engine = Arc::new(Engine::new(policy.clone(), config.recommend.diversity));
         let started = Instant::now();
         engine
             .load(&store)
@@ -131,15 +118,15 @@ impl App {
         let orchestrator = Arc::new(Orchestrator::new(
             engine.clone(),
             &config.orchestrator,
-            config.recommend.clone(),
+            policy,
             metrics.clone(),
         ));
-        let (feedback, writer_task) = FeedbackWriter::spawn(
+        let (catalogue, writer_task) = Catalogue::start(
             store.clone(),
+            engine.clone(),
             orchestrator.clone(),
             metrics.clone(),
-            config.feedback.auto_create,
-            config.feedback.max_group_rows,
+            &config.feedback,
         );
         let trainer = Arc::new(Trainer::new(
             store.clone(),
@@ -155,7 +142,7 @@ impl App {
             store,
             engine,
             orchestrator,
-            feedback,
+            catalogue,
             metrics,
             trainer,
             cluster,
@@ -169,36 +156,9 @@ impl App {
         })))
     }
 
-    /// Serves HTTP on `listener` until `shutdown` completes, then shuts down gracefully.
-    pub async fn serve(
-        state: AppState,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
-        if let (Some(cluster), Ok(addr)) = (&state.cluster, listener.local_addr()) {
-            let host = if addr.ip().is_unspecified() {
-                std::net::IpAddr::from([127, 0, 0, 1])
-            } else {
-                addr.ip()
-            };
-            cluster.advertise_default(format!("http://{}", SocketAddr::new(host, addr.port())));
-        }
-        let router = crate::api::router(state.clone());
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("HTTP server")?;
-        tracing::info!("HTTP server stopped; committing queued feedback");
-        state.shutdown().await;
-        Ok(())
-    }
-
     /// Commits queued feedback, stops background tasks and closes the pool.
     pub async fn shutdown(&self) {
-        self.feedback.close().await;
+        self.catalogue.close().await;
         let tasks = self.tasks.lock().take();
         if let Some(tasks) = tasks {
             tasks.reranker.abort();
@@ -216,6 +176,25 @@ impl App {
         self.pool.close().await;
         tracing::info!("pool closed");
     }
+}
+
+/// Seeds the demo catalogue into an empty database.
+async fn seed_demo(store: &Store, seed: u64) -> anyhow::Result<()> {
+    let (items, _, _) = store.counts().await?;
+    if items > 0 {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let data = demo::generate(&demo::DemoSpec::default(), seed);
+    data.write(store).await.context("seeding demo data")?;
+    tracing::info!(
+        items = data.items.len(),
+        users = data.users.len(),
+        feedback = data.feedback.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "seeded demo catalogue into the empty database"
+    );
+    Ok(())
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

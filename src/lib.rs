@@ -1,48 +1,50 @@
 //! reco: a recommendation server that never runs out of database connections.
 //!
-//! Module map (see `../shared/DESIGN.md` for the architecture):
-//! - [`config`]: typed, layered configuration and secret redaction.
+//! The module map, the layers and the two data walks (a request, a write) are in
+//! `docs/ARCHITECTURE.md`. In brief, from the bottom up (a module imports only from modules above
+//! it in this list):
+//! - [`util`], [`kinds`]: a stable hash; the names every layer speaks (engine kinds, backends).
+//! - [`algo`]: the recommendation algorithms on compact ids (pure; no I/O, no async).
+//! - [`config`]: typed, layered configuration and secret redaction, one file per section.
+//! - [`telemetry`]: logging. [`metrics`]: the Prometheus registry and the shared histogram.
+//! - [`policy`]: what a feedback row means (positive, negative, seen) and weighs.
 //! - [`db`]: the one connection pool per process, its metrics and leak detection. The only module
 //!   that talks to the database driver's connection machinery.
 //! - [`store`]: typed queries for items, users and feedback; migrations for PostgreSQL and SQLite.
+//! - [`eval`]: offline evaluation (splits, ranking metrics) and the fit shared with training.
+//! - [`cluster`]: replicas sharing one database: budget shares, training lock, snapshots.
 //! - [`engine`]: recommendations served from memory (`fast`, `quality`, `enhanced`, `smart`).
-//! - [`orchestrator`]: `engine=auto`: experiments, the deadline, the per-user cache, clicks.
-//! - [`algo`]: the recommendation algorithms (popularity, item-to-item, ALS, BPR, content, blends,
-//!   the `enhanced` ranker, `smart`'s rules) on compact ids.
 //! - [`train`]: background training into immutable snapshots.
-//! - [`eval`]: offline evaluation (temporal split, ranking metrics) behind `reco evaluate`.
-//! - [`feedback_writer`]: group commit of feedback events.
-//! - [`api`]: HTTP routes, validation, auth and the one error type that maps to HTTP.
-//! - [`app`]: the application state built at start-up and the server's lifecycle.
-//! - [`metrics`]: the Prometheus registry.
-//! - [`monitor`]: `reco monitor`'s view of every replica's pool and the database's connections.
-//! - [`diagnose`]: `reco diagnose`'s checks, verdicts and remedies.
-//! - [`dataset`], [`demo`], [`import`], [`synthetic`]: data sets: the demo generator, the MovieLens
-//!   importer and benchmark-scale synthetic data.
-//! - [`cli`]: the `reco` command line; [`telemetry`]: logging.
+//! - [`orchestrator`]: `engine=auto`: experiments, the deadline, the per-user cache, clicks.
+//! - [`catalogue`]: the one home for every write (store, then engine, then orchestrator), with
+//!   group commit for feedback.
+//! - [`data`]: data sets: the demo catalogue, the MovieLens importer, synthetic worlds.
+//! - [`app`]: the application state built at start-up and its shutdown.
+//! - [`api`]: HTTP routes, validation, auth, the one error type that maps to HTTP, and serving.
+//! - [`ops`]: the operator's tools: `reco monitor`'s view and `reco diagnose`'s checks.
+//! - [`cli`]: the `reco` command line.
 //!
-//! Errors: each layer has its own `thiserror` enum (`db::Error`, `store::Error`, `engine::Error`);
-//! `api::Error` is the only one that becomes an HTTP response; `anyhow` is used only in the CLI and
-//! start-up glue.
+//! Errors: each layer has its own `thiserror` enum (`db::Error`, `store::Error`, `engine::Error`,
+//! `catalogue::Error`, ...); `api::Error` is the only one that becomes an HTTP response; `anyhow`
+//! is used only in the CLI and start-up glue.
 
 pub mod algo;
 pub mod api;
 pub mod app;
+pub mod catalogue;
 pub mod cli;
 pub mod cluster;
 pub mod config;
-pub mod dataset;
+pub mod data;
 pub mod db;
-pub mod demo;
-pub mod diagnose;
 pub mod engine;
 pub mod eval;
-pub mod feedback_writer;
-pub mod import;
+pub mod kinds;
 pub mod metrics;
-pub mod monitor;
+pub mod ops;
 pub mod orchestrator;
+pub mod policy;
 pub mod store;
-pub mod synthetic;
 pub mod telemetry;
 pub mod train;
+pub mod util;

@@ -7,19 +7,24 @@
 //! answer until that user's next feedback or the next trained snapshot.
 //!
 //! It also attributes clicks: the last recommendation shown to each user is remembered, and
-//! positive feedback on one of its items within `orchestrator.click_window` counts as a click for
-//! the variant that served it — the click-through signal an experiment is judged by.
+//! positive feedback (the policy's rule) on one of its items within `orchestrator.click_window`
+//! counts as a click for the variant that served it — the click-through signal an experiment is
+//! judged by. It applies no writes: the catalogue (`crate::catalogue`) applies them to the engine
+//! and tells the orchestrator what it needs to know (committed feedback, changed items).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use quick_cache::sync::Cache;
 
-use crate::config::{OrchestratorConfig, RecommendConfig, seconds};
+use crate::config::{OrchestratorConfig, seconds};
 use crate::engine::{Engine, EngineKind, Recommendation, Request, Who};
 use crate::metrics::Metrics;
+use crate::policy::FeedbackPolicy;
 use crate::store::Feedback;
+use crate::util::stable_hash;
 
 /// The variant name used when no experiment is configured.
 pub const DEFAULT_VARIANT: &str = "default";
@@ -47,8 +52,8 @@ struct Variant {
 struct Cached {
     request: Request,
     variant: Arc<str>,
-    /// (snapshot version, user history generation) when it was computed.
-    freshness: (u64, u64),
+    /// (snapshot version, user history generation, catalogue generation) when it was computed.
+    freshness: (u64, u64, u64),
     rec: Recommendation,
 }
 
@@ -63,21 +68,17 @@ struct Impression {
 
 pub struct Orchestrator {
     engine: Arc<Engine>,
-    recommend: RecommendConfig,
+    /// What counts as a click: positive feedback.
+    policy: FeedbackPolicy,
+    /// Bumped when items change (hidden, deleted, re-categorised): every cached answer may hold
+    /// one of them.
+    catalogue_generation: AtomicU64,
     metrics: Arc<Metrics>,
     deadline: Option<Duration>,
     click_window: Duration,
     variants: Vec<Variant>,
     cache: Option<Arc<Cache<Arc<str>, Arc<Cached>>>>,
     impressions: Cache<Arc<str>, Arc<Impression>>,
-}
-
-/// FNV-1a, 64-bit: the variant of a user must not change across restarts, versions or machines,
-/// which std's `DefaultHasher` does not promise. Five lines do not justify a dependency.
-pub(crate) fn stable_hash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// Whether a cached answer fits a request: everything but the time-to-live cut-off, which moves
@@ -91,7 +92,7 @@ impl Orchestrator {
     pub fn new(
         engine: Arc<Engine>,
         config: &OrchestratorConfig,
-        recommend: RecommendConfig,
+        policy: FeedbackPolicy,
         metrics: Arc<Metrics>,
     ) -> Self {
         let mut until = 0;
@@ -110,7 +111,8 @@ impl Orchestrator {
         let capacity = config.cache_size as usize;
         Self {
             engine,
-            recommend,
+            policy,
+            catalogue_generation: AtomicU64::new(0),
             metrics,
             deadline: (config.deadline > 0.0).then(|| seconds(config.deadline)),
             click_window: seconds(config.click_window),
@@ -118,10 +120,6 @@ impl Orchestrator {
             cache: (capacity > 0).then(|| Arc::new(Cache::new(capacity))),
             impressions: Cache::new(capacity.max(10_000)),
         }
-    }
-
-    pub fn engine(&self) -> &Arc<Engine> {
-        &self.engine
     }
 
     /// The variant and engine for a user: by the stable hash into the shares, or `smart`.
@@ -184,7 +182,12 @@ impl Orchestrator {
     async fn auto(&self, user_id: &str, request: Request) -> Served {
         let (variant, kind) = self.assign(user_id);
         let user: Arc<str> = Arc::from(user_id);
-        let freshness = self.engine.freshness(user_id);
+        let (version, history) = self.engine.freshness(user_id);
+        let freshness = (
+            version,
+            history,
+            self.catalogue_generation.load(Ordering::Acquire),
+        );
         if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(&user))
             && hit.freshness == freshness
             && same_query(&hit.request, &request)
@@ -275,12 +278,11 @@ impl Orchestrator {
             .insert(Arc::from(user_id), Arc::new(impression));
     }
 
-    /// Applies committed feedback to the engine and counts clicks: positive feedback on an item
-    /// recommended to that user within the click window.
+    /// Committed feedback (already applied to the engine): counts clicks, i.e. positive feedback
+    /// on an item recommended to that user within the click window.
     pub fn feedback_committed(&self, rows: &[Feedback]) {
-        self.engine.add_feedback(rows);
         for f in rows {
-            if crate::train::weight(&self.recommend, &f.feedback_type, f.value).is_none() {
+            if !self.policy.is_positive(&f.feedback_type, f.value) {
                 continue;
             }
             let Some(imp) = self.impressions.get(f.user_id.as_str()) else {
@@ -296,6 +298,12 @@ impl Orchestrator {
             }
         }
     }
+
+    /// Items changed (already applied to the engine): cached answers may show an item that is
+    /// now hidden, deleted or in other categories, so none is served again.
+    pub fn items_changed(&self) {
+        self.catalogue_generation.fetch_add(1, Ordering::AcqRel);
+    }
 }
 
 #[cfg(test)]
@@ -309,18 +317,11 @@ mod tests {
             ..Default::default()
         };
         Orchestrator::new(
-            Arc::new(Engine::new(vec![], 0.0)),
+            Arc::new(Engine::new(FeedbackPolicy::default(), 0.0)),
             &config,
-            RecommendConfig::default(),
+            FeedbackPolicy::default(),
             Arc::new(Metrics::new()),
         )
-    }
-
-    #[test]
-    fn hash_is_fnv1a() {
-        // Reference values of 64-bit FNV-1a.
-        assert_eq!(stable_hash(""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(stable_hash("a"), 0xaf63_dc4c_8601_ec8c);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Background training: builds every model from the store and swaps an immutable [`Snapshot`] into
-//! the engine.
+//! Background training: builds every model from the store and swaps an immutable
+//! [`Snapshot`](crate::engine::Snapshot) into the engine.
 //!
 //! One training run streams items and feedback over one pooled connection (released before any
 //! computing starts), fits the models on a blocking thread (rayon inside), and stores the result
@@ -15,75 +15,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 
-use crate::algo::Csr;
-use crate::algo::content::{self, ItemText, label_tokens};
-use crate::algo::popularity::{self, Event, Popularity};
-use crate::algo::{als, bpr, enhanced, itemknn};
+use crate::algo::content::{ItemText, label_tokens};
+use crate::algo::popularity::{self, Event};
 use crate::cluster::{self, Cluster};
 use crate::config::{RecommendConfig, seconds};
-use crate::engine::Engine;
+use crate::engine::{Engine, Snapshot};
 use crate::eval::{self, EvalData};
 use crate::metrics::Metrics;
+use crate::policy::FeedbackPolicy;
 use crate::store::{self, Store};
-
-/// Everything the engines read, trained at one moment. Serialisable, so that one replica of a
-/// cluster trains and the others load it ([`Snapshot::encode`]).
-#[derive(serde::Serialize, serde::Deserialize)]
-pub struct Snapshot {
-    /// Increases by one per successful run.
-    pub version: u64,
-    pub trained_at: DateTime<Utc>,
-    /// Items `0..n_items` of the engine's index were known to this run.
-    pub n_items: usize,
-    /// The id of each of those items: the index space of every model here.
-    pub item_ids: Vec<Arc<str>>,
-    /// Row of each trained user in `train` and in the factor models.
-    pub user_rows: HashMap<Arc<str>, u32>,
-    /// Users × items training weights.
-    pub train: Csr,
-    pub popularity: Popularity,
-    /// The most popular items by decayed popularity, best first (at most 1,000).
-    pub popular_order: Vec<u32>,
-    pub itemknn: itemknn::ItemKnn,
-    pub als: als::Als,
-    pub bpr: bpr::Bpr,
-    pub content: content::Content,
-    /// Weights of ALS, BPR, item-to-item and content in the `quality` blend, fitted on a temporal
-    /// validation split of this run's data.
-    pub quality_weights: Vec<f32>,
-    /// The scoring model of `enhanced`, fitted on the same validation split.
-    pub ranker: enhanced::Ranker,
-    /// Category ids of each item (for `enhanced`'s category features) and the ids' names.
-    pub categories: Vec<Box<[u32]>>,
-    pub category_names: Vec<String>,
-    pub fit_seconds: f64,
-}
-
-impl Snapshot {
-    /// The snapshot as bytes (postcard: compact, and serde-driven like the rest of reco).
-    pub fn encode(&self) -> Vec<u8> {
-        postcard::to_stdvec(self).expect("a snapshot serialises")
-    }
-
-    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
-        postcard::from_bytes(bytes).map_err(|e| e.to_string())
-    }
-
-    /// The models `enhanced` generates candidates from.
-    pub fn enhanced_models(&self) -> enhanced::Models<'_> {
-        enhanced::Models {
-            als: &self.als,
-            bpr: &self.bpr,
-            itemknn: &self.itemknn,
-            content: &self.content,
-            popularity: &self.popularity.scores,
-            popular_order: &self.popular_order,
-            categories: &self.categories,
-        }
-    }
-}
 
 /// Why a training run failed.
 #[derive(Debug, thiserror::Error)]
@@ -110,18 +52,12 @@ pub struct TrainingData {
     pub texts: Vec<ItemText>,
 }
 
-/// Training weight of a feedback row, or `None` when it does not train.
-pub fn weight(config: &RecommendConfig, feedback_type: &str, value: f64) -> Option<f32> {
-    if feedback_type == "rating" && value < config.rating_threshold {
-        return None;
-    }
-    config.positive_weights.get(feedback_type).copied()
-}
-
+/// Reads the items' texts and every positive feedback row (weighted by the policy), in the
+/// engine's item index space.
 async fn load(
     store: &Store,
     engine: &Engine,
-    config: &RecommendConfig,
+    policy: &FeedbackPolicy,
 ) -> Result<TrainingData, Error> {
     let index = engine.item_index();
     let n_items = index.len();
@@ -147,7 +83,7 @@ async fn load(
     store
         .for_each_feedback(|f| {
             let (Some(w), Some(&item)) = (
-                weight(config, &f.feedback_type, f.value),
+                policy.weight(&f.feedback_type, f.value),
                 index.get(f.item_id.as_str()),
             ) else {
                 return;
@@ -233,6 +169,7 @@ pub struct Trainer {
     store: Store,
     engine: Arc<Engine>,
     config: RecommendConfig,
+    policy: FeedbackPolicy,
     metrics: Arc<Metrics>,
     cluster: Option<Arc<Cluster>>,
     version: AtomicU64,
@@ -263,6 +200,7 @@ impl Trainer {
         Self {
             store,
             engine,
+            policy: FeedbackPolicy::from_config(&config),
             config,
             metrics,
             cluster,
@@ -300,7 +238,7 @@ impl Trainer {
         let Some(lock) = cluster.try_training_lock().await? else {
             return Ok(Outcome::Busy);
         };
-        let fresh = match cluster.latest_published().await {
+        let fresh = match cluster.snapshots().latest_published().await {
             Ok(Some(p)) if !force => {
                 let age = (p.now_ms - p.trained_ms) as f64 / 1000.0;
                 (age < self.config.train_interval).then_some(p.version)
@@ -328,7 +266,7 @@ impl Trainer {
         let cluster = self.cluster.as_ref().expect("loading is for clusters");
         let started = Instant::now();
         let result = async {
-            let bytes = cluster.fetch(version).await?;
+            let bytes = cluster.snapshots().fetch(version).await?;
             let snapshot = tokio::task::spawn_blocking(move || Snapshot::decode(&bytes))
                 .await
                 .map_err(|e| Error::Fit(e.to_string()))?
@@ -365,10 +303,10 @@ impl Trainer {
         let events_before = self.engine.events_since_training();
         let result = async {
             let version = match cluster {
-                Some(c) => c.next_version().await?,
+                Some(c) => c.snapshots().next_version().await?,
                 None => self.version.load(Ordering::Relaxed) + 1,
             };
-            let data = load(&self.store, &self.engine, &self.config).await?;
+            let data = load(&self.store, &self.engine, &self.policy).await?;
             let half_life = self.config.popularity_half_life_days;
             let snapshot = tokio::task::spawn_blocking(move || fit(data, version, half_life))
                 .await
@@ -379,7 +317,7 @@ impl Trainer {
                 let bytes = tokio::task::spawn_blocking(move || s.encode())
                     .await
                     .map_err(|e| Error::Fit(e.to_string()))?;
-                c.publish(version, &bytes).await?;
+                c.snapshots().publish(version, &bytes).await?;
             }
             Ok::<_, Error>(snapshot)
         }
@@ -461,19 +399,3 @@ async fn next_published(rx: &mut Option<tokio::sync::watch::Receiver<u64>>) -> O
 
 /// How long the admin route waits for another replica's training before giving up.
 const TRAIN_NOW_WAIT: Duration = Duration::from_secs(600);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn weights_follow_the_configuration() {
-        let c = RecommendConfig::default();
-        assert_eq!(weight(&c, "like", 1.0), Some(1.0));
-        assert_eq!(weight(&c, "view", 1.0), Some(0.1));
-        assert_eq!(weight(&c, "rating", 5.0), Some(1.0));
-        assert_eq!(weight(&c, "rating", 3.0), None);
-        assert_eq!(weight(&c, "dislike", 1.0), None);
-        assert_eq!(weight(&c, "unknown", 1.0), None);
-    }
-}

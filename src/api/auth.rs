@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
-use super::Error;
+use super::error::Error;
 use crate::app::AppState;
 
 fn presented(headers: &HeaderMap) -> Option<&str> {

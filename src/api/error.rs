@@ -1,7 +1,8 @@
 //! The one HTTP error type and its mapping to responses.
 //!
-//! Which error belongs where: `db::Error`, `store::Error` and `engine::Error` are the layers' own
-//! typed errors; handlers return [`Error`], which converts from them here and only here. The client
+//! Which error belongs where: `db::Error`, `store::Error`, `engine::Error`, `catalogue::Error`,
+//! `cluster::Error` and `train::Error` are the layers' own typed errors; handlers return [`Error`],
+//! which converts from them here and only here. The client
 //! sees a JSON body `{ "error": code, "message": …, "field": … }` it can act on; driver messages and
 //! other internals are logged with the request's span and never sent. A busy database is 503 with
 //! `Retry-After`, never 500.
@@ -10,8 +11,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::feedback_writer::WriteError;
-use crate::{db, engine, store};
+use crate::{catalogue, cluster, db, engine, store, train};
 
 /// Seconds a client is told to wait when the database is busy.
 const RETRY_AFTER_SECONDS: u64 = 1;
@@ -172,32 +172,33 @@ impl From<engine::Error> for Error {
     }
 }
 
-impl From<crate::cluster::Error> for Error {
-    fn from(e: crate::cluster::Error) -> Self {
+impl From<cluster::Error> for Error {
+    fn from(e: cluster::Error) -> Self {
         match e {
-            crate::cluster::Error::Db(e) => crate::store::Error::Db(e).into(),
+            cluster::Error::Db(e) => e.into(),
             other => Error::Internal(other.to_string()),
         }
     }
 }
 
-impl From<crate::train::Error> for Error {
-    fn from(e: crate::train::Error) -> Self {
+impl From<train::Error> for Error {
+    fn from(e: train::Error) -> Self {
         match e {
-            crate::train::Error::Store(e) => e.into(),
-            crate::train::Error::Cluster(e) => e.into(),
+            train::Error::Store(e) => e.into(),
+            train::Error::Cluster(e) => e.into(),
             // Another replica kept the training lock: try again later.
-            crate::train::Error::Busy => Error::Busy,
+            train::Error::Busy => Error::Busy,
             other => Error::Internal(other.to_string()),
         }
     }
 }
 
-impl From<WriteError> for Error {
-    fn from(e: WriteError) -> Self {
+impl From<catalogue::Error> for Error {
+    fn from(e: catalogue::Error) -> Self {
         match e {
-            WriteError::Store(e) => e.into(),
-            WriteError::ShutDown => Error::ShuttingDown,
+            catalogue::Error::Store(e) => e.into(),
+            catalogue::Error::Unknown { what, id, field } => Error::not_found(what, &id, field),
+            catalogue::Error::ShutDown => Error::ShuttingDown,
         }
     }
 }

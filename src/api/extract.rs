@@ -207,6 +207,45 @@ impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
     }
 }
 
+/// `?cursor=&limit=` of the list routes.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    pub cursor: Option<String>,
+    pub limit: Option<usize>,
+}
+
+impl ListParams {
+    pub const DEFAULT_LIMIT: usize = 100;
+    pub const MAX_LIMIT: usize = 1000;
+
+    pub fn limit(&self) -> Result<usize, Error> {
+        match self.limit {
+            None => Ok(Self::DEFAULT_LIMIT),
+            Some(n) if (1..=Self::MAX_LIMIT).contains(&n) => Ok(n),
+            Some(n) => Err(Error::Invalid {
+                code: "invalid_query",
+                message: format!("limit must be 1..={} (got {n})", Self::MAX_LIMIT),
+                field: Some("limit".into()),
+            }),
+        }
+    }
+}
+
+/// Validates a whole batch before anything is written: [`validate_batch`]'s size rules, then each
+/// row with `validate` (given the row's prefix, `[3].`); the first bad row rejects it.
+pub fn validate_rows<I, T>(
+    inputs: Vec<I>,
+    validate: impl Fn(I, &str) -> Result<T, Error>,
+) -> Result<Vec<T>, Error> {
+    validate_batch(&inputs)?;
+    inputs
+        .into_iter()
+        .enumerate()
+        .map(|(i, input)| validate(input, &format!("[{i}].")))
+        .collect()
+}
+
 /// Rejects a batch that names the same id twice (the second occurrence is the one reported).
 pub fn reject_duplicate_ids<'a>(ids: impl Iterator<Item = &'a str>) -> Result<(), Error> {
     let mut seen = std::collections::HashSet::new();

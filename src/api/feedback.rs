@@ -1,4 +1,5 @@
-//! Feedback routes: insert a batch (through the group-commit writer), list by user or item, delete.
+//! Feedback routes: insert a batch and delete (through the catalogue; inserts use group commit),
+//! list by user or item.
 
 use axum::extract::State;
 use chrono::{DateTime, Utc};
@@ -6,8 +7,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::{Error, Result};
-use super::extract::{Json, Path, Query, validate_batch, validate_id};
-use super::items::ListParams;
+use super::extract::{Json, ListParams, Path, Query, validate_id, validate_rows};
 use crate::app::AppState;
 use crate::store::{Feedback, FeedbackOf, Page};
 
@@ -67,32 +67,8 @@ pub async fn insert(
     State(state): State<AppState>,
     Json(inputs): Json<Vec<FeedbackInput>>,
 ) -> Result<Json<Value>> {
-    validate_batch(&inputs)?;
-    let rows = inputs
-        .into_iter()
-        .enumerate()
-        .map(|(i, input)| input.validate(&format!("[{i}].")))
-        .collect::<Result<Vec<_>>>()?;
-    if !state.config.feedback.auto_create {
-        for (i, f) in rows.iter().enumerate() {
-            if !state.engine.has_user(&f.user_id) {
-                return Err(Error::not_found(
-                    "user",
-                    &f.user_id,
-                    format!("[{i}].user_id"),
-                ));
-            }
-            if !state.engine.has_item(&f.item_id) {
-                return Err(Error::not_found(
-                    "item",
-                    &f.item_id,
-                    format!("[{i}].item_id"),
-                ));
-            }
-        }
-    }
-    let n = rows.len();
-    state.feedback.write(rows).await?;
+    let rows = validate_rows(inputs, FeedbackInput::validate)?;
+    let n = state.catalogue.insert_feedback(rows).await?;
     Ok(Json(json!({ "inserted": n })))
 }
 
@@ -146,7 +122,7 @@ pub async fn remove(
         validate_type("type", t)?;
     }
     let deleted = state
-        .store
+        .catalogue
         .delete_feedback(&user_id, &item_id, params.feedback_type.as_deref())
         .await?;
     if deleted.is_empty() {
@@ -155,6 +131,5 @@ pub async fn remove(
             field: None,
         });
     }
-    state.engine.remove_feedback(&deleted);
     Ok(Json(json!({ "deleted": deleted.len() })))
 }

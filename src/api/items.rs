@@ -1,4 +1,4 @@
-//! Item routes: upsert one or a batch, get, patch, delete, list.
+//! Item routes: upsert one or a batch, get, patch, delete, list. Writes go through the catalogue.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use super::error::{Error, Result};
 use super::extract::{
-    Json, Path, Query, reject_duplicate_ids, validate_batch, validate_id, validate_labels,
-    validate_text,
+    Json, ListParams, Path, Query, reject_duplicate_ids, validate_id, validate_labels,
+    validate_rows, validate_text,
 };
 use crate::app::AppState;
 use crate::store::{Item, ItemPatch, Page};
@@ -53,17 +53,39 @@ fn validate_categories(field: &str, categories: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The free-text and list fields an item and a patch share; `prefix` locates them in a batch.
+fn validate_fields(
+    prefix: &str,
+    categories: Option<&[String]>,
+    labels: Option<&Value>,
+    title: Option<&str>,
+    description: Option<&str>,
+) -> Result<()> {
+    if let Some(c) = categories {
+        validate_categories(&format!("{prefix}categories"), c)?;
+    }
+    if let Some(l) = labels {
+        validate_labels(&format!("{prefix}labels"), l)?;
+    }
+    if let Some(t) = title {
+        validate_text(&format!("{prefix}title"), t, MAX_TITLE_BYTES)?;
+    }
+    if let Some(d) = description {
+        validate_text(&format!("{prefix}description"), d, MAX_DESCRIPTION_BYTES)?;
+    }
+    Ok(())
+}
+
 impl ItemInput {
     /// Checks every field; `prefix` locates the item in a batch (`[3].`).
     fn validate(self, prefix: &str) -> Result<Item> {
         validate_id(&format!("{prefix}id"), &self.id)?;
-        validate_categories(&format!("{prefix}categories"), &self.categories)?;
-        validate_labels(&format!("{prefix}labels"), &self.labels)?;
-        validate_text(&format!("{prefix}title"), &self.title, MAX_TITLE_BYTES)?;
-        validate_text(
-            &format!("{prefix}description"),
-            &self.description,
-            MAX_DESCRIPTION_BYTES,
+        validate_fields(
+            prefix,
+            Some(&self.categories),
+            Some(&self.labels),
+            Some(&self.title),
+            Some(&self.description),
         )?;
         Ok(Item {
             id: self.id,
@@ -77,28 +99,15 @@ impl ItemInput {
     }
 }
 
-/// Validates a whole batch before anything is written: the first bad row rejects it, named by index.
-fn validate_all(inputs: Vec<ItemInput>) -> Result<Vec<Item>> {
-    validate_batch(&inputs)?;
-    let items = inputs
-        .into_iter()
-        .enumerate()
-        .map(|(i, input)| input.validate(&format!("[{i}].")))
-        .collect::<Result<Vec<_>>>()?;
-    reject_duplicate_ids(items.iter().map(|x| x.id.as_str()))?;
-    Ok(items)
-}
-
 pub async fn upsert(
     State(state): State<AppState>,
     Json(input): Json<ItemInput>,
 ) -> Result<Json<Item>> {
     let item = input.validate("")?;
     state
-        .store
+        .catalogue
         .upsert_items(std::slice::from_ref(&item))
         .await?;
-    state.engine.upsert_items(std::slice::from_ref(&item));
     Ok(Json(item))
 }
 
@@ -106,18 +115,17 @@ pub async fn upsert_batch(
     State(state): State<AppState>,
     Json(inputs): Json<Vec<ItemInput>>,
 ) -> Result<Json<Value>> {
-    let items = validate_all(inputs)?;
-    state.store.upsert_items(&items).await?;
-    state.engine.upsert_items(&items);
+    let items = validate_rows(inputs, ItemInput::validate)?;
+    reject_duplicate_ids(items.iter().map(|x| x.id.as_str()))?;
+    state.catalogue.upsert_items(&items).await?;
     Ok(Json(json!({ "upserted": items.len() })))
 }
 
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Item>> {
     validate_id("id", &id)?;
-    match state.store.get_item(&id).await? {
-        Some(item) => Ok(Json(item)),
-        None => Err(Error::not_found("item", &id, "id")),
-    }
+    let item = state.store.get_item(&id).await?;
+    item.map(Json)
+        .ok_or_else(|| Error::not_found("item", &id, "id"))
 }
 
 pub async fn patch(
@@ -126,59 +134,23 @@ pub async fn patch(
     Json(patch): Json<ItemPatch>,
 ) -> Result<Json<Item>> {
     validate_id("id", &id)?;
-    if let Some(c) = &patch.categories {
-        validate_categories("categories", c)?;
-    }
-    if let Some(l) = &patch.labels {
-        validate_labels("labels", l)?;
-    }
-    if let Some(t) = &patch.title {
-        validate_text("title", t, MAX_TITLE_BYTES)?;
-    }
-    if let Some(d) = &patch.description {
-        validate_text("description", d, MAX_DESCRIPTION_BYTES)?;
-    }
-    match state.store.patch_item(&id, &patch).await? {
-        Some(item) => {
-            state.engine.upsert_items(std::slice::from_ref(&item));
-            Ok(Json(item))
-        }
-        None => Err(Error::not_found("item", &id, "id")),
-    }
+    validate_fields(
+        "",
+        patch.categories.as_deref(),
+        patch.labels.as_ref(),
+        patch.title.as_deref(),
+        patch.description.as_deref(),
+    )?;
+    let item = state.catalogue.patch_item(&id, &patch).await?;
+    item.map(Json)
+        .ok_or_else(|| Error::not_found("item", &id, "id"))
 }
 
 pub async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode> {
     validate_id("id", &id)?;
-    if state.store.delete_item(&id).await? {
-        state.engine.delete_item(&id);
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(Error::not_found("item", &id, "id"))
-    }
-}
-
-/// `?cursor=&limit=` of the list routes.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListParams {
-    pub cursor: Option<String>,
-    pub limit: Option<usize>,
-}
-
-impl ListParams {
-    pub const DEFAULT_LIMIT: usize = 100;
-    pub const MAX_LIMIT: usize = 1000;
-
-    pub fn limit(&self) -> Result<usize> {
-        match self.limit {
-            None => Ok(Self::DEFAULT_LIMIT),
-            Some(n) if (1..=Self::MAX_LIMIT).contains(&n) => Ok(n),
-            Some(n) => Err(Error::Invalid {
-                code: "invalid_query",
-                message: format!("limit must be 1..={} (got {n})", Self::MAX_LIMIT),
-                field: Some("limit".into()),
-            }),
-        }
+    match state.catalogue.delete_item(&id).await? {
+        true => Ok(StatusCode::NO_CONTENT),
+        false => Err(Error::not_found("item", &id, "id")),
     }
 }
 
@@ -187,10 +159,9 @@ pub async fn list(
     Query(params): Query<ListParams>,
 ) -> Result<Json<Page<Item>>> {
     let limit = params.limit()?;
-    Ok(Json(
-        state
-            .store
-            .list_items(params.cursor.as_deref(), limit)
-            .await?,
-    ))
+    let page = state
+        .store
+        .list_items(params.cursor.as_deref(), limit)
+        .await?;
+    Ok(Json(page))
 }

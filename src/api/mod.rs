@@ -2,8 +2,9 @@
 //! OpenAPI document.
 //!
 //! [`router`] builds the whole service from an [`AppState`] without binding a socket, so tests can
-//! drive it in-process or serve it on port 0. Handlers return [`error::Error`], the one type that
-//! maps to HTTP responses.
+//! drive it in-process or serve it on port 0; [`serve`] runs it on a listener until shutdown.
+//! Handlers return [`error::Error`], the one type that maps to HTTP responses; they read through
+//! the store and the engine, and write only through the catalogue.
 
 mod auth;
 pub mod error;
@@ -15,8 +16,11 @@ mod ops;
 mod recommend;
 mod users;
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Instant;
 
+use anyhow::Context;
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, Method};
@@ -100,6 +104,33 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)
+}
+
+/// Serves HTTP on `listener` until `shutdown` completes, then shuts the application down gracefully
+/// (in-flight requests finish, queued feedback commits, the pool closes).
+pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    if let (Some(cluster), Ok(addr)) = (&state.cluster, listener.local_addr()) {
+        let host = if addr.ip().is_unspecified() {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            addr.ip()
+        };
+        cluster.advertise_default(format!("http://{}", SocketAddr::new(host, addr.port())));
+    }
+    axum::serve(
+        listener,
+        router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("HTTP server")?;
+    tracing::info!("HTTP server stopped; committing queued feedback");
+    state.shutdown().await;
+    Ok(())
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> Error {

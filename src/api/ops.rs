@@ -5,9 +5,13 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::error::Error;
 use super::extract::Json;
 use crate::app::AppState;
-use crate::db::PoolStatus;
+use crate::cluster::Cluster;
+use crate::db::{PoolStatus, Rebuilt};
+use crate::engine::EngineKind;
+use crate::metrics::EngineLabel;
 
 /// The process is up. Also the trivial handler the benchmarks compare recommend against.
 pub async fn live() -> Json<Value> {
@@ -65,7 +69,7 @@ pub async fn pool_status(State(state): State<AppState>) -> Json<PoolStatus> {
 
 /// Rebuilds the pool gracefully (admin, `reco reset`): new checkouts go to a new pool, busy
 /// connections of the old one finish and close.
-pub async fn pool_reset(State(state): State<AppState>) -> Json<crate::db::Rebuilt> {
+pub async fn pool_reset(State(state): State<AppState>) -> Json<Rebuilt> {
     Json(state.pool.rebuild())
 }
 
@@ -82,17 +86,14 @@ pub async fn dashboard_page() -> impl IntoResponse {
     )
 }
 
-/// Engines the dashboard charts (every engine a request can name but `auto`, which is served by
-/// one of them).
-const DASHBOARD_ENGINES: [&str; 5] = ["fast", "quality", "enhanced", "smart", "popularity"];
-
 /// What the dashboard draws (admin): pool status, per-engine counters and latency summaries,
 /// the latest training runs and the cluster size.
 pub async fn dashboard_data(State(state): State<AppState>) -> Json<Value> {
-    let engines: serde_json::Map<String, Value> = DASHBOARD_ENGINES
-        .iter()
-        .map(|&engine| {
-            let label = crate::metrics::EngineLabel { engine };
+    // Every engine that serves (`auto` is served by one of them).
+    let engines: serde_json::Map<String, Value> = EngineKind::serving()
+        .map(|kind| {
+            let engine = kind.name();
+            let label = EngineLabel { engine };
             let summary = state.metrics.engine_seconds.get_or_create(&label).summary();
             (engine.to_string(), json!(summary))
         })
@@ -113,7 +114,7 @@ pub async fn dashboard_data(State(state): State<AppState>) -> Json<Value> {
 
 /// This replica's view of the cluster (admin): its id, the budget, the live replicas with their
 /// recorded ceilings, and the installed snapshot's version. `clustered: false` without a budget.
-pub async fn cluster(State(state): State<AppState>) -> Result<Json<Value>, super::Error> {
+pub async fn cluster(State(state): State<AppState>) -> Result<Json<Value>, Error> {
     let version = state.engine.snapshot().map(|s| s.version);
     let Some(cluster) = &state.cluster else {
         return Ok(Json(json!({
@@ -122,8 +123,7 @@ pub async fn cluster(State(state): State<AppState>) -> Result<Json<Value>, super
             "snapshot_version": version,
         })));
     };
-    let replicas =
-        crate::cluster::Cluster::replicas(&state.pool, &state.config.db.application_name).await?;
+    let replicas = Cluster::replicas(&state.pool, &state.config.db.application_name).await?;
     Ok(Json(json!({
         "clustered": true,
         "id": cluster.id(),
@@ -135,7 +135,7 @@ pub async fn cluster(State(state): State<AppState>) -> Result<Json<Value>, super
 }
 
 /// Trains now (admin): answers when the new models are serving.
-pub async fn train(State(state): State<AppState>) -> Result<Json<Value>, super::Error> {
+pub async fn train(State(state): State<AppState>) -> Result<Json<Value>, Error> {
     let snapshot = state.trainer.train_once().await?;
     Ok(Json(json!({
         "version": snapshot.version,

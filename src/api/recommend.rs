@@ -7,10 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{Error, Result};
 use super::extract::{Json, Path, Query, split_list, validate_id};
-use crate::algo::smart::Route;
 use crate::app::AppState;
 use crate::config::RecommendConfig;
-use crate::engine::{EngineKind, Request, Scored};
+use crate::engine::{EngineKind, Request, Route, Scored};
 use crate::orchestrator::Served;
 
 const MAX_N: usize = 1000;

@@ -1,4 +1,4 @@
-//! User routes: upsert one or a batch, get, patch, delete, list.
+//! User routes: upsert one or a batch, get, patch, delete, list. Writes go through the catalogue.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -8,9 +8,10 @@ use serde_json::{Value, json};
 
 use super::error::{Error, Result};
 use super::extract::{
-    Json, Path, Query, reject_duplicate_ids, validate_batch, validate_id, validate_labels,
+    Json, ListParams, Path, Query, reject_duplicate_ids, validate_id, validate_labels,
+    validate_rows,
 };
-use super::items::{ListParams, empty_object};
+use super::items::empty_object;
 use crate::app::AppState;
 use crate::store::{Page, User, UserPatch};
 
@@ -41,10 +42,9 @@ pub async fn upsert(
 ) -> Result<Json<User>> {
     let user = input.validate("")?;
     state
-        .store
+        .catalogue
         .upsert_users(std::slice::from_ref(&user))
         .await?;
-    state.engine.ensure_users([user.id.as_str()]);
     // Return what is stored: an existing user keeps their creation time.
     Ok(Json(state.store.get_user(&user.id).await?.unwrap_or(user)))
 }
@@ -53,26 +53,17 @@ pub async fn upsert_batch(
     State(state): State<AppState>,
     Json(inputs): Json<Vec<UserInput>>,
 ) -> Result<Json<Value>> {
-    validate_batch(&inputs)?;
-    let users = inputs
-        .into_iter()
-        .enumerate()
-        .map(|(i, input)| input.validate(&format!("[{i}].")))
-        .collect::<Result<Vec<_>>>()?;
+    let users = validate_rows(inputs, UserInput::validate)?;
     reject_duplicate_ids(users.iter().map(|x| x.id.as_str()))?;
-    state.store.upsert_users(&users).await?;
-    state
-        .engine
-        .ensure_users(users.iter().map(|u| u.id.as_str()));
+    state.catalogue.upsert_users(&users).await?;
     Ok(Json(json!({ "upserted": users.len() })))
 }
 
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<User>> {
     validate_id("id", &id)?;
-    match state.store.get_user(&id).await? {
-        Some(user) => Ok(Json(user)),
-        None => Err(Error::not_found("user", &id, "id")),
-    }
+    let user = state.store.get_user(&id).await?;
+    user.map(Json)
+        .ok_or_else(|| Error::not_found("user", &id, "id"))
 }
 
 pub async fn patch(
@@ -84,19 +75,16 @@ pub async fn patch(
     if let Some(l) = &patch.labels {
         validate_labels("labels", l)?;
     }
-    match state.store.patch_user(&id, &patch).await? {
-        Some(user) => Ok(Json(user)),
-        None => Err(Error::not_found("user", &id, "id")),
-    }
+    let user = state.catalogue.patch_user(&id, &patch).await?;
+    user.map(Json)
+        .ok_or_else(|| Error::not_found("user", &id, "id"))
 }
 
 pub async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode> {
     validate_id("id", &id)?;
-    if state.store.delete_user(&id).await? {
-        state.engine.delete_user(&id);
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(Error::not_found("user", &id, "id"))
+    match state.catalogue.delete_user(&id).await? {
+        true => Ok(StatusCode::NO_CONTENT),
+        false => Err(Error::not_found("user", &id, "id")),
     }
 }
 
@@ -105,10 +93,9 @@ pub async fn list(
     Query(params): Query<ListParams>,
 ) -> Result<Json<Page<User>>> {
     let limit = params.limit()?;
-    Ok(Json(
-        state
-            .store
-            .list_users(params.cursor.as_deref(), limit)
-            .await?,
-    ))
+    let page = state
+        .store
+        .list_users(params.cursor.as_deref(), limit)
+        .await?;
+    Ok(Json(page))
 }

@@ -1,11 +1,12 @@
-//! `reco diagnose`: runs the checks of [`crate::diagnose`] and exits 0 (all ok), 1 (warnings) or
+//! `reco diagnose`: runs the checks of [`crate::ops::diagnose`] and exits 0 (all ok), 1 (warnings) or
 //! 2 (failures).
 
 use secrecy::ExposeSecret;
 
+use super::connect;
 use crate::config::Config;
-use crate::diagnose::{Inputs, checks, exit_status, render_text};
-use crate::monitor::Monitor;
+use crate::ops::diagnose::{Inputs, checks, exit_status, render_text};
+use crate::ops::monitor::Monitor;
 
 #[derive(Debug, clap::Args)]
 pub struct Opts {
@@ -22,8 +23,8 @@ pub struct Opts {
 }
 
 pub async fn run(opts: Opts, config: Config) -> anyhow::Result<()> {
-    let store = super::inspector(&config, "diagnose").await;
-    let replicas = super::replica_urls(&config, &opts.replicas, store.as_ref().ok()).await;
+    let store = connect::inspector(&config, "diagnose").await;
+    let replicas = connect::replica_urls(&config, &opts.replicas, store.as_ref().ok()).await;
     let api_key = config
         .http
         .api_key

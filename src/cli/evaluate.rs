@@ -4,11 +4,12 @@
 use std::path::PathBuf;
 
 use crate::config::Config;
-use crate::dataset::Dataset;
+use crate::data::{Dataset, movielens};
 use crate::db::Pool;
 use crate::eval::{self, EvalData};
 use crate::metrics::Metrics;
-use crate::store::{Feedback, Store};
+use crate::policy::FeedbackPolicy;
+use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct Opts {
@@ -27,37 +28,35 @@ pub struct Opts {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Source {
-    /// MovieLens 100K folder: ratings >= 4 are positives, per-user temporal 80/20 split.
+    /// MovieLens 100K folder: ratings >= recommend.rating_threshold (4) are positives, per-user
+    /// temporal 80/20 split.
     Movielens { dir: PathBuf },
-    /// A given split: tab-separated `user item rating timestamp` files; ratings >= 4 are positives.
+    /// A given split: tab-separated `user item rating timestamp` files; ratings >=
+    /// recommend.rating_threshold (4) are positives.
     Files { train: PathBuf, test: PathBuf },
-    /// The configured database: likes, purchases and other non-view, non-negative feedback and
-    /// ratings >= 4 are positives; per-user temporal 80/20 split.
+    /// The configured database: positive feedback (the server's rule: types in
+    /// recommend.positive_weights, ratings >= recommend.rating_threshold) is positive; per-user
+    /// temporal 80/20 split.
     Store,
 }
 
-/// Positive feedback for evaluation on store data.
-fn is_positive(f: &Feedback, negative_types: &[String]) -> bool {
-    match f.feedback_type.as_str() {
-        "rating" => f.value >= 4.0,
-        "view" => false,
-        t => !negative_types.iter().any(|n| n == t),
-    }
-}
-
 pub async fn run(opts: Opts, config: Config) -> anyhow::Result<()> {
+    // One definition of a positive, the server's (`crate::policy`), for every source.
+    let policy = FeedbackPolicy::from_config(&config.recommend);
+    let positive = |f: &crate::store::Feedback| policy.is_positive(&f.feedback_type, f.value);
     let data: EvalData = match &opts.source {
         Source::Movielens { dir } => {
-            let ds = crate::import::movielens::load(dir)?;
-            eval::from_dataset(&ds, |f| f.value >= 4.0, 0.8)
+            let ds = movielens::load(dir)?;
+            eval::from_dataset(&ds.items, &ds.feedback, positive, 0.8)
         }
-        Source::Files { train, test } => eval::from_files(train, test, 4.0)?,
+        Source::Files { train, test } => {
+            eval::from_files(train, test, config.recommend.rating_threshold)?
+        }
         Source::Store => {
             let pool = Pool::open(&config.db, Metrics::new().pool).await?;
             let ds = Dataset::load(&Store::new(pool.clone())).await?;
             pool.close().await;
-            let negative = config.recommend.negative_types.clone();
-            eval::from_dataset(&ds, |f| is_positive(f, &negative), 0.8)
+            eval::from_dataset(&ds.items, &ds.feedback, positive, 0.8)
         }
     };
     let models: Vec<String> = if opts.models.is_empty() {

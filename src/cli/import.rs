@@ -26,7 +26,7 @@ pub enum Source {
 
 pub async fn run(opts: Opts, config: Config) -> anyhow::Result<()> {
     let Source::Movielens { dir } = opts.source;
-    let data = crate::import::movielens::load(&dir)?;
+    let data = crate::data::movielens::load(&dir)?;
     let pool = Pool::open(&config.db, Metrics::new().pool).await?;
     let store = Store::new(pool.clone());
     store.migrate(&config.db).await?;

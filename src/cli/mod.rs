@@ -3,6 +3,7 @@
 //! [`GlobalOpts`] and become the top configuration layer.
 
 mod config_cmd;
+mod connect;
 mod diagnose;
 mod evaluate;
 mod import;
@@ -77,45 +78,6 @@ impl GlobalOpts {
         o.set("log.level", self.log_level.clone());
         o
     }
-}
-
-/// A store over one connection of its own, named `<application_name>-<purpose>` so that operators
-/// (and reco's own checks) can tell it from the server's pool.
-async fn inspector(config: &Config, purpose: &str) -> anyhow::Result<crate::store::Store> {
-    let mut db = config.db.clone();
-    db.pool_size = 1;
-    db.max_overflow = 0;
-    db.application_name = format!("{}-{purpose}", db.application_name);
-    // Unnamed statements in one transaction per checkout work through any pooler, also one the
-    // configuration does not mention: these commands must work to diagnose exactly that.
-    db.pooler = crate::config::Pooler::Transaction;
-    let pool = crate::db::Pool::open(&db, crate::db::PoolMetrics::default())
-        .await
-        .map_err(|e| anyhow::anyhow!("opening a database connection: {e}"))?;
-    Ok(crate::store::Store::new(pool))
-}
-
-/// The replicas to talk to: configured (`monitor.replicas`), given on the command line, and the
-/// ones the cluster registry lists (when a store is at hand and the registry has rows).
-async fn replica_urls(
-    config: &Config,
-    given: &[String],
-    store: Option<&crate::store::Store>,
-) -> Vec<String> {
-    let mut out: Vec<String> = config.monitor.replicas.clone();
-    out.extend(given.iter().cloned());
-    if let Some(store) = store
-        && let Ok(registered) =
-            crate::cluster::Cluster::replicas(store.pool(), &config.db.application_name).await
-    {
-        for url in registered.into_iter().filter_map(|r| r.url) {
-            let same = |u: &String| u.trim_end_matches('/') == url.trim_end_matches('/');
-            if !out.iter().any(same) {
-                out.push(url);
-            }
-        }
-    }
-    out
 }
 
 /// Parses the command line and runs the subcommand.

@@ -10,8 +10,9 @@ use ratatui::text::Line;
 use ratatui::widgets::{Block, Paragraph, Row, Table};
 use secrecy::ExposeSecret;
 
+use super::connect;
 use crate::config::{Config, seconds};
-use crate::monitor::{Level, Monitor, REPLICA_COLUMNS, View};
+use crate::ops::monitor::{Level, Monitor, REPLICA_COLUMNS, View};
 
 #[derive(Debug, clap::Args)]
 pub struct Opts {
@@ -33,9 +34,9 @@ pub async fn run(opts: Opts, config: Config) -> anyhow::Result<()> {
     let store = if opts.no_database {
         None
     } else {
-        Some(super::inspector(&config, "monitor").await?)
+        Some(connect::inspector(&config, "monitor").await?)
     };
-    let replicas = super::replica_urls(&config, &opts.replicas, store.as_ref()).await;
+    let replicas = connect::replica_urls(&config, &opts.replicas, store.as_ref()).await;
     let api_key = config
         .http
         .api_key
@@ -50,7 +51,10 @@ pub async fn run(opts: Opts, config: Config) -> anyhow::Result<()> {
         return Ok(());
     }
     if opts.once {
-        print!("{}", crate::monitor::render_text(&monitor.observe().await));
+        print!(
+            "{}",
+            crate::ops::monitor::render_text(&monitor.observe().await)
+        );
         return Ok(());
     }
     live(&monitor, seconds(config.monitor.interval)).await

@@ -6,8 +6,9 @@ use std::io::{BufRead, Write};
 
 use secrecy::ExposeSecret;
 
+use super::connect;
 use crate::config::{Config, display_url};
-use crate::monitor::ReplicaClient;
+use crate::ops::monitor::ReplicaClient;
 
 #[derive(Debug, clap::Args)]
 pub struct Opts {
@@ -25,12 +26,12 @@ pub struct Opts {
 
 pub async fn run(opts: Opts, config: Config) -> anyhow::Result<()> {
     let store = if opts.terminate_idle {
-        Some(super::inspector(&config, "reset").await?)
+        Some(connect::inspector(&config, "reset").await?)
     } else {
         // Only to read the cluster registry: optional.
-        super::inspector(&config, "reset").await.ok()
+        connect::inspector(&config, "reset").await.ok()
     };
-    let replicas = super::replica_urls(&config, &opts.replicas, store.as_ref()).await;
+    let replicas = connect::replica_urls(&config, &opts.replicas, store.as_ref()).await;
     if replicas.is_empty() && !opts.terminate_idle {
         anyhow::bail!(
             "no replicas to reset: give --replica URL, set monitor.replicas, or run them with a \

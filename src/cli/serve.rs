@@ -1,5 +1,6 @@
 //! `reco serve`: run the HTTP server.
 
+use crate::api;
 use crate::app::{App, shutdown_signal};
 use crate::config::{Config, Overrides};
 
@@ -51,5 +52,5 @@ pub async fn run(_opts: Opts, config: Config) -> anyhow::Result<()> {
         None => println!("try: curl 'http://{addr}/api/popular?n=10'"),
     }
     tracing::info!(%addr, backend = ?state.pool.backend(), "serving");
-    App::serve(state, listener, shutdown_signal()).await
+    api::serve(state, listener, shutdown_signal()).await
 }

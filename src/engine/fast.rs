@@ -3,13 +3,15 @@
 
 use std::cell::RefCell;
 
-use super::{Asked, Engine, ItemMeta, Scored, unique_chain};
+use super::asked::Asked;
+use super::request::Scored;
+use super::state::ItemMeta;
 use crate::algo::Accumulator;
 
 /// Weight of normalised, time-decayed popularity in the `fast` blend (neighbours weigh 1).
 const FAST_POPULARITY_WEIGHT: f32 = 0.1;
 /// History items whose neighbours `fast` gathers (the rest only filter).
-pub(super) const MAX_SOURCES: usize = 200;
+pub const MAX_SOURCES: usize = 200;
 
 thread_local! {
     static SCRATCH: RefCell<Accumulator> = RefCell::new(Accumulator::default());
@@ -29,70 +31,70 @@ fn sorted_prefix(order: &mut [(f32, u32)], prefix: usize) -> usize {
     }
 }
 
-impl Engine {
-    /// `fast`: item-to-item neighbours of the user's positive items, each candidate scored by its
-    /// summed similarity (normalised to the best candidate) plus a little time-decayed popularity.
-    /// A user without history gets trending items.
-    pub(super) fn fast(&self, asked: &Asked<'_>) -> Vec<Scored> {
-        let Asked {
-            s,
-            history,
-            q,
-            snap,
-            ..
-        } = *asked;
-        SCRATCH.with(|cell| {
-            let mut guard = cell.borrow_mut();
-            let sc = &mut *guard;
-            sc.prepare(snap.n_items);
-            for j in s.positive_items(history, snap.n_items).take(MAX_SOURCES) {
-                sc.add_neighbours(j, &snap.itemknn.neighbours[j as usize]);
-            }
-            let best = sc.max().max(f32::MIN_POSITIVE);
-            let pop_best = snap
-                .popular_order
-                .first()
-                .map(|&i| snap.popularity.scores[i as usize])
-                .unwrap_or(0.0);
-            let pop_scale = FAST_POPULARITY_WEIGHT / pop_best.max(f32::MIN_POSITIVE);
-            let score = |i: u32| {
-                let pop = snap.popularity.score(i) * pop_scale;
-                pop + sc.sum(i) / best
+/// `fast`: item-to-item neighbours of the user's liked items, each candidate scored by its summed
+/// similarity (normalised to the best candidate) plus a little time-decayed popularity. A user
+/// without history gets trending items.
+pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
+    let Asked {
+        s,
+        history,
+        q,
+        snap,
+        ..
+    } = *asked;
+    SCRATCH.with(|cell| {
+        let mut guard = cell.borrow_mut();
+        let sc = &mut *guard;
+        sc.prepare(snap.n_items);
+        for j in asked.liked_trained().take(MAX_SOURCES) {
+            sc.add_neighbours(j, &snap.itemknn.neighbours[j as usize]);
+        }
+        let best = sc.max().max(f32::MIN_POSITIVE);
+        let pop_best = snap
+            .popular_order
+            .first()
+            .map(|&i| snap.popularity.scores[i as usize])
+            .unwrap_or(0.0);
+        let pop_scale = FAST_POPULARITY_WEIGHT / pop_best.max(f32::MIN_POSITIVE);
+        let score = |i: u32| {
+            let pop = snap.popularity.score(i) * pop_scale;
+            pop + sc.sum(i) / best
+        };
+        let mut order: Vec<(f32, u32)> = sc.touched().iter().map(|&i| (score(i), i)).collect();
+        order.extend(
+            snap.popular_order
+                .iter()
+                .filter(|&&i| !sc.contains(i))
+                .map(|&i| (score(i), i)),
+        );
+        let explain = |i: u32, _: &ItemMeta| {
+            let reason = if sc.contains(i) {
+                format!("because you liked {}", s.item_id(sc.source(i)))
+            } else {
+                "trending".to_string()
             };
-            let mut order: Vec<(f32, u32)> = sc.touched().iter().map(|&i| (score(i), i)).collect();
-            order.extend(
-                snap.popular_order
-                    .iter()
-                    .filter(|&&i| !sc.contains(i))
-                    .map(|&i| (score(i), i)),
-            );
-            let seen = |i: u32| history.is_some_and(|h| h.contains_key(&i));
-            let explain = |i: u32, _: &ItemMeta| {
-                let reason = if sc.contains(i) {
-                    format!("because you liked {}", s.item_id(sc.source(i)))
-                } else {
-                    "trending".to_string()
-                };
-                (score(i) as f64, reason)
+            (score(i) as f64, reason)
+        };
+        // Sorting every candidate is the expensive part: sort a prefix deep enough for the
+        // filters, and everything only when the filters ate through it.
+        let depth = 4 * (q.n + q.exclude.len()) + history.map_or(0, |h| h.len()) + 50;
+        let mut picked = Vec::new();
+        for prefix in [depth, usize::MAX] {
+            let sorted = sorted_prefix(&mut order, prefix);
+            let idx: Vec<u32> = order[..sorted].iter().map(|x| x.1).collect();
+            // Complete: then everything else (items new since training, long tail), by live
+            // popularity.
+            let complete = sorted == order.len();
+            picked = if complete {
+                asked.pick(&[&idx], q, explain)
+            } else {
+                asked.pick_from(idx.iter().copied(), q, explain)
             };
-            // Sorting every candidate is the expensive part: sort a prefix deep enough for the
-            // filters, and everything only when the filters ate through it.
-            let ranking = self.ranking.load();
-            let depth = 4 * (q.n + q.exclude.len()) + history.map_or(0, |h| h.len()) + 50;
-            let mut picked = Vec::new();
-            for prefix in [depth, usize::MAX] {
-                let sorted = sorted_prefix(&mut order, prefix);
-                let idx: Vec<u32> = order[..sorted].iter().map(|x| x.1).collect();
-                let complete = sorted == order.len();
-                // Then everything else (items new since training, long tail), by live popularity.
-                let rest: &[u32] = if complete { &ranking.popular } else { &[] };
-                picked = s.pick(unique_chain([&idx[..], rest]), q, seen, explain);
-                if picked.len() >= q.n || complete {
-                    break;
-                }
+            if picked.len() >= q.n || complete {
+                break;
             }
-            sc.reset();
-            picked
-        })
-    }
+        }
+        sc.reset();
+        picked
+    })
 }

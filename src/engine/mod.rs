@@ -10,9 +10,14 @@
 //! a committed change; the ranking is an immutable [`Ranking`] swapped in with `ArcSwap` by a
 //! background re-ranker, so sorting never blocks a request. Errors of this layer are [`Error`].
 
+mod asked;
 mod fast;
 mod models;
+mod ranking;
+mod request;
+mod similar;
 mod smart;
+mod snapshot;
 mod state;
 
 use std::collections::HashMap;
@@ -22,13 +27,18 @@ use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::RwLock;
-use serde::Serialize;
 
-use crate::algo::smart::Route;
+use crate::policy::FeedbackPolicy;
 use crate::store::{self, Feedback, Item, Store};
-use crate::train::Snapshot;
+use asked::Asked;
+use state::State;
+
+pub use crate::algo::smart::Route;
+pub use crate::kinds::EngineKind;
+pub use ranking::Ranking;
+pub use request::{Query, Recommendation, Request, Scored, Who};
+pub use snapshot::Snapshot;
 pub use state::ItemMeta;
-use state::{State, UserHistory};
 
 /// Errors of the engine layer.
 #[derive(Debug, thiserror::Error)]
@@ -36,55 +46,6 @@ pub enum Error {
     /// Loading from the store failed.
     #[error("loading the recommender state failed: {0}")]
     Load(#[from] store::Error),
-}
-
-/// What a recommendation request asks for, already validated.
-#[derive(Debug, Clone, Default)]
-pub struct Query<'a> {
-    pub n: usize,
-    /// Only items in at least one of these categories (empty: any).
-    pub categories: &'a [String],
-    /// Never these item ids.
-    pub exclude: &'a [String],
-    /// Only items whose timestamp is at or after this (epoch ms): the item time-to-live.
-    pub not_before_ms: Option<i64>,
-}
-
-/// An owned [`Query`], for work that moves to another thread.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct Request {
-    pub n: usize,
-    pub categories: Vec<String>,
-    pub exclude: Vec<String>,
-    pub not_before_ms: Option<i64>,
-}
-
-impl Request {
-    pub fn query(&self) -> Query<'_> {
-        Query {
-            n: self.n,
-            categories: &self.categories,
-            exclude: &self.exclude,
-            not_before_ms: self.not_before_ms,
-        }
-    }
-}
-
-/// One recommended item.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Scored {
-    pub id: Arc<str>,
-    pub score: f64,
-    pub reason: String,
-}
-
-/// The popularity and recency order, rebuilt in the background.
-#[derive(Debug, Default)]
-pub struct Ranking {
-    /// Item indices by descending popularity (ties: newer first, then id).
-    popular: Vec<u32>,
-    /// Item indices by descending timestamp.
-    latest: Vec<u32>,
 }
 
 /// The in-memory recommender.
@@ -125,86 +86,13 @@ impl Change {
     }
 }
 
-/// One request as the engines see it: the query, the user's history (and trained row), and the
-/// state and snapshot it is answered from.
-#[derive(Clone, Copy)]
-pub(super) struct Asked<'a> {
-    s: &'a State,
-    history: Option<&'a UserHistory>,
-    /// The user's row in the snapshot's factor models, when they were trained.
-    row: Option<usize>,
-    q: &'a Query<'a>,
-    snap: &'a Snapshot,
-}
-
-/// Whom a recommendation is for.
-#[derive(Debug, Clone, Copy)]
-pub enum Who<'a> {
-    /// A user, with their live history.
-    User(&'a str),
-    /// An anonymous visitor, by the item ids of their session so far.
-    Session(&'a [String]),
-}
-
-/// Which recommender answers a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EngineKind {
-    /// The orchestrator's choice (an experiment's variant, or `smart`'s rules).
-    Auto,
-    /// Item-to-item neighbours of the user's items blended with time-decayed popularity.
-    Fast,
-    /// ALS, BPR, item-to-item and content blended with weights fitted at training time.
-    Quality,
-    /// Candidates from several sources scored by a learned ranker.
-    Enhanced,
-    /// Routes by what is known about the user.
-    Smart,
-    /// Most interacted-with items.
-    Popularity,
-}
-
-impl EngineKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            EngineKind::Auto => "auto",
-            EngineKind::Fast => "fast",
-            EngineKind::Quality => "quality",
-            EngineKind::Enhanced => "enhanced",
-            EngineKind::Smart => "smart",
-            EngineKind::Popularity => "popularity",
-        }
-    }
-}
-
-/// An engine's answer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Recommendation {
-    /// The engine that served (`popularity` when the chosen one had no models yet).
-    pub engine: EngineKind,
-    /// `smart`'s route for this user.
-    pub route: Option<Route>,
-    pub items: Vec<Scored>,
-}
-
-/// The entries of `parts` in order, each item once, lazily: the live popularity order that ends
-/// every engine's list is catalogue-sized, and a request stops after its first few entries.
-fn unique_chain<'a>(parts: impl IntoIterator<Item = &'a [u32]>) -> impl Iterator<Item = u32> {
-    let mut seen = std::collections::HashSet::new();
-    parts
-        .into_iter()
-        .flatten()
-        .copied()
-        .filter(move |i| seen.insert(*i))
-}
-
 impl Engine {
-    /// An empty engine; `negative_types` never count as popularity and exclude the item for the user.
-    /// `diversity` is the MMR strength of `quality` (0 = off).
-    pub fn new(negative_types: Vec<String>, diversity: f32) -> Self {
+    /// An empty engine; `policy` says what each feedback row means (what counts as popularity and
+    /// as liked, what excludes an item). `diversity` is the MMR strength of `quality` (0 = off).
+    pub fn new(policy: FeedbackPolicy, diversity: f32) -> Self {
         Self {
             diversity,
-            state: RwLock::new(State::new(negative_types)),
+            state: RwLock::new(State::new(policy)),
             ranking: ArcSwap::default(),
             snapshot: ArcSwapOption::empty(),
             events_since_training: AtomicU64::new(0),
@@ -258,8 +146,7 @@ impl Engine {
     /// is read are replayed onto the new state, so none is lost.
     pub async fn reload(&self, store: &Store, item_order: &[Arc<str>]) -> Result<(), Error> {
         *self.journal.lock() = Some(Vec::new());
-        let mut fresh =
-            State::with_item_order(self.state.read().negative_types().to_vec(), item_order);
+        let mut fresh = State::with_item_order(self.state.read().policy().clone(), item_order);
         let read = async {
             store.for_each_item(|item| fresh.upsert_item(&item)).await?;
             store.for_each_user_id(|id| fresh.ensure_user(&id)).await?;
@@ -295,7 +182,7 @@ impl Engine {
     /// Rebuilds the popularity and recency order from the current counts.
     pub fn rerank(&self) {
         let snapshot = self.state.read().ranking_inputs();
-        self.ranking.store(Arc::new(state::rank(snapshot)));
+        self.ranking.store(Arc::new(ranking::rank(snapshot)));
     }
 
     /// Re-ranks every `period` until the returned task is aborted.
@@ -367,6 +254,7 @@ impl Engine {
     /// the requested categories; with no trained models every engine answers with popularity.
     pub fn recommend(&self, who: Who<'_>, q: &Query<'_>, kind: EngineKind) -> Recommendation {
         let s = self.state.read();
+        let ranking = self.ranking.load();
         let session;
         let (history, user_id) = match who {
             Who::User(id) => (s.user_history(id), Some(id)),
@@ -376,31 +264,39 @@ impl Engine {
             }
         };
         let Some(snap) = self.snapshot.load_full() else {
+            let seen = |i: u32| history.is_some_and(|h| h.contains_key(&i));
+            let items = s.pick(ranking.popular.iter().copied(), q, seen, |_, meta| {
+                (meta.popularity, "popular".to_string())
+            });
             return Recommendation {
                 engine: EngineKind::Popularity,
                 route: None,
-                items: self.popular_for(&s, history, q),
+                items,
             };
         };
-        let row = user_id
-            .and_then(|id| snap.user_rows.get(id))
-            .map(|&r| r as usize);
         let asked = Asked {
             s: &s,
             history,
-            row,
+            row: user_id
+                .and_then(|id| snap.user_rows.get(id))
+                .map(|&r| r as usize),
             q,
             snap: &snap,
+            ranking: &ranking,
+            diversity: self.diversity,
         };
         let (engine, route, items) = match kind {
-            EngineKind::Fast => (kind, None, self.fast(&asked)),
-            EngineKind::Quality => (kind, None, self.quality(&asked)),
-            EngineKind::Enhanced => (kind, None, self.enhanced(&asked)),
+            EngineKind::Fast => (kind, None, fast::recommend(&asked)),
+            EngineKind::Quality => (kind, None, models::quality(&asked)),
+            EngineKind::Enhanced => (kind, None, models::enhanced(&asked)),
             EngineKind::Smart | EngineKind::Auto => {
-                let (route, items) = self.smart(&asked);
+                let (route, items) = smart::recommend(&asked);
                 (EngineKind::Smart, Some(route), items)
             }
-            EngineKind::Popularity => (kind, None, self.popular_for(&s, history, q)),
+            EngineKind::Popularity => {
+                let items = asked.pick(&[], q, |_, meta| (meta.popularity, "popular".into()));
+                (kind, None, items)
+            }
         };
         Recommendation {
             engine,
@@ -409,73 +305,21 @@ impl Engine {
         }
     }
 
-    /// The most popular items the user has not interacted with. An unknown user gets the plain
-    /// popular list.
-    fn popular_for(&self, s: &State, seen: Option<&UserHistory>, q: &Query<'_>) -> Vec<Scored> {
-        let ranking = self.ranking.load();
-        s.pick(
-            ranking.popular.iter().copied(),
-            q,
-            |idx| seen.is_some_and(|h| h.contains_key(&idx)),
-            |_, meta| (meta.popularity, "popular".to_string()),
-        )
-    }
-
-    /// Items like `item_id`: its item-to-item neighbours ("often liked together"), then its
-    /// content neighbours ("similar content", which also serve items nobody has touched), then
-    /// popular items of its categories. `None` when the item does not exist.
+    /// Items like `item_id` (see [`similar::similar`]); `None` when the item does not exist.
     pub fn similar(&self, item_id: &str, q: &Query<'_>) -> Option<Vec<Scored>> {
         let s = self.state.read();
         if !s.has_item(item_id) {
             return None;
         }
         let idx = *s.item_index().get(item_id)?;
-        let mut order: Vec<(u32, f32, &'static str)> = Vec::new();
-        if let Some(snap) = self
-            .snapshot
-            .load_full()
-            .filter(|snap| (idx as usize) < snap.n_items)
-        {
-            order.extend(
-                snap.itemknn.neighbours[idx as usize]
-                    .iter()
-                    .map(|&(i, sim)| (i, sim, "often liked together")),
-            );
-            let listed: std::collections::HashSet<u32> = order.iter().map(|x| x.0).collect();
-            order.extend(
-                snap.content.neighbours[idx as usize]
-                    .iter()
-                    .filter(|(i, _)| !listed.contains(i))
-                    .map(|&(i, sim)| (i, sim * 0.5, "similar content")),
-            );
-        }
-        let by_index: HashMap<u32, (f32, &'static str)> =
-            order.iter().map(|&(i, sc, r)| (i, (sc, r))).collect();
-        // Then popular items sharing a category with it.
-        let categories: Vec<Arc<str>> = s.item_categories(idx).to_vec();
-        let ranking = self.ranking.load();
-        let same_category = ranking.popular.iter().copied().filter(|i| {
-            !by_index.contains_key(i)
-                && s.item_categories(*i).iter().any(|c| categories.contains(c))
-        });
-        let picked = s.pick(
-            order.iter().map(|x| x.0).chain(same_category),
+        let snap = self.snapshot.load_full();
+        Some(similar::similar(
+            &s,
+            idx,
+            snap.as_deref(),
+            &self.ranking.load(),
             q,
-            |i| i == idx,
-            |i, meta| match by_index.get(&i) {
-                Some(&(score, reason)) => (score as f64, reason.to_string()),
-                None => {
-                    let shared = meta
-                        .categories
-                        .iter()
-                        .find(|c| categories.contains(c))
-                        .map(|c| c.to_string())
-                        .unwrap_or_default();
-                    (0.0, format!("popular in {shared}"))
-                }
-            },
-        );
-        Some(picked)
+        ))
     }
 
     /// The most popular items overall (filtered like [`Engine::recommend`], without a user).

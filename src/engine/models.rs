@@ -5,7 +5,9 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use super::{Asked, Engine, Query, Scored, unique_chain};
+use super::asked::Asked;
+use super::fast::MAX_SOURCES;
+use super::request::{Query, Scored};
 use crate::algo::blend::{MMR_POOL, normalise};
 use crate::algo::diversity::{jaccard, mmr};
 use crate::algo::enhanced::{self, Source};
@@ -28,151 +30,136 @@ fn sigmoid(x: f32) -> f64 {
     1.0 / (1.0 + (-f64::from(x)).exp())
 }
 
-impl Engine {
-    /// `quality`: every trained model scores the whole catalogue for the user (factor models from
-    /// the user's trained row, or folded in from the live history for users new since training),
-    /// scores are scaled per model and blended with the fitted weights, then MMR spreads the list
-    /// across categories.
-    pub(super) fn quality(&self, asked: &Asked<'_>) -> Vec<Scored> {
-        let Asked {
-            s,
-            history,
-            row,
-            q,
-            snap,
-        } = *asked;
-        let (items, weights) = s.positive_history(history, snap.n_items);
-        let hist = History {
-            items: &items,
-            weights: &weights,
-        };
-        let want = (q.n * MMR_POOL + q.exclude.len()) * 4 + 100;
-        let ranking = self.ranking.load();
-        let sources = &items[..items.len().min(super::fast::MAX_SOURCES)];
-        // Filter first, over-fetching, then let MMR choose `n` spread across categories.
-        let pool_query = Query {
-            n: q.n * MMR_POOL,
-            ..*q
-        };
-        let pool = SCRATCH.with(|cell| {
-            let sc = &mut *cell.borrow_mut();
-            sc.blended.clear();
-            sc.blended.resize(snap.n_items, 0.0);
-            sc.member.resize(snap.n_items, 0.0);
-            let members: [&dyn Scorer; 4] = [&snap.als, &snap.bpr, &snap.itemknn, &snap.content];
-            for (m, &w) in members.iter().zip(&snap.quality_weights) {
-                if w > 0.0 {
-                    m.score(row, hist, &mut sc.member[..snap.n_items]);
-                    normalise(&mut sc.member[..snap.n_items]);
-                    sc.blended
-                        .iter_mut()
-                        .zip(&sc.member)
-                        .for_each(|(b, x)| *b += w * x);
-                }
+/// `quality`: every trained model scores the whole catalogue for the user (factor models from
+/// the user's trained row, or folded in from the live history for users new since training),
+/// scores are scaled per model and blended with the fitted weights, then MMR spreads the list
+/// across categories.
+pub fn quality(asked: &Asked<'_>) -> Vec<Scored> {
+    let Asked {
+        s, row, q, snap, ..
+    } = *asked;
+    let (items, weights) = asked.liked_history();
+    let hist = History {
+        items: &items,
+        weights: &weights,
+    };
+    let want = (q.n * MMR_POOL + q.exclude.len()) * 4 + 100;
+    let sources = &items[..items.len().min(MAX_SOURCES)];
+    // Filter first, over-fetching, then let MMR choose `n` spread across categories.
+    let pool_query = Query {
+        n: q.n * MMR_POOL,
+        ..*q
+    };
+    let pool = SCRATCH.with(|cell| {
+        let sc = &mut *cell.borrow_mut();
+        sc.blended.clear();
+        sc.blended.resize(snap.n_items, 0.0);
+        sc.member.resize(snap.n_items, 0.0);
+        let members: [&dyn Scorer; 4] = [&snap.als, &snap.bpr, &snap.itemknn, &snap.content];
+        for (m, &w) in members.iter().zip(&snap.quality_weights) {
+            if w > 0.0 {
+                m.score(row, hist, &mut sc.member[..snap.n_items]);
+                normalise(&mut sc.member[..snap.n_items]);
+                sc.blended
+                    .iter_mut()
+                    .zip(&sc.member)
+                    .for_each(|(b, x)| *b += w * x);
             }
-            let order = top_n(&sc.blended[..snap.n_items], &items, want);
-            // The blended score of the ranked items; popular items filling up after them score 0.
-            // `member` is free once blended: NaN marks the ranked items (every score is finite),
-            // instead of a per-request map from item to score; the marks are cleared after.
-            for &i in &order {
-                sc.member[i as usize] = f32::NAN;
-            }
-            let score = |i: u32| match sc.member.get(i as usize) {
-                Some(m) if m.is_nan() => sc.blended[i as usize],
-                _ => 0.0,
-            };
-            let picked = s.pick(
-                unique_chain([&order[..], &ranking.popular[..]]),
-                &pool_query,
-                |i| history.is_some_and(|h| h.contains_key(&i)),
-                |i, _| {
-                    let because = sources
-                        .iter()
-                        .filter_map(|&j| {
-                            snap.itemknn.neighbours[j as usize]
-                                .iter()
-                                .find(|n| n.0 == i)
-                                .map(|n| (j, n.1))
-                        })
-                        .max_by(|a, b| a.1.total_cmp(&b.1));
-                    let reason = match because {
-                        Some((j, _)) => format!("because you liked {}", s.item_id(j)),
-                        None if items.is_empty() => "popular".to_string(),
-                        None => "matches your taste".to_string(),
-                    };
-                    (score(i) as f64, reason)
-                },
-            );
-            for &i in &order {
-                sc.member[i as usize] = 0.0;
-            }
-            picked
-        });
-        if self.diversity <= 0.0 {
-            return pool.into_iter().take(q.n).collect();
         }
-        let index = s.item_index();
-        let scored: Vec<(u32, f32)> = pool
-            .iter()
-            .map(|p| (index[&p.id], p.score as f32))
-            .collect();
-        let similarity = |a: u32, b: u32| jaccard(s.item_categories(a), s.item_categories(b));
-        let chosen = mmr(&scored, similarity, q.n, self.diversity);
-        let mut by_idx: HashMap<u32, Scored> = scored.iter().map(|x| x.0).zip(pool).collect();
-        chosen
-            .into_iter()
-            .filter_map(|i| by_idx.remove(&i))
-            .collect()
-    }
-
-    /// `enhanced`: candidates from the factorisation, item-to-item and content neighbours of the
-    /// history, and popular items of the user's favourite categories, each scored by the learned
-    /// ranker over the same features; the score shown is the ranker's probability.
-    pub(super) fn enhanced(&self, asked: &Asked<'_>) -> Vec<Scored> {
-        let Asked {
-            s,
-            history,
-            row,
-            q,
-            snap,
-        } = *asked;
-        let (items, weights) = s.positive_history(history, snap.n_items);
-        let hist = History {
-            items: &items,
-            weights: &weights,
+        let order = top_n(&sc.blended[..snap.n_items], &items, want);
+        // The blended score of the ranked items; popular items filling up after them score 0.
+        // `member` is free once blended: NaN marks the ranked items (every score is finite),
+        // instead of a per-request map from item to score; the marks are cleared after.
+        for &i in &order {
+            sc.member[i as usize] = f32::NAN;
+        }
+        let score = |i: u32| match sc.member.get(i as usize) {
+            Some(m) if m.is_nan() => sc.blended[i as usize],
+            _ => 0.0,
         };
-        let mut candidates = SCRATCH.with(|cell| {
-            let sc = &mut *cell.borrow_mut();
-            snap.enhanced_models()
-                .candidates(row, hist, &mut sc.enhanced)
+        let picked = asked.pick(&[&order], &pool_query, |i, _| {
+            let because = sources
+                .iter()
+                .filter_map(|&j| {
+                    snap.itemknn.neighbours[j as usize]
+                        .iter()
+                        .find(|n| n.0 == i)
+                        .map(|n| (j, n.1))
+                })
+                .max_by(|a, b| a.1.total_cmp(&b.1));
+            let reason = match because {
+                Some((j, _)) => format!("because you liked {}", s.item_id(j)),
+                None if items.is_empty() => "popular".to_string(),
+                None => "matches your taste".to_string(),
+            };
+            (score(i) as f64, reason)
         });
-        snap.ranker.rank(&mut candidates);
-        let by_item: HashMap<u32, (f32, Source)> = candidates
-            .iter()
-            .map(|c| (c.item, (c.score, c.source)))
-            .collect();
-        let order: Vec<u32> = candidates.iter().map(|c| c.item).collect();
-        let ranking = self.ranking.load();
-        s.pick(
-            unique_chain([&order[..], &ranking.popular[..]]),
-            q,
-            |i| history.is_some_and(|h| h.contains_key(&i)),
-            |i, _| match by_item.get(&i) {
-                Some(&(score, source)) => {
-                    let reason = match source {
-                        Source::Neighbours(j) => format!("because you liked {}", s.item_id(j)),
-                        Source::Content(j) => format!("similar to {}", s.item_id(j)),
-                        Source::Category(c) => format!(
-                            "popular in {}",
-                            snap.category_names.get(c as usize).map_or("", |n| n)
-                        ),
-                        Source::Factors => "matches your taste".to_string(),
-                        Source::Popular => "trending".to_string(),
-                    };
-                    (sigmoid(score), reason)
-                }
-                None => (0.0, "popular".to_string()),
-            },
-        )
+        for &i in &order {
+            sc.member[i as usize] = 0.0;
+        }
+        picked
+    });
+    diversify(asked, pool)
+}
+
+/// MMR over the filtered pool: `q.n` items spread across categories (`diversity` 0: the pool's
+/// head).
+fn diversify(asked: &Asked<'_>, pool: Vec<Scored>) -> Vec<Scored> {
+    let Asked { s, q, .. } = *asked;
+    if asked.diversity <= 0.0 {
+        return pool.into_iter().take(q.n).collect();
     }
+    let index = s.item_index();
+    let scored: Vec<(u32, f32)> = pool
+        .iter()
+        .map(|p| (index[&p.id], p.score as f32))
+        .collect();
+    let similarity = |a: u32, b: u32| jaccard(s.item_categories(a), s.item_categories(b));
+    let chosen = mmr(&scored, similarity, q.n, asked.diversity);
+    let mut by_idx: HashMap<u32, Scored> = scored.iter().map(|x| x.0).zip(pool).collect();
+    chosen
+        .into_iter()
+        .filter_map(|i| by_idx.remove(&i))
+        .collect()
+}
+
+/// `enhanced`: candidates from the factorisation, item-to-item and content neighbours of the
+/// history, and popular items of the user's favourite categories, each scored by the learned
+/// ranker over the same features; the score shown is the ranker's probability.
+pub fn enhanced(asked: &Asked<'_>) -> Vec<Scored> {
+    let Asked {
+        s, row, q, snap, ..
+    } = *asked;
+    let (items, weights) = asked.liked_history();
+    let hist = History {
+        items: &items,
+        weights: &weights,
+    };
+    let mut candidates = SCRATCH.with(|cell| {
+        let sc = &mut *cell.borrow_mut();
+        snap.enhanced_models()
+            .candidates(row, hist, &mut sc.enhanced)
+    });
+    snap.ranker.rank(&mut candidates);
+    let by_item: HashMap<u32, (f32, Source)> = candidates
+        .iter()
+        .map(|c| (c.item, (c.score, c.source)))
+        .collect();
+    let order: Vec<u32> = candidates.iter().map(|c| c.item).collect();
+    asked.pick(&[&order], q, |i, _| match by_item.get(&i) {
+        Some(&(score, source)) => {
+            let reason = match source {
+                Source::Neighbours(j) => format!("because you liked {}", s.item_id(j)),
+                Source::Content(j) => format!("similar to {}", s.item_id(j)),
+                Source::Category(c) => format!(
+                    "popular in {}",
+                    snap.category_names.get(c as usize).map_or("", |n| n)
+                ),
+                Source::Factors => "matches your taste".to_string(),
+                Source::Popular => "trending".to_string(),
+            };
+            (sigmoid(score), reason)
+        }
+        None => (0.0, "popular".to_string()),
+    })
 }

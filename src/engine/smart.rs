@@ -5,7 +5,9 @@
 
 use std::cell::RefCell;
 
-use super::{Asked, Engine, Scored, unique_chain};
+use super::asked::Asked;
+use super::models;
+use super::request::Scored;
 use crate::algo::Accumulator;
 use crate::algo::smart::{Route, SHORT_CONTENT_WEIGHT, route};
 
@@ -13,109 +15,84 @@ thread_local! {
     static SCRATCH: RefCell<(Accumulator, Accumulator)> = RefCell::default();
 }
 
-impl Engine {
-    /// `smart` for a user: the route taken and its items.
-    pub(super) fn smart(&self, asked: &Asked<'_>) -> (Route, Vec<Scored>) {
-        let known = asked.s.positive_items(asked.history, usize::MAX).count();
-        let route = route(known);
-        let items = match route {
-            Route::NewUser => self.trending(asked),
-            Route::ShortHistory => self.neighbourhood(asked),
-            Route::Established => self.quality(asked),
+/// `smart` for a user: the route taken and its items. The history's length is its liked items
+/// (the policy's positive rule), the same count training sees.
+pub fn recommend(asked: &Asked<'_>) -> (Route, Vec<Scored>) {
+    let known = asked.liked_below(usize::MAX).count();
+    let route = route(known);
+    let items = match route {
+        Route::NewUser => trending(asked),
+        Route::ShortHistory => neighbourhood(asked),
+        Route::Established => models::quality(asked),
+    };
+    (route, items)
+}
+
+/// Trending: decayed popularity of the snapshot, then live popularity.
+fn trending(asked: &Asked<'_>) -> Vec<Scored> {
+    let Asked { q, snap, .. } = *asked;
+    asked.pick(&[&snap.popular_order], q, |i, meta| {
+        let score = snap.popularity.score(i);
+        let category = meta
+            .categories
+            .iter()
+            .find(|c| q.categories.iter().any(|w| &***c == w.as_str()));
+        let reason = match category {
+            Some(c) => format!("trending in {c}"),
+            None => "trending".to_string(),
         };
-        (route, items)
-    }
+        (f64::from(score), reason)
+    })
+}
 
-    /// Trending: decayed popularity of the snapshot, then live popularity.
-    fn trending(&self, asked: &Asked<'_>) -> Vec<Scored> {
-        let Asked {
-            s,
-            history,
-            q,
-            snap,
-            ..
-        } = *asked;
-        let ranking = self.ranking.load();
-        s.pick(
-            unique_chain([&snap.popular_order[..], &ranking.popular[..]]),
-            q,
-            |i| history.is_some_and(|h| h.contains_key(&i)),
-            |i, meta| {
-                let score = snap.popularity.score(i);
-                let category = meta
-                    .categories
+/// Item-to-item and content neighbours of a short history, equally weighted after scaling each
+/// to its best score, then trending items.
+fn neighbourhood(asked: &Asked<'_>) -> Vec<Scored> {
+    let Asked { s, q, snap, .. } = *asked;
+    SCRATCH.with(|cell| {
+        let (knn, content) = &mut *cell.borrow_mut();
+        knn.prepare(snap.n_items);
+        content.prepare(snap.n_items);
+        for j in asked.liked_trained() {
+            knn.add_neighbours(j, &snap.itemknn.neighbours[j as usize]);
+            content.add_neighbours(j, &snap.content.neighbours[j as usize]);
+        }
+        let (knn_max, content_max) = (
+            knn.max().max(f32::MIN_POSITIVE),
+            content.max().max(f32::MIN_POSITIVE),
+        );
+        let score = |i: u32| {
+            (1.0 - SHORT_CONTENT_WEIGHT) * knn.sum(i) / knn_max
+                + SHORT_CONTENT_WEIGHT * content.sum(i) / content_max
+        };
+        let mut order: Vec<(f32, u32)> = knn
+            .touched()
+            .iter()
+            .copied()
+            .chain(
+                content
+                    .touched()
                     .iter()
-                    .find(|c| q.categories.iter().any(|w| &***c == w.as_str()));
-                let reason = match category {
-                    Some(c) => format!("trending in {c}"),
-                    None => "trending".to_string(),
-                };
-                (f64::from(score), reason)
-            },
-        )
-    }
-
-    /// Item-to-item and content neighbours of a short history, equally weighted after scaling each
-    /// to its best score, then trending items.
-    fn neighbourhood(&self, asked: &Asked<'_>) -> Vec<Scored> {
-        let Asked {
-            s,
-            history,
-            q,
-            snap,
-            ..
-        } = *asked;
-        SCRATCH.with(|cell| {
-            let (knn, content) = &mut *cell.borrow_mut();
-            knn.prepare(snap.n_items);
-            content.prepare(snap.n_items);
-            for j in s.positive_items(history, snap.n_items) {
-                knn.add_neighbours(j, &snap.itemknn.neighbours[j as usize]);
-                content.add_neighbours(j, &snap.content.neighbours[j as usize]);
-            }
-            let (knn_max, content_max) = (
-                knn.max().max(f32::MIN_POSITIVE),
-                content.max().max(f32::MIN_POSITIVE),
-            );
-            let score = |i: u32| {
-                (1.0 - SHORT_CONTENT_WEIGHT) * knn.sum(i) / knn_max
-                    + SHORT_CONTENT_WEIGHT * content.sum(i) / content_max
+                    .copied()
+                    .filter(|&i| !knn.contains(i)),
+            )
+            .map(|i| (score(i), i))
+            .collect();
+        order.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let idx: Vec<u32> = order.iter().map(|x| x.1).collect();
+        let picked = asked.pick(&[&idx, &snap.popular_order], q, |i, _| {
+            let (k, c) = (knn.sum(i) / knn_max, content.sum(i) / content_max);
+            let reason = if k == 0.0 && c == 0.0 {
+                "trending".to_string()
+            } else if k >= c {
+                format!("because you liked {}", s.item_id(knn.source(i)))
+            } else {
+                format!("similar to {}", s.item_id(content.source(i)))
             };
-            let mut order: Vec<(f32, u32)> = knn
-                .touched()
-                .iter()
-                .copied()
-                .chain(
-                    content
-                        .touched()
-                        .iter()
-                        .copied()
-                        .filter(|&i| !knn.contains(i)),
-                )
-                .map(|i| (score(i), i))
-                .collect();
-            order.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-            let idx: Vec<u32> = order.iter().map(|x| x.1).collect();
-            let ranking = self.ranking.load();
-            let picked = s.pick(
-                unique_chain([&idx[..], &snap.popular_order[..], &ranking.popular[..]]),
-                q,
-                |i| history.is_some_and(|h| h.contains_key(&i)),
-                |i, _| {
-                    let (k, c) = (knn.sum(i) / knn_max, content.sum(i) / content_max);
-                    let reason = if k == 0.0 && c == 0.0 {
-                        "trending".to_string()
-                    } else if k >= c {
-                        format!("because you liked {}", s.item_id(knn.source(i)))
-                    } else {
-                        format!("similar to {}", s.item_id(content.source(i)))
-                    };
-                    (f64::from(score(i)), reason)
-                },
-            );
-            knn.reset();
-            content.reset();
-            picked
-        })
-    }
+            (f64::from(score(i)), reason)
+        });
+        knn.reset();
+        content.reset();
+        picked
+    })
 }

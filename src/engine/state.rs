@@ -1,11 +1,13 @@
 //! The engine's mutable state: items, users' interaction sets and popularity counts, keyed by
-//! compact integer indices so that histories stay small.
+//! compact integer indices so that histories stay small. What each row means comes from the
+//! [`FeedbackPolicy`]: only positive rows count as popularity and as "liked".
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{Query, Ranking, Scored};
+use super::request::{Query, Scored};
+use crate::policy::{FeedbackPolicy, Signal};
 use crate::store::{Feedback, Item};
 
 /// The fields of an item that filtering and ranking need.
@@ -17,12 +19,28 @@ pub struct ItemMeta {
     /// Deleted items keep their index (a re-created id reuses it) but are never recommended.
     pub deleted: bool,
     pub timestamp_ms: i64,
-    /// Number of non-negative feedback rows on the item.
+    /// Number of positive feedback rows on the item.
     pub popularity: f64,
 }
 
-/// One user's interactions: item index → the feedback types recorded for it.
-pub type UserHistory = HashMap<u32, Vec<Arc<str>>>;
+/// One feedback row of a user on an item: its type and what it means.
+#[derive(Debug, Clone)]
+pub struct Mark {
+    pub feedback_type: Arc<str>,
+    pub signal: Signal,
+}
+
+/// One user's interactions: item index → the feedback rows recorded for it.
+pub type UserHistory = HashMap<u32, Vec<Mark>>;
+
+/// Whether a history entry makes the item one the user liked: some row is positive and none is
+/// negative (the policy's rule).
+pub fn liked(marks: &[Mark]) -> bool {
+    marks
+        .iter()
+        .any(|m| matches!(m.signal, Signal::Positive(_)))
+        && !marks.iter().any(|m| m.signal == Signal::Negative)
+}
 
 #[derive(Default)]
 struct UserEntry {
@@ -32,8 +50,8 @@ struct UserEntry {
     generation: u64,
 }
 
-pub(super) struct State {
-    negative_types: Vec<String>,
+pub struct State {
+    policy: FeedbackPolicy,
     item_index: HashMap<Arc<str>, u32>,
     items: Vec<ItemMeta>,
     user_index: HashMap<Arc<str>, u32>,
@@ -43,12 +61,16 @@ pub(super) struct State {
 }
 
 /// What the ranking is computed from: (index, popularity, timestamp, id) of live items.
-pub(super) type RankingInputs = Vec<(u32, f64, i64, Arc<str>)>;
+pub type RankingInputs = Vec<(u32, f64, i64, Arc<str>)>;
+
+fn is_positive(signal: Signal) -> bool {
+    matches!(signal, Signal::Positive(_))
+}
 
 impl State {
-    pub fn new(negative_types: Vec<String>) -> Self {
+    pub fn new(policy: FeedbackPolicy) -> Self {
         Self {
-            negative_types,
+            policy,
             item_index: HashMap::new(),
             items: Vec::new(),
             user_index: HashMap::new(),
@@ -59,8 +81,8 @@ impl State {
 
     /// An empty state whose item index starts with `ids`, in order (a snapshot's index space).
     /// They count as deleted until the store or a change says they exist.
-    pub fn with_item_order(negative_types: Vec<String>, ids: &[Arc<str>]) -> Self {
-        let mut s = Self::new(negative_types);
+    pub fn with_item_order(policy: FeedbackPolicy, ids: &[Arc<str>]) -> Self {
+        let mut s = Self::new(policy);
         for id in ids {
             if s.item_index.contains_key(id) {
                 continue;
@@ -71,16 +93,12 @@ impl State {
         s
     }
 
-    pub fn negative_types(&self) -> &[String] {
-        &self.negative_types
+    pub fn policy(&self) -> &FeedbackPolicy {
+        &self.policy
     }
 
     pub fn dirty(&self) -> bool {
         self.dirty.load(Ordering::Relaxed)
-    }
-
-    pub fn is_negative(&self, feedback_type: &str) -> bool {
-        self.negative_types.iter().any(|t| t == feedback_type)
     }
 
     fn item_idx(&mut self, id: &str, timestamp_ms: i64) -> u32 {
@@ -153,9 +171,9 @@ impl State {
         };
         let user = std::mem::take(&mut self.users[idx as usize]);
         self.users[idx as usize].generation = user.generation + 1;
-        for (item, types) in user.history {
-            let negatives = types.iter().filter(|t| self.is_negative(t)).count();
-            self.items[item as usize].popularity -= (types.len() - negatives) as f64;
+        for (item, marks) in user.history {
+            let positives = marks.iter().filter(|m| is_positive(m.signal)).count();
+            self.items[item as usize].popularity -= positives as f64;
         }
         self.users[idx as usize].deleted = true;
         self.dirty.store(true, Ordering::Relaxed);
@@ -166,13 +184,25 @@ impl State {
         let i = self.item_idx(&f.item_id, chrono::Utc::now().timestamp_millis());
         self.items[i as usize].deleted = false;
         self.users[u].generation += 1;
-        let types = self.users[u].history.entry(i).or_default();
-        if types.iter().any(|t| **t == *f.feedback_type) {
-            return; // same key again: an update of value/timestamp, not a new interaction
-        }
-        types.push(Arc::from(f.feedback_type.as_str()));
-        if !self.is_negative(&f.feedback_type) {
-            self.items[i as usize].popularity += 1.0;
+        let signal = self.policy.signal(&f.feedback_type, f.value);
+        let marks = self.users[u].history.entry(i).or_default();
+        // The same key again updates its value: a rating may cross the threshold either way.
+        let before = match marks
+            .iter_mut()
+            .find(|m| *m.feedback_type == *f.feedback_type)
+        {
+            Some(mark) => std::mem::replace(&mut mark.signal, signal),
+            None => {
+                marks.push(Mark {
+                    feedback_type: Arc::from(f.feedback_type.as_str()),
+                    signal,
+                });
+                Signal::Seen
+            }
+        };
+        let change = is_positive(signal) as i8 - is_positive(before) as i8;
+        if change != 0 {
+            self.items[i as usize].popularity += f64::from(change);
             self.dirty.store(true, Ordering::Relaxed);
         }
     }
@@ -184,19 +214,22 @@ impl State {
         ) else {
             return;
         };
-        let negative = self.is_negative(&f.feedback_type);
         self.users[u as usize].generation += 1;
         let history = &mut self.users[u as usize].history;
-        let Some(types) = history.get_mut(&i) else {
+        let Some(marks) = history.get_mut(&i) else {
             return;
         };
-        let before = types.len();
-        types.retain(|t| **t != *f.feedback_type);
-        let removed = before != types.len();
-        if types.is_empty() {
+        let Some(pos) = marks
+            .iter()
+            .position(|m| *m.feedback_type == *f.feedback_type)
+        else {
+            return;
+        };
+        let removed = marks.remove(pos);
+        if marks.is_empty() {
             history.remove(&i);
         }
-        if removed && !negative {
+        if is_positive(removed.signal) {
             self.items[i as usize].popularity -= 1.0;
             self.dirty.store(true, Ordering::Relaxed);
         }
@@ -230,41 +263,17 @@ impl State {
     }
 
     /// An anonymous session's history from the item ids it touched (unknown ids are skipped).
+    /// Every item of a session counts as liked.
     pub fn session_history(&self, item_ids: &[String]) -> UserHistory {
-        let session: Arc<str> = Arc::from("session");
+        let mark = Mark {
+            feedback_type: Arc::from("session"),
+            signal: Signal::Positive(1.0),
+        };
         item_ids
             .iter()
             .filter_map(|id| self.item_index.get(id.as_str()))
-            .map(|&i| (i, vec![session.clone()]))
+            .map(|&i| (i, vec![mark.clone()]))
             .collect()
-    }
-
-    /// Items of a history that are not negative feedback and below `n_items` (the trained part
-    /// of the index), in the history's order.
-    pub fn positive_items<'h>(
-        &'h self,
-        history: Option<&'h UserHistory>,
-        n_items: usize,
-    ) -> impl Iterator<Item = u32> + 'h {
-        history
-            .into_iter()
-            .flat_map(|h| h.iter())
-            .filter(move |(i, types)| {
-                (**i as usize) < n_items && !types.iter().any(|t| self.is_negative(t))
-            })
-            .map(|(i, _)| *i)
-    }
-
-    /// [`State::positive_items`], sorted, with weight 1 each: a model-ready history.
-    pub fn positive_history(
-        &self,
-        history: Option<&UserHistory>,
-        n_items: usize,
-    ) -> (Vec<u32>, Vec<f32>) {
-        let mut items: Vec<u32> = self.positive_items(history, n_items).collect();
-        items.sort_unstable();
-        let weights = vec![1.0; items.len()];
-        (items, weights)
     }
 
     /// How many times the user's history changed (0 for unknown users).
@@ -306,21 +315,7 @@ impl State {
             let Some(meta) = self.items.get(idx as usize) else {
                 continue;
             };
-            if meta.deleted || meta.hidden || seen(idx) {
-                continue;
-            }
-            if q.not_before_ms.is_some_and(|t| meta.timestamp_ms < t) {
-                continue;
-            }
-            if !q.categories.is_empty()
-                && !meta
-                    .categories
-                    .iter()
-                    .any(|c| q.categories.iter().any(|w| **c == **w))
-            {
-                continue;
-            }
-            if q.exclude.iter().any(|x| **x == *meta.id) {
+            if meta.deleted || meta.hidden || seen(idx) || !matches(meta, q) {
                 continue;
             }
             let (score, reason) = score(idx, meta);
@@ -339,15 +334,18 @@ impl State {
     }
 }
 
-/// Sorts the live items by popularity (ties: newer, then id) and by recency.
-pub(super) fn rank(mut inputs: RankingInputs) -> Ranking {
-    inputs.sort_unstable_by(|a, b| {
-        b.1.total_cmp(&a.1)
-            .then(b.2.cmp(&a.2))
-            .then_with(|| a.3.cmp(&b.3))
-    });
-    let popular = inputs.iter().map(|x| x.0).collect();
-    inputs.sort_unstable_by(|a, b| b.2.cmp(&a.2).then_with(|| a.3.cmp(&b.3)));
-    let latest = inputs.iter().map(|x| x.0).collect();
-    Ranking { popular, latest }
+/// Whether an item passes the request's time-to-live, category and exclusion filters.
+fn matches(meta: &ItemMeta, q: &Query<'_>) -> bool {
+    if q.not_before_ms.is_some_and(|t| meta.timestamp_ms < t) {
+        return false;
+    }
+    if !q.categories.is_empty()
+        && !meta
+            .categories
+            .iter()
+            .any(|c| q.categories.iter().any(|w| **c == **w))
+    {
+        return false;
+    }
+    !q.exclude.iter().any(|x| **x == *meta.id)
 }

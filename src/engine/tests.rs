@@ -41,7 +41,7 @@ fn popular_rec(e: &Engine, user: &str, q: &Query<'_>) -> Vec<Scored> {
 }
 
 fn engine() -> Engine {
-    let e = Engine::new(vec!["dislike".into()], 0.1);
+    let e = Engine::new(FeedbackPolicy::default(), 0.1);
     e.upsert_items(&[
         item("a", &["x"], 1, false),
         item("b", &["y"], 2, false),

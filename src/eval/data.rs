@@ -8,8 +8,7 @@ use anyhow::{Context, bail};
 use crate::algo::Csr;
 use crate::algo::content::{ItemText, label_tokens};
 use crate::algo::popularity::Event;
-use crate::dataset::Dataset;
-use crate::store::Feedback;
+use crate::store::{Feedback, Item};
 
 /// One positive interaction before indexing.
 #[derive(Debug, Clone, PartialEq)]
@@ -235,13 +234,13 @@ fn build(
 
 /// Positives of a data set (`is_positive` decides) split temporally, ranking all of its items.
 pub fn from_dataset(
-    data: &Dataset,
+    items: &[Item],
+    feedback: &[Feedback],
     is_positive: impl Fn(&Feedback) -> bool,
     train_fraction: f64,
 ) -> EvalData {
-    let catalogue: Vec<String> = data.items.iter().map(|i| i.id.clone()).collect();
-    let positives = data
-        .feedback
+    let catalogue: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
+    let positives = feedback
         .iter()
         .filter(|f| is_positive(f))
         .map(|f| Positive {
@@ -251,8 +250,7 @@ pub fn from_dataset(
         })
         .collect();
     let mut split_data = split(&catalogue, positives, train_fraction);
-    let texts: HashMap<&str, ItemText> = data
-        .items
+    let texts: HashMap<&str, ItemText> = items
         .iter()
         .map(|i| {
             let text = ItemText {

@@ -6,8 +6,9 @@ use futures::TryStreamExt;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe, Connection, Row};
 
-use super::model::{from_ms, to_ms};
-use super::{Feedback, Page, Result, Store, chunk_rows, values_placeholders};
+use super::access::{Page, Query, Statement, Store, insert_chunks};
+use super::error::Result;
+use super::model::{Feedback, FeedbackOf, from_ms, to_ms};
 use crate::db::Pool;
 
 const COLUMNS: &str = "user_id, item_id, feedback_type, value, timestamp_ms";
@@ -20,13 +21,6 @@ fn decode(row: &AnyRow) -> Result<Feedback> {
         value: row.try_get("value")?,
         timestamp: from_ms(row.try_get("timestamp_ms")?),
     })
-}
-
-/// Which side of a feedback row a listing is keyed by.
-#[derive(Debug, Clone, Copy)]
-pub enum FeedbackOf {
-    User,
-    Item,
 }
 
 /// Cursor of a feedback listing: the other id and the type of the last row, tab-separated (ids
@@ -44,31 +38,34 @@ impl Store {
     /// same key keep the last one sent.
     pub async fn insert_feedback(&self, rows: &[Feedback], auto_create: bool) -> Result<()> {
         let rows = dedupe_last_wins(rows);
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = conn.begin().await?;
-        if auto_create {
-            create_missing(&self.pool, &mut tx, &rows).await?;
-        }
-        for chunk in rows.chunks(chunk_rows(5)) {
-            let sql = format!(
-                "INSERT INTO feedback ({COLUMNS}) VALUES {} ON CONFLICT (user_id, item_id, feedback_type) \
-                 DO UPDATE SET value = excluded.value, timestamp_ms = excluded.timestamp_ms",
-                values_placeholders(self.pool.backend(), chunk.len(), 5)
-            );
-            let mut q = self.pool.query(AssertSqlSafe(sql));
-            for f in chunk {
-                q = q
-                    .bind(f.user_id.clone())
-                    .bind(f.item_id.clone())
-                    .bind(f.feedback_type.clone())
-                    .bind(f.value)
-                    .bind(to_ms(f.timestamp));
-            }
-            q.execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        conn.finish().await?;
-        Ok(())
+        let pool = &self.pool;
+        self.with_conn(|conn, _| {
+            Box::pin(async move {
+                let mut tx = Connection::begin(&mut **conn).await?;
+                if auto_create {
+                    create_missing(pool, &mut tx, &rows).await?;
+                }
+                let insert = Statement {
+                    insert: "INSERT INTO feedback \
+                             (user_id, item_id, feedback_type, value, timestamp_ms) VALUES",
+                    conflict: "ON CONFLICT (user_id, item_id, feedback_type) \
+                               DO UPDATE SET value = excluded.value, \
+                               timestamp_ms = excluded.timestamp_ms",
+                    cols: 5,
+                    bind: |q, f: &&Feedback| {
+                        q.bind(f.user_id.clone())
+                            .bind(f.item_id.clone())
+                            .bind(f.feedback_type.clone())
+                            .bind(f.value)
+                            .bind(to_ms(f.timestamp))
+                    },
+                };
+                insert_chunks(pool, &mut tx, pool.backend(), &insert, &rows).await?;
+                tx.commit().await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// One user's or one item's feedback, ordered by the other id and the type.
@@ -84,8 +81,7 @@ impl Store {
             FeedbackOf::Item => ("item_id", "user_id"),
         };
         let (after_id, after_type) = split_cursor(cursor);
-        let mut conn = self.pool.acquire().await?;
-        let rows = self
+        let q = self
             .pool
             .query(AssertSqlSafe(format!(
                 "SELECT {COLUMNS} FROM feedback WHERE {key} = $1 \
@@ -95,8 +91,9 @@ impl Store {
             .bind(id.to_owned())
             .bind(after_id)
             .bind(after_type)
-            .bind(limit as i64 + 1)
-            .fetch_all(&mut *conn)
+            .bind(limit as i64 + 1);
+        let rows = self
+            .with_conn(|conn, _| Box::pin(async move { Ok(q.fetch_all(&mut **conn).await?) }))
             .await?;
         let rows = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(rows, limit, |f| {
@@ -115,31 +112,34 @@ impl Store {
         item_id: &str,
         feedback_type: Option<&str>,
     ) -> Result<Vec<Feedback>> {
-        let mut conn = self.pool.acquire().await?;
-        let rows = self.pool.query(AssertSqlSafe(format!(
+        let q = self.pool.query(AssertSqlSafe(format!(
             "DELETE FROM feedback WHERE user_id = $1 AND item_id = $2 AND ($3 = '' OR feedback_type = $3) \
              RETURNING {COLUMNS}"
         )))
         .bind(user_id.to_owned())
         .bind(item_id.to_owned())
-        .bind(feedback_type.unwrap_or("").to_owned())
-        .fetch_all(&mut *conn)
-        .await?;
-        conn.finish().await?;
+        .bind(feedback_type.unwrap_or("").to_owned());
+        let rows = self
+            .with_conn(|conn, _| Box::pin(async move { Ok(q.fetch_all(&mut **conn).await?) }))
+            .await?;
         rows.iter().map(decode).collect()
     }
 
     /// Streams every feedback row through `f` over one connection (start-up loading).
-    pub async fn for_each_feedback(&self, mut f: impl FnMut(Feedback)) -> Result<()> {
-        let mut conn = self.pool.acquire().await?;
-        let mut rows = self
+    pub async fn for_each_feedback(&self, mut f: impl FnMut(Feedback) + Send) -> Result<()> {
+        let q = self
             .pool
-            .query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM feedback")))
-            .fetch(&mut *conn);
-        while let Some(row) = rows.try_next().await? {
-            f(decode(&row)?);
-        }
-        Ok(())
+            .query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM feedback")));
+        self.with_conn(|conn, _| {
+            Box::pin(async move {
+                let mut rows = q.fetch(&mut **conn);
+                while let Some(row) = rows.try_next().await? {
+                    f(decode(&row)?);
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 }
 
@@ -156,36 +156,34 @@ fn dedupe_last_wins(rows: &[Feedback]) -> Vec<&Feedback> {
         .collect()
 }
 
+/// Creates the users and items `rows` name that do not exist yet (users without labels, items
+/// empty and visible), in the caller's transaction.
 async fn create_missing(pool: &Pool, conn: &mut AnyConnection, rows: &[&Feedback]) -> Result<()> {
-    let backend = pool.backend();
     let now = to_ms(chrono::Utc::now());
-    let mut users: Vec<&str> = rows.iter().map(|f| f.user_id.as_str()).collect();
-    users.sort_unstable();
-    users.dedup();
-    for chunk in users.chunks(chunk_rows(2)) {
-        let sql = format!(
-            "INSERT INTO users (id, created_ms) VALUES {} ON CONFLICT (id) DO NOTHING",
-            values_placeholders(backend, chunk.len(), 2)
-        );
-        let mut q = pool.query(AssertSqlSafe(sql));
-        for id in chunk {
-            q = q.bind(id.to_string()).bind(now);
-        }
-        q.execute(&mut *conn).await?;
-    }
-    let mut items: Vec<&str> = rows.iter().map(|f| f.item_id.as_str()).collect();
-    items.sort_unstable();
-    items.dedup();
-    for chunk in items.chunks(chunk_rows(2)) {
-        let sql = format!(
-            "INSERT INTO items (id, timestamp_ms) VALUES {} ON CONFLICT (id) DO NOTHING",
-            values_placeholders(backend, chunk.len(), 2)
-        );
-        let mut q = pool.query(AssertSqlSafe(sql));
-        for id in chunk {
-            q = q.bind(id.to_string()).bind(now);
-        }
-        q.execute(&mut *conn).await?;
+    let sorted_ids = |id: fn(&Feedback) -> &str| {
+        let mut ids: Vec<(String, i64)> = rows.iter().map(|f| (id(f).to_owned(), now)).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    };
+    let bind = |q: Query, row: &(String, i64)| q.bind(row.0.clone()).bind(row.1);
+    for (table, ids) in [
+        (
+            "INSERT INTO users (id, created_ms) VALUES",
+            sorted_ids(|f| &f.user_id),
+        ),
+        (
+            "INSERT INTO items (id, timestamp_ms) VALUES",
+            sorted_ids(|f| &f.item_id),
+        ),
+    ] {
+        let statement = Statement {
+            insert: table,
+            conflict: "ON CONFLICT (id) DO NOTHING",
+            cols: 2,
+            bind,
+        };
+        insert_chunks(pool, conn, pool.backend(), &statement, &ids).await?;
     }
     Ok(())
 }

@@ -2,10 +2,11 @@
 
 use futures::TryStreamExt;
 use sqlx::any::AnyRow;
-use sqlx::{AssertSqlSafe, Connection, Row};
+use sqlx::{AssertSqlSafe, Row};
 
-use super::model::{from_ms, to_ms};
-use super::{Error, Item, ItemPatch, Page, Result, Store, chunk_rows, values_placeholders};
+use super::access::{Page, Store};
+use super::error::{Error, Result};
+use super::model::{Item, ItemPatch, from_ms, to_ms};
 
 const COLUMNS: &str = "id, categories, labels, title, description, timestamp_ms, hidden";
 
@@ -25,110 +26,91 @@ fn decode(row: &AnyRow) -> Result<Item> {
     })
 }
 
+fn categories_json(categories: &[String]) -> String {
+    serde_json::to_string(categories).expect("strings serialize")
+}
+
 impl Store {
     /// Inserts or replaces items, all in one transaction: either every item is written or none.
     pub async fn upsert_items(&self, items: &[Item]) -> Result<()> {
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = conn.begin().await?;
-        for chunk in items.chunks(chunk_rows(7)) {
-            let sql = format!(
-                "INSERT INTO items ({COLUMNS}) VALUES {} ON CONFLICT (id) DO UPDATE SET \
-                 categories = excluded.categories, labels = excluded.labels, title = excluded.title, \
-                 description = excluded.description, timestamp_ms = excluded.timestamp_ms, hidden = excluded.hidden",
-                values_placeholders(self.pool.backend(), chunk.len(), 7)
-            );
-            let mut q = self.pool.query(AssertSqlSafe(sql));
-            for item in chunk {
-                q = q
-                    .bind(item.id.clone())
-                    .bind(serde_json::to_string(&item.categories).expect("strings serialize"))
+        self.upsert_rows(
+            "INSERT INTO items (id, categories, labels, title, description, timestamp_ms, hidden) \
+             VALUES",
+            "ON CONFLICT (id) DO UPDATE SET categories = excluded.categories, \
+             labels = excluded.labels, title = excluded.title, \
+             description = excluded.description, timestamp_ms = excluded.timestamp_ms, \
+             hidden = excluded.hidden",
+            7,
+            items,
+            |q, item| {
+                q.bind(item.id.clone())
+                    .bind(categories_json(&item.categories))
                     .bind(item.labels.to_string())
                     .bind(item.title.clone())
                     .bind(item.description.clone())
                     .bind(to_ms(item.timestamp))
-                    .bind(item.hidden as i64);
-            }
-            q.execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        conn.finish().await?;
-        Ok(())
+                    .bind(item.hidden as i64)
+            },
+        )
+        .await
     }
 
     pub async fn get_item(&self, id: &str) -> Result<Option<Item>> {
-        let mut conn = self.pool.acquire().await?;
-        let row = self
-            .pool
-            .query(AssertSqlSafe(format!(
-                "SELECT {COLUMNS} FROM items WHERE id = $1"
-            )))
-            .bind(id.to_owned())
-            .fetch_optional(&mut *conn)
-            .await?;
-        row.as_ref().map(decode).transpose()
+        let sql = format!("SELECT {COLUMNS} FROM items WHERE id = $1");
+        self.by_id(sql, id, decode).await
     }
 
     /// Changes the given fields; `None` when the item does not exist.
     pub async fn patch_item(&self, id: &str, patch: &ItemPatch) -> Result<Option<Item>> {
-        let mut conn = self.pool.acquire().await?;
-        let row = self.pool.query(AssertSqlSafe(format!(
+        let q = self.pool.query(AssertSqlSafe(format!(
             "UPDATE items SET categories = COALESCE($2, categories), labels = COALESCE($3, labels), \
              title = COALESCE($4, title), description = COALESCE($5, description), \
              timestamp_ms = COALESCE($6, timestamp_ms), hidden = COALESCE($7, hidden) \
              WHERE id = $1 RETURNING {COLUMNS}"
         )))
         .bind(id.to_owned())
-        .bind(patch.categories.as_ref().map(|c| serde_json::to_string(c).expect("strings serialize")))
+        .bind(patch.categories.as_deref().map(categories_json))
         .bind(patch.labels.as_ref().map(|l| l.to_string()))
         .bind(patch.title.clone())
         .bind(patch.description.clone())
         .bind(patch.timestamp.map(to_ms))
-        .bind(patch.hidden.map(|h| h as i64))
-        .fetch_optional(&mut *conn)
-        .await?;
-        conn.finish().await?;
-        row.as_ref().map(decode).transpose()
+        .bind(patch.hidden.map(|h| h as i64));
+        self.with_conn(|conn, _| {
+            Box::pin(async move {
+                let row = q.fetch_optional(&mut **conn).await?;
+                row.as_ref().map(decode).transpose()
+            })
+        })
+        .await
     }
 
     /// Deletes an item and (by cascade) its feedback. False when it did not exist.
     pub async fn delete_item(&self, id: &str) -> Result<bool> {
-        let mut conn = self.pool.acquire().await?;
-        let done = self
-            .pool
-            .query("DELETE FROM items WHERE id = $1")
-            .bind(id.to_owned())
-            .execute(&mut *conn)
-            .await?;
-        conn.finish().await?;
-        Ok(done.rows_affected() > 0)
+        self.delete_by_id("DELETE FROM items WHERE id = $1", id)
+            .await
     }
 
     /// Items ordered by id, after `cursor` (the last id of the previous page).
     pub async fn list_items(&self, cursor: Option<&str>, limit: usize) -> Result<Page<Item>> {
-        let mut conn = self.pool.acquire().await?;
-        let rows = self
-            .pool
-            .query(AssertSqlSafe(format!(
-                "SELECT {COLUMNS} FROM items WHERE id > $1 ORDER BY id LIMIT $2"
-            )))
-            .bind(cursor.unwrap_or("").to_owned())
-            .bind(limit as i64 + 1)
-            .fetch_all(&mut *conn)
-            .await?;
-        let rows = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
-        Ok(Page::from_rows(rows, limit, |r| r.id.clone()))
+        let sql = format!("SELECT {COLUMNS} FROM items WHERE id > $1 ORDER BY id LIMIT $2");
+        self.page_by_id(sql, cursor, limit, decode, |i| i.id.clone())
+            .await
     }
 
     /// Streams every item through `f` over one connection (start-up loading).
-    pub async fn for_each_item(&self, mut f: impl FnMut(Item)) -> Result<()> {
-        let mut conn = self.pool.acquire().await?;
-        let mut rows = self
+    pub async fn for_each_item(&self, mut f: impl FnMut(Item) + Send) -> Result<()> {
+        let q = self
             .pool
-            .query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM items")))
-            .fetch(&mut *conn);
-        while let Some(row) = rows.try_next().await? {
-            f(decode(&row)?);
-        }
-        Ok(())
+            .query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM items")));
+        self.with_conn(|conn, _| {
+            Box::pin(async move {
+                let mut rows = q.fetch(&mut **conn);
+                while let Some(row) = rows.try_next().await? {
+                    f(decode(&row)?);
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 }

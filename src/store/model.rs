@@ -60,6 +60,13 @@ pub struct Feedback {
     pub timestamp: DateTime<Utc>,
 }
 
+/// Which side of a feedback row a listing is keyed by.
+#[derive(Debug, Clone, Copy)]
+pub enum FeedbackOf {
+    User,
+    Item,
+}
+
 /// The identity of a feedback row.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct FeedbackKey<'a> {

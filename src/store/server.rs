@@ -4,8 +4,9 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{Result, Store};
-use crate::db::Backend;
+use super::access::Store;
+use super::error::Result;
+use crate::kinds::Backend;
 
 /// One group of backends in `pg_stat_activity`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -54,27 +55,26 @@ impl Store {
         if self.pool.backend() != Backend::Postgres {
             return Ok(None);
         }
-        let mut conn = self.pool.acquire().await?;
-        let limits = self
-            .pool
-            .query(
-                "SELECT current_setting('max_connections')::int8 AS max, \
+        let limits = self.pool.query(
+            "SELECT current_setting('max_connections')::int8 AS max, \
              current_setting('superuser_reserved_connections')::int8 \
              + coalesce(current_setting('reserved_connections', true), '0')::int8 AS reserved",
-            )
-            .fetch_one(&mut *conn)
-            .await?;
-        let rows = self
-            .pool
-            .query(
-                "SELECT coalesce(application_name, '') AS app, coalesce(state, '') AS state, \
+        );
+        let backends = self.pool.query(
+            "SELECT coalesce(application_name, '') AS app, coalesce(state, '') AS state, \
              count(*)::int8 AS n, \
              coalesce(extract(epoch FROM max(now() - state_change)), 0)::float8 AS oldest \
              FROM pg_stat_activity \
              WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() \
              GROUP BY 1, 2 ORDER BY 1, 2",
-            )
-            .fetch_all(&mut *conn)
+        );
+        let (limits, rows) = self
+            .with_conn(|conn, _| {
+                Box::pin(async move {
+                    let limits = limits.fetch_one(&mut **conn).await?;
+                    Ok((limits, backends.fetch_all(&mut **conn).await?))
+                })
+            })
             .await?;
         Ok(Some(ServerStats {
             max_connections: limits.try_get("max")?,
@@ -114,7 +114,6 @@ impl Store {
         if self.pool.backend() != Backend::Postgres {
             return Ok(None);
         }
-        let mut conn = self.pool.acquire().await?;
         let setting = |name: &str| {
             format!("coalesce((SELECT setting::int8 FROM pg_settings WHERE name = '{name}'), 0)")
         };
@@ -125,10 +124,9 @@ impl Store {
             setting("idle_session_timeout"),
             setting("idle_in_transaction_session_timeout")
         );
+        let q = self.pool.query(sqlx::AssertSqlSafe(sql));
         let row = self
-            .pool
-            .query(sqlx::AssertSqlSafe(sql))
-            .fetch_one(&mut *conn)
+            .with_conn(|conn, _| Box::pin(async move { Ok(q.fetch_one(&mut **conn).await?) }))
             .await?;
         Ok(Some(ConnectionFacts {
             server_port: row.try_get("port")?,
@@ -150,11 +148,11 @@ pub struct IdleBackend {
 impl Store {
     /// The server's clock, in seconds since the epoch.
     pub async fn server_now(&self) -> Result<f64> {
-        let mut conn = self.pool.acquire().await?;
-        let row = self
+        let q = self
             .pool
-            .query("SELECT extract(epoch FROM now())::float8 AS now")
-            .fetch_one(&mut *conn)
+            .query("SELECT extract(epoch FROM now())::float8 AS now");
+        let row = self
+            .with_conn(|conn, _| Box::pin(async move { Ok(q.fetch_one(&mut **conn).await?) }))
             .await?;
         Ok(row.try_get("now")?)
     }
@@ -166,8 +164,7 @@ impl Store {
         application: &str,
         started_before: f64,
     ) -> Result<Vec<IdleBackend>> {
-        let mut conn = self.pool.acquire().await?;
-        let rows = self
+        let q = self
             .pool
             .query(
                 "SELECT pid, application_name AS app, \
@@ -177,9 +174,10 @@ impl Store {
              AND application_name = $1 AND state = 'idle' \
              AND backend_start < to_timestamp($2) ORDER BY pid",
             )
-            .bind(application)
-            .bind(started_before)
-            .fetch_all(&mut *conn)
+            .bind(application.to_owned())
+            .bind(started_before);
+        let rows = self
+            .with_conn(|conn, _| Box::pin(async move { Ok(q.fetch_all(&mut **conn).await?) }))
             .await?;
         rows.iter()
             .map(|r| {
@@ -195,10 +193,9 @@ impl Store {
     /// Ends backend `pid` if it is still an idle backend of `application` (re-checked in the same
     /// statement, so a pid reused by another application is never touched). Whether it was ended.
     pub async fn terminate_idle_backend(&self, pid: i32, application: &str) -> Result<bool> {
-        let mut conn = self.pool.acquire().await?;
         // CASE fixes the evaluation order: in a plain WHERE the planner may call
         // pg_terminate_backend before the other conditions, on any backend.
-        let row = self
+        let q = self
             .pool
             .query(
                 "SELECT count(*)::int8 AS n FROM pg_stat_activity \
@@ -206,8 +203,9 @@ impl Store {
              THEN pg_terminate_backend(pid) ELSE false END",
             )
             .bind(pid)
-            .bind(application)
-            .fetch_one(&mut *conn)
+            .bind(application.to_owned());
+        let row = self
+            .with_conn(|conn, _| Box::pin(async move { Ok(q.fetch_one(&mut **conn).await?) }))
             .await?;
         Ok(row.try_get::<i64, _>("n")? > 0)
     }

@@ -1,150 +1,88 @@
-//! API-key protection of write, admin and (optionally) read routes.
+//! API-key protection of write, admin and (optionally) read routes, as a table of (method, path,
+//! key, expected status) requests, sent in order against a real server.
 
-use serde_json::json;
+use reqwest::Method;
+use serde_json::{Value, json};
 
-use crate::helpers::{Backend, spawn_app_with};
+use crate::helpers::{Backend, TestApp, spawn_app_with};
 
 const KEY: &str = "test-key-0123456789";
 
+/// How a request presents the key.
+#[derive(Debug, Clone, Copy)]
+enum Key {
+    None,
+    Bearer(&'static str),
+    Header(&'static str),
+}
+
+/// One request of the table: method, path, key, body, the status it must get.
+type Case = (Method, &'static str, Key, Option<Value>, u16);
+
+/// Sends every case in order; a 401 must also say `unauthorized` in its body.
+async fn check(app: &TestApp, cases: Vec<Case>) {
+    for (method, path, key, body, expected) in cases {
+        let mut req = app.client.request(method.clone(), app.url(path));
+        req = match key {
+            Key::None => req,
+            Key::Bearer(k) => req.bearer_auth(k),
+            Key::Header(k) => req.header("x-api-key", k),
+        };
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.expect("request");
+        let status = r.status().as_u16();
+        assert_eq!(status, expected, "{method} {path} with {key:?}");
+        if status == 401 {
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["error"], "unauthorized", "{method} {path}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn writes_and_admin_need_the_key_reads_are_configurable() {
+    let item = || Some(json!({"id": "a"}));
+    let like = || Some(json!([{"user_id": "u", "item_id": "a", "type": "like"}]));
     let app = spawn_app_with(Backend::Sqlite, |c| c.http.api_key = Some(KEY.into())).await;
-    let r = app
-        .client
-        .post(app.url("/api/items"))
-        .json(&json!({"id": "a"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    assert_eq!(
-        r.json::<serde_json::Value>().await.unwrap()["error"],
-        "unauthorized"
-    );
-    let r = app
-        .client
-        .post(app.url("/api/items"))
-        .bearer_auth("wrong-key-000")
-        .json(&json!({"id": "a"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    let r = app
-        .client
-        .post(app.url("/api/items"))
-        .bearer_auth(KEY)
-        .json(&json!({"id": "a"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let r = app
-        .client
-        .post(app.url("/api/feedback"))
-        .header("x-api-key", KEY)
-        .json(&json!([{"user_id": "u", "item_id": "a", "type": "like"}]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(
-        app.client
-            .get(app.url("/api/admin/pool"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
-    assert_eq!(
-        app.client
-            .get(app.url("/api/admin/pool"))
-            .bearer_auth(KEY)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        app.client
-            .delete(app.url("/api/items/a"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
-    // Reads are public by default; health is always open.
-    assert_eq!(
-        app.client
-            .get(app.url("/api/recommend/u"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        app.client
-            .get(app.url("/api/items/a"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        app.client
-            .get(app.url("/health/live"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    check(
+        &app,
+        vec![
+            (Method::POST, "/api/items", Key::None, item(), 401),
+            (
+                Method::POST,
+                "/api/items",
+                Key::Bearer("wrong-key-000"),
+                item(),
+                401,
+            ),
+            (Method::POST, "/api/items", Key::Bearer(KEY), item(), 200),
+            (Method::POST, "/api/feedback", Key::Header(KEY), like(), 200),
+            (Method::GET, "/api/admin/pool", Key::None, None, 401),
+            (Method::GET, "/api/admin/pool", Key::Bearer(KEY), None, 200),
+            (Method::DELETE, "/api/items/a", Key::None, None, 401),
+            // Reads are public by default; health is always open.
+            (Method::GET, "/api/recommend/u", Key::None, None, 200),
+            (Method::GET, "/api/items/a", Key::None, None, 200),
+            (Method::GET, "/health/live", Key::None, None, 200),
+        ],
+    )
+    .await;
 
     let app = spawn_app_with(Backend::Sqlite, |c| {
         c.http.api_key = Some(KEY.into());
         c.http.protect_reads = true;
     })
     .await;
-    assert_eq!(
-        app.client
-            .get(app.url("/api/recommend/u"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
-    assert_eq!(
-        app.client
-            .get(app.url("/api/recommend/u"))
-            .bearer_auth(KEY)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        app.client
-            .get(app.url("/health/ready"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        app.client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    check(
+        &app,
+        vec![
+            (Method::GET, "/api/recommend/u", Key::None, None, 401),
+            (Method::GET, "/api/recommend/u", Key::Bearer(KEY), None, 200),
+            (Method::GET, "/health/ready", Key::None, None, 200),
+            (Method::GET, "/metrics", Key::None, None, 200),
+        ],
+    )
+    .await;
 }

@@ -81,7 +81,7 @@ async fn replicas_share_the_budget_and_one_trains_for_all() {
     assert!(peak <= 15, "peak {peak}");
 
     // Data, then a training run on A: it publishes the snapshot.
-    let demo = reco::demo::generate(&reco::demo::DemoSpec::default(), 7);
+    let demo = reco::data::demo::generate(&reco::data::demo::DemoSpec::default(), 7);
     demo.write(&a.state.store).await.unwrap();
     a.state.engine.load(&a.state.store).await.unwrap();
     let (s, trained) = a.post("/api/admin/train", json!(null)).await;
@@ -129,11 +129,28 @@ async fn replicas_share_the_budget_and_one_trains_for_all() {
     assert_eq!(reg["replicas"].as_array().unwrap().len(), 2, "{reg}");
     assert_eq!(reg["snapshot_version"], version, "{reg}");
 
-    // `reco monitor` finds both replicas in the registry, with no URL configured, and reads
-    // their pools (once both have recorded their address, a heartbeat after they listen).
-    until(
+    monitor_finds_both(&a, &url, &name, &mut watch).await;
+    training_lock_is_exclusive(&a, &b).await;
+
+    // B leaves: once its heartbeat is missed, A takes the budget again.
+    drop(b);
+    let peak = until(
         &mut watch,
         &name,
+        Duration::from_secs(15),
+        "A back at 14",
+        || async { ceiling(&a).await == 14 },
+    )
+    .await;
+    assert!(peak <= 15, "peak {peak}");
+}
+
+/// `reco monitor` finds both replicas in the registry, with no URL configured, and reads their
+/// pools (once both have recorded their address, a heartbeat after they listen).
+async fn monitor_finds_both(a: &TestApp, url: &str, name: &str, watch: &mut sqlx::PgConnection) {
+    until(
+        watch,
+        name,
         Duration::from_secs(10),
         "URLs recorded",
         || async {
@@ -145,8 +162,8 @@ async fn replicas_share_the_budget_and_one_trains_for_all() {
     )
     .await;
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_reco"))
-        .env("DATABASE_URL", &url)
-        .env("RECO_DB__APPLICATION_NAME", &name)
+        .env("DATABASE_URL", url)
+        .env("RECO_DB__APPLICATION_NAME", name)
         .args(["monitor", "--json"])
         .output()
         .await
@@ -164,8 +181,10 @@ async fn replicas_share_the_budget_and_one_trains_for_all() {
         .map(|r| r["pool"]["ceiling"].as_u64().expect("pool read"))
         .collect();
     assert_eq!(seen, [7, 7], "{view}");
+}
 
-    // The training lock: while B holds it, A cannot train and says so.
+/// The training lock: while B holds it, A cannot train and says so.
+async fn training_lock_is_exclusive(a: &TestApp, b: &TestApp) {
     let lock = b
         .state
         .cluster
@@ -185,18 +204,6 @@ async fn replicas_share_the_budget_and_one_trains_for_all() {
         .unwrap();
     assert!(busy.is_none(), "two replicas held the training lock");
     lock.release().await;
-
-    // B leaves: once its heartbeat is missed, A takes the budget again.
-    drop(b);
-    let peak = until(
-        &mut watch,
-        &name,
-        Duration::from_secs(15),
-        "A back at 14",
-        || async { ceiling(&a).await == 14 },
-    )
-    .await;
-    assert!(peak <= 15, "peak {peak}");
 }
 
 /// Two replicas starting at the same moment while the others hold the whole budget: each needs a

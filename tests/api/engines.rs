@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, spawn_app_with};
+use crate::helpers::{Backend, TestApp, spawn_app_with};
 
 pub fn reasons(v: &Value) -> Vec<String> {
     v["items"]
@@ -97,6 +97,12 @@ async fn fast_engine_serves_after_training_and_reflects_a_like_at_once() {
         "{warm}"
     );
 
+    similar_items_and_sessions(&app, liked.clone()).await;
+    bad_engines_are_rejected_and_every_engine_is_counted(&app).await;
+}
+
+/// Similar items and anonymous sessions after the demo trained, around an item the newcomer liked.
+async fn similar_items_and_sessions(app: &TestApp, liked: String) {
     // Similar items: neighbours first, explained; the item itself never.
     let (s, sim) = app.get(&format!("/api/items/{liked}/similar?n=5")).await;
     assert_eq!(s, 200, "{sim}");
@@ -140,7 +146,9 @@ async fn fast_engine_serves_after_training_and_reflects_a_like_at_once() {
         .post("/api/recommend/session", json!({"items": ["ok", ""]}))
         .await;
     assert_eq!((s, b["field"].as_str()), (400, Some("items[1]")), "{b}");
+}
 
+async fn bad_engines_are_rejected_and_every_engine_is_counted(app: &TestApp) {
     // Bad engine names are rejected, and item lists take no engine.
     let (s, b) = app.get("/api/recommend/u?engine=magic").await;
     assert_eq!((s, b["field"].as_str()), (400, Some("engine")), "{b}");

@@ -120,7 +120,7 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(App::serve(state.clone(), listener, async move {
+    let server = tokio::spawn(reco::api::serve(state.clone(), listener, async move {
         let _ = rx.await;
     }));
     TestApp {

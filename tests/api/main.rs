@@ -1,6 +1,7 @@
 //! Integration tests: the real server on a random port, on real SQLite files and a real PostgreSQL.
 //! One binary (faster to link); each module covers one concern.
 
+mod architecture;
 mod auth;
 mod bad_input;
 mod cli;

@@ -23,8 +23,8 @@ const FLOORS: [(&str, f64); 9] = [
 #[test]
 fn every_model_stays_above_its_ndcg_floor() {
     let Some(dir) = ml100k() else { return };
-    let ds = reco::import::movielens::load(&dir).unwrap();
-    let data = reco::eval::from_dataset(&ds, |f| f.value >= 4.0, 0.8);
+    let ds = reco::data::movielens::load(&dir).unwrap();
+    let data = reco::eval::from_dataset(&ds.items, &ds.feedback, |f| f.value >= 4.0, 0.8);
     assert_eq!(
         (data.train.n_rows, data.train.n_cols),
         (942, 1682),

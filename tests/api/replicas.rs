@@ -105,7 +105,7 @@ async fn seed(url: &str) {
         .unwrap();
     let store = Store::new(pool.clone());
     store.migrate(&config.db).await.unwrap();
-    let demo = reco::demo::generate(&reco::demo::DemoSpec::default(), 42);
+    let demo = reco::data::demo::generate(&reco::data::demo::DemoSpec::default(), 42);
     demo.write(&store).await.unwrap();
     pool.close().await;
 }

@@ -151,6 +151,12 @@ async fn reset_under_load_fails_no_request_and_terminates_only_our_idle_backends
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    terminate_idle_ends_only_our_stale_backends(&app).await;
+}
+
+/// `reco reset --terminate-idle`: asks first, then ends a stale idle backend of reco's own name,
+/// never another application's session.
+async fn terminate_idle_ends_only_our_stale_backends(app: &TestApp) {
     // A stale idle backend of reco's own name, and another application's idle session.
     let connect = |name: &str| {
         app.db_url
@@ -166,7 +172,7 @@ async fn reset_under_load_fails_no_request_and_terminates_only_our_idle_backends
         .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let (code, out) = reset(&app, &["--terminate-idle"], "n\n").await;
+    let (code, out) = reset(app, &["--terminate-idle"], "n\n").await;
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains(&format!("pid {stale_pid:>7}")),
@@ -178,7 +184,7 @@ async fn reset_under_load_fails_no_request_and_terminates_only_our_idle_backends
         .await
         .expect("declined: still alive");
 
-    let (code, out) = reset(&app, &["--terminate-idle", "--yes"], "").await;
+    let (code, out) = reset(app, &["--terminate-idle", "--yes"], "").await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("terminated 1 of 1 backends"), "{out}");
     assert!(

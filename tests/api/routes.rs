@@ -201,6 +201,12 @@ async fn feedback_and_recommend(app: &TestApp) {
     let (_, rec) = app.get("/api/recommend/u1").await;
     assert!(!ids(&rec).contains(&"i3".to_string()), "{rec}");
 
+    feedback_lists_and_deletes(app).await;
+}
+
+/// Feedback listed by user and by item (cursor pagination), deleted by type or whole, created on
+/// the fly, and removed with its user or item.
+async fn feedback_lists_and_deletes(app: &TestApp) {
     let (s, page) = app.get("/api/users/u3/feedback").await;
     assert_eq!(s, 200);
     let types: Vec<(String, String)> = page["items"]

@@ -1,7 +1,7 @@
 //! Synthetic catalogues at benchmark scale (100,000 items, a million users, ten million
 //! interactions): items in categories with text for the content model, users in taste clusters with
 //! power-law activity, long-tail item popularity. Generated in memory from a seed, for the latency
-//! and training benchmarks; the demo catalogue (`demo`) is the small, stored counterpart.
+//! and training benchmarks; the demo catalogue (`super::demo`) is the small, stored counterpart.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::algo::content::ItemText;
 use crate::engine::Engine;
+use crate::policy::FeedbackPolicy;
 use crate::store::{Feedback, Item};
 use crate::train::TrainingData;
 
@@ -172,7 +173,7 @@ impl World {
     /// An engine holding the catalogue and every interaction (as `view`, or `like` for weight 1),
     /// as a server would after loading the store.
     pub fn engine(&self) -> Engine {
-        let engine = Engine::new(vec!["dislike".into()], 0.1);
+        let engine = Engine::new(FeedbackPolicy::default(), 0.1);
         engine.upsert_items(&self.items);
         let now = Utc::now();
         for chunk in self.interactions.chunks(100_000) {

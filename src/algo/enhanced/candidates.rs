@@ -1,25 +1,11 @@
-//! The `enhanced` recommender: candidate generation from several sources, then a learned scoring
-//! model over per-candidate features.
-//!
-//! Sources: the factorisation's (ALS) best items, item-to-item neighbours of the history, content
-//! neighbours of the history, and the most popular items of the user's favourite categories (plus
-//! a few popular items overall, so a newcomer still gets candidates). Every candidate gets the same
-//! [`FEATURES`] whatever source found it, and a logistic regression [`Ranker`] fitted on a temporal
-//! validation split (each user's later interactions are the positives among their candidates)
-//! turns the features into a score.
-//!
-//! Logistic regression over nine features is written here (Newton's method with a 9×9 solve in
-//! nalgebra) rather than pulled from linfa: that crate would bring ndarray and an optimiser stack
-//! for twenty lines of arithmetic.
+//! Candidate generation: each source's best items for a user, with every candidate described by the
+//! same [`FEATURES`].
 
-use nalgebra::{SMatrix, SVector};
-use rayon::prelude::*;
-
-use super::als::Als;
-use super::bpr::Bpr;
-use super::content::Content;
-use super::itemknn::ItemKnn;
-use super::{Accumulator, Csr, History, Scorer, dot, top_n};
+use crate::algo::als::Als;
+use crate::algo::bpr::Bpr;
+use crate::algo::content::Content;
+use crate::algo::itemknn::ItemKnn;
+use crate::algo::{Accumulator, History, Scorer, top_n};
 
 /// Candidate items per source.
 pub const FROM_FACTORS: usize = 100;
@@ -148,26 +134,47 @@ impl Models<'_> {
             sc.content
                 .add_neighbours(j, &self.content.neighbours[j as usize]);
         }
-        let neighbour_top = sc.neighbours.top(FROM_NEIGHBOURS, seen);
-        let content_top = sc.content.top(FROM_CONTENT, seen);
-        // The user's favourite categories.
-        let mut category_counts: Vec<(u32, f32)> = Vec::new();
-        for &j in history.items {
+        let sources = Sources {
+            neighbour_top: sc.neighbours.top(FROM_NEIGHBOURS, seen),
+            content_top: sc.content.top(FROM_CONTENT, seen),
+            factor_top,
+            categories: self.favourite_categories(history.items),
+        };
+        let mut out = self.gather(&sources, sc, seen);
+        self.describe(&mut out, user, history, sc, &sources);
+        sc.neighbours.reset();
+        sc.content.reset();
+        out
+    }
+
+    /// The categories of the history's items, most frequent first, with their counts.
+    fn favourite_categories(&self, history: &[u32]) -> Vec<(u32, f32)> {
+        let mut counts: Vec<(u32, f32)> = Vec::new();
+        for &j in history {
             for &c in self
                 .categories
                 .get(j as usize)
                 .map(|c| &c[..])
                 .unwrap_or(&[])
             {
-                match category_counts.iter_mut().find(|x| x.0 == c) {
+                match counts.iter_mut().find(|x| x.0 == c) {
                     Some(x) => x.1 += 1.0,
-                    None => category_counts.push((c, 1.0)),
+                    None => counts.push((c, 1.0)),
                 }
             }
         }
-        category_counts.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        let history_len = history.items.len().max(1) as f32;
+        counts.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        counts
+    }
 
+    /// Each source's candidates in order (neighbours, factors, content, favourite categories,
+    /// popular), every item once, features still empty.
+    fn gather(
+        &self,
+        sources: &Sources,
+        sc: &Scratch,
+        seen: impl Fn(u32) -> bool,
+    ) -> Vec<Candidate> {
         let mut out: Vec<Candidate> = Vec::with_capacity(
             FROM_FACTORS + FROM_NEIGHBOURS + FROM_CONTENT + FROM_CATEGORIES + FROM_POPULAR,
         );
@@ -182,16 +189,16 @@ impl Models<'_> {
                 });
             }
         };
-        for &(i, _) in &neighbour_top {
+        for &(i, _) in &sources.neighbour_top {
             push(i, Source::Neighbours(sc.neighbours.source(i)), &mut out);
         }
-        for &i in &factor_top {
+        for &i in &sources.factor_top {
             push(i, Source::Factors, &mut out);
         }
-        for &(i, _) in &content_top {
+        for &(i, _) in &sources.content_top {
             push(i, Source::Content(sc.content.source(i)), &mut out);
         }
-        for &(c, _) in category_counts.iter().take(TOP_CATEGORIES) {
+        for &(c, _) in sources.categories.iter().take(TOP_CATEGORIES) {
             let in_category = self
                 .popular_order
                 .iter()
@@ -201,16 +208,24 @@ impl Models<'_> {
                 push(i, Source::Category(c), &mut out);
             }
         }
-        for &i in self
-            .popular_order
-            .iter()
-            .filter(|&&i| !seen(i))
-            .take(FROM_POPULAR)
-        {
+        let popular = self.popular_order.iter().filter(|&&i| !seen(i));
+        for &i in popular.take(FROM_POPULAR) {
             push(i, Source::Popular, &mut out);
         }
+        out
+    }
 
-        // Features, each scaled per user so that users with long and short histories compare.
+    /// Fills in every candidate's features, each scaled per user so that users with long and
+    /// short histories compare.
+    fn describe(
+        &self,
+        out: &mut [Candidate],
+        user: Option<usize>,
+        history: History<'_>,
+        sc: &Scratch,
+        sources: &Sources,
+    ) {
+        let history_len = history.items.len().max(1) as f32;
         let bpr_user = self.bpr.user_vector(user, history);
         let max_of = |f: &dyn Fn(u32) -> f32| {
             out.iter()
@@ -235,12 +250,12 @@ impl Models<'_> {
                 .position(|&x| x == i)
                 .map_or(0.0, |r| 1.0 / (r as f32 + 2.0).ln())
         };
-        let neighbour_items: Vec<u32> = neighbour_top.iter().map(|x| x.0).collect();
-        for c in &mut out {
+        let neighbour_items: Vec<u32> = sources.neighbour_top.iter().map(|x| x.0).collect();
+        for c in out.iter_mut() {
             let i = c.item;
             let affinity = self.categories[i as usize]
                 .iter()
-                .filter_map(|cat| category_counts.iter().find(|x| x.0 == *cat))
+                .filter_map(|cat| sources.categories.iter().find(|x| x.0 == *cat))
                 .map(|x| x.1 / history_len)
                 .fold(0f32, f32::max);
             c.features = [
@@ -250,179 +265,29 @@ impl Models<'_> {
                 sc.content.sum(i) / content_max,
                 (1.0 + self.popularity[i as usize]).ln() / (1.0 + pop_max).ln(),
                 affinity,
-                rank_in(&factor_top, i),
+                rank_in(&sources.factor_top, i),
                 rank_in(&neighbour_items, i),
                 1.0,
             ];
         }
-        sc.neighbours.reset();
-        sc.content.reset();
-        out
     }
 }
 
-/// Logistic regression weights over [`FEATURES`].
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Ranker {
-    pub weights: [f32; N_FEATURES],
-}
-
-impl Default for Ranker {
-    /// Before any fit: the factorisation and neighbour scores, equally.
-    fn default() -> Self {
-        let mut weights = [0.0; N_FEATURES];
-        weights[0] = 1.0;
-        weights[2] = 1.0;
-        Self { weights }
-    }
-}
-
-/// Validation users the ranker learns from, at most (spread evenly over the rows).
-const FIT_MAX_USERS: usize = 2000;
-/// L2 penalty of the logistic regression.
-const L2: f64 = 1e-2;
-const NEWTON_STEPS: usize = 25;
-
-impl Ranker {
-    /// The log-odds of a candidate.
-    pub fn score(&self, features: &[f32; N_FEATURES]) -> f32 {
-        dot(&self.weights, features)
-    }
-
-    /// Scores and sorts candidates, best first (ties by item).
-    pub fn rank(&self, candidates: &mut [Candidate]) {
-        for c in candidates.iter_mut() {
-            c.score = self.score(&c.features);
-        }
-        candidates.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.item.cmp(&b.item)));
-    }
-
-    /// Fits on the candidates `models` (trained on `train`) generate for users of `train`, labelled
-    /// by whether the item is among the user's `validation` items.
-    pub fn fit(models: &Models<'_>, train: &Csr, validation: &[Vec<u32>]) -> Ranker {
-        let users = super::validation_users(train, validation, FIT_MAX_USERS);
-        let rows: Vec<([f32; N_FEATURES], bool)> = users
-            .par_iter()
-            .map_init(Scratch::default, |sc, &u| {
-                models
-                    .candidates(Some(u), History::of(train, u), sc)
-                    .into_iter()
-                    .map(|c| (c.features, validation[u].binary_search(&c.item).is_ok()))
-                    .collect::<Vec<_>>()
-            })
-            .flatten()
-            .collect();
-        if !rows.iter().any(|r| r.1) {
-            return Ranker::default();
-        }
-        fit_logistic(&rows)
-    }
-}
-
-type Vector = SVector<f64, N_FEATURES>;
-type Matrix = SMatrix<f64, N_FEATURES, N_FEATURES>;
-
-/// L2-regularised logistic regression by Newton's method (the intercept is penalised too; with
-/// hundreds of thousands of rows that does not matter).
-fn fit_logistic(rows: &[([f32; N_FEATURES], bool)]) -> Ranker {
-    let mut w = Vector::zeros();
-    for _ in 0..NEWTON_STEPS {
-        let (grad, hess) = rows
-            .par_iter()
-            .fold(
-                || (Vector::zeros(), Matrix::zeros()),
-                |(mut g, mut h), (x, y)| {
-                    let x = Vector::from_iterator(x.iter().map(|&v| v as f64));
-                    let p = 1.0 / (1.0 + (-w.dot(&x)).exp());
-                    g += x * (p - f64::from(u8::from(*y)));
-                    h += (x * x.transpose()) * (p * (1.0 - p)).max(1e-9);
-                    (g, h)
-                },
-            )
-            .reduce(
-                || (Vector::zeros(), Matrix::zeros()),
-                |a, b| (a.0 + b.0, a.1 + b.1),
-            );
-        let grad = grad + w * L2;
-        let hess = hess + Matrix::identity() * L2;
-        let Some(step) = hess.cholesky().map(|c| c.solve(&grad)) else {
-            break;
-        };
-        w -= step;
-        if step.amax() < 1e-6 {
-            break;
-        }
-    }
-    let mut weights = [0f32; N_FEATURES];
-    weights
-        .iter_mut()
-        .zip(w.iter())
-        .for_each(|(o, &v)| *o = v as f32);
-    Ranker { weights }
-}
-
-/// `enhanced` as an offline model: owns its models (fitted on one training set) and a ranker.
-pub struct Enhanced {
-    pub als: Als,
-    pub bpr: Bpr,
-    pub itemknn: ItemKnn,
-    pub content: Content,
-    pub popularity: Vec<f32>,
-    pub popular_order: Vec<u32>,
-    pub categories: Vec<Box<[u32]>>,
-    pub ranker: Ranker,
-}
-
-impl Enhanced {
-    pub fn models(&self) -> Models<'_> {
-        Models {
-            als: &self.als,
-            bpr: &self.bpr,
-            itemknn: &self.itemknn,
-            content: &self.content,
-            popularity: &self.popularity,
-            popular_order: &self.popular_order,
-            categories: &self.categories,
-        }
-    }
-}
-
-impl Scorer for Enhanced {
-    /// Ranked candidates get their log-odds; items no source proposed get no score.
-    fn score(&self, user: Option<usize>, history: History<'_>, scores: &mut [f32]) {
-        scores.fill(f32::NEG_INFINITY);
-        let mut sc = Scratch::default();
-        let mut candidates = self.models().candidates(user, history, &mut sc);
-        self.ranker.rank(&mut candidates);
-        for c in candidates {
-            scores[c.item as usize] = c.score;
-        }
-    }
+/// What `enhanced` draws candidates from, for one user.
+struct Sources {
+    /// The factorisation's best items.
+    factor_top: Vec<u32>,
+    /// Item-to-item and content neighbours of the history, with their summed similarity.
+    neighbour_top: Vec<(u32, f32)>,
+    content_top: Vec<(u32, f32)>,
+    /// The history's categories, most frequent first.
+    categories: Vec<(u32, f32)>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn logistic_regression_separates_by_the_informative_feature() {
-        // Feature 0 decides the label; feature 1 is noise.
-        let rows: Vec<([f32; N_FEATURES], bool)> = (0..400)
-            .map(|n| {
-                let informative = (n % 10) as f32 / 10.0;
-                let noise = ((n * 7) % 13) as f32 / 13.0;
-                let mut x = [0.0; N_FEATURES];
-                x[0] = informative;
-                x[1] = noise;
-                x[N_FEATURES - 1] = 1.0;
-                (x, informative > 0.55 || (informative > 0.35 && n % 3 == 0))
-            })
-            .collect();
-        let r = fit_logistic(&rows);
-        assert!(r.weights[0] > 5.0, "{:?}", r.weights);
-        assert!(r.weights[1].abs() < r.weights[0] / 5.0, "{:?}", r.weights);
-        assert!(r.weights[N_FEATURES - 1] < 0.0, "{:?}", r.weights);
-    }
+    use crate::algo::enhanced::Ranker;
 
     #[test]
     fn candidates_come_from_every_source_with_features() {

@@ -1,4 +1,5 @@
-//! The pool's own metrics: what HikariCP reports and sqlx does not.
+//! The pool's own metrics: what HikariCP reports and sqlx does not. Recorded by `db::Pool`,
+//! registered under `reco_db_pool_*`.
 
 use std::collections::BTreeMap;
 
@@ -7,8 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-pub use crate::metrics::HistogramSummary;
-use crate::metrics::LatencyHistogram;
+use super::histogram::{HistogramSummary, LatencyHistogram};
 
 /// Why a connection was closed.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, PartialOrd, Ord)]
@@ -62,7 +62,7 @@ pub struct PoolMetrics {
 }
 
 impl PoolMetrics {
-    pub(crate) fn register(&self, r: &mut Registry) {
+    pub fn register(&self, r: &mut Registry) {
         r.register("connections", "Open connections", self.size.clone());
         r.register("idle", "Idle connections", self.idle.clone());
         r.register("in_use", "Checked-out connections", self.in_use.clone());
@@ -115,7 +115,7 @@ impl PoolMetrics {
         );
     }
 
-    pub(crate) fn record_close(&self, reason: CloseReason) {
+    pub fn record_close(&self, reason: CloseReason) {
         self.closed
             .get_or_create(&ReasonLabel {
                 reason: reason.as_str(),
@@ -150,7 +150,7 @@ impl PoolMetrics {
             .saturating_sub(known)
     }
 
-    pub(crate) fn closed_by_reason(&self, size: u32) -> BTreeMap<&'static str, u64> {
+    pub fn closed_by_reason(&self, size: u32) -> BTreeMap<&'static str, u64> {
         let mut out: BTreeMap<&'static str, u64> = [
             CloseReason::Recycled,
             CloseReason::Overflow,
@@ -165,7 +165,7 @@ impl PoolMetrics {
     }
 
     /// Brings the `other` close counter up to the derived value (counters only grow).
-    pub(crate) fn publish_other_closes(&self, size: u32) {
+    pub fn publish_other_closes(&self, size: u32) {
         let target = self.other_closes(size);
         let counter = self.closed.get_or_create_owned(&ReasonLabel {
             reason: CloseReason::Other.as_str(),
@@ -176,11 +176,11 @@ impl PoolMetrics {
         }
     }
 
-    pub(crate) fn acquire_wait_summary(&self) -> HistogramSummary {
+    pub fn acquire_wait_summary(&self) -> HistogramSummary {
         self.acquire_wait_seconds.summary()
     }
 
-    pub(crate) fn hold_summary(&self) -> HistogramSummary {
+    pub fn hold_summary(&self) -> HistogramSummary {
         self.hold_seconds.summary()
     }
 }

@@ -1,72 +1,30 @@
-//! `reco diagnose`: checks of everything that has run reco's databases out of connections before,
-//! each with a verdict, the evidence and a one-line remedy.
-//!
-//! The checks read the database server (limits, backends, timeouts, TLS, whether a pooler answers
-//! in its place) over one connection and the replicas' pools through the monitor. Exit status: 0
-//! when every check is ok, 1 with warnings, 2 with failures.
+//! The checks of `reco diagnose`, one function each: every one looks at what was gathered
+//! ([`Inputs`]) and gives a verdict with its evidence and remedy.
 
-use serde::Serialize;
+use secrecy::ExposeSecret;
 
-use crate::config::{Config, Pooler, redact_url};
-use crate::monitor::View;
+use super::report::{Check, Inputs, Verdict, check};
+use crate::config::{Pooler, redact_url};
 use crate::store::{ConnectionFacts, ServerStats};
-
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    Ok,
-    Warn,
-    Fail,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Check {
-    pub name: &'static str,
-    pub verdict: Verdict,
-    pub evidence: String,
-    /// What to do about it (empty when ok).
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub remedy: String,
-}
-
-fn check(name: &'static str, verdict: Verdict, evidence: String, remedy: &str) -> Check {
-    Check {
-        name,
-        verdict,
-        evidence,
-        remedy: if verdict == Verdict::Ok {
-            String::new()
-        } else {
-            remedy.to_string()
-        },
-    }
-}
 
 /// Idle-in-transaction sessions older than this fail rather than warn.
 const IDLE_IN_TRANSACTION_FAIL_SECS: f64 = 300.0;
 /// Statements running longer than this are reported.
 const LONG_QUERY_SECS: f64 = 60.0;
 
-/// What the checks look at, gathered beforehand.
-pub struct Inputs<'a> {
-    pub config: &'a Config,
-    /// Round trip of a ping, or why it failed.
-    pub ping: Result<std::time::Duration, String>,
-    pub server: Option<ServerStats>,
-    pub facts: Option<ConnectionFacts>,
-    /// The replicas' pools (the monitor's view).
-    pub view: &'a View,
-    /// How many replicas share the database (at least 1).
-    pub replicas: usize,
+/// The database's host as the URL names it (empty when it names none).
+fn host_of(i: &Inputs<'_>) -> String {
+    url::Url::parse(i.config.db.url.expose_secret())
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
-/// Runs every check.
-pub fn checks(i: &Inputs<'_>) -> Vec<Check> {
-    let db = &i.config.db;
-    let url = redact_url(secrecy::ExposeSecret::expose_secret(&db.url));
-    let mut out = Vec::new();
+/// Whether the database answers (the other checks need it to).
+pub(super) fn database(i: &Inputs<'_>) -> Check {
+    let url = redact_url(i.config.db.url.expose_secret());
     match &i.ping {
-        Ok(rtt) => out.push(check(
+        Ok(rtt) => check(
             "database",
             Verdict::Ok,
             format!(
@@ -74,26 +32,19 @@ pub fn checks(i: &Inputs<'_>) -> Vec<Check> {
                 rtt.as_secs_f64() * 1000.0
             ),
             "",
-        )),
-        Err(e) => {
-            out.push(check(
-                "database",
-                Verdict::Fail,
-                format!("{url}: {e}"),
-                "check db.url, that the server runs and that this host may connect (pg_hba.conf, firewall)",
-            ));
-            return out;
-        }
+        ),
+        Err(e) => check(
+            "database",
+            Verdict::Fail,
+            format!("{url}: {e}"),
+            "check db.url, that the server runs and that this host may connect (pg_hba.conf, firewall)",
+        ),
     }
-    let (Some(server), Some(facts)) = (&i.server, &i.facts) else {
-        out.push(check(
-            "server",
-            Verdict::Ok,
-            "SQLite: no connection limits to check".into(),
-            "",
-        ));
-        return out;
-    };
+}
+
+/// Whether the configured sizing fits what the server allows, after other applications.
+pub(super) fn connection_limit(i: &Inputs<'_>, server: &ServerStats) -> Check {
+    let db = &i.config.db;
     let available = server.available();
     let per_replica = i64::from(db.pool_size + db.max_overflow);
     // With a cluster budget the replicas share it, however many there are.
@@ -124,7 +75,7 @@ pub fn checks(i: &Inputs<'_>) -> Vec<Check> {
     } else {
         Verdict::Ok
     };
-    out.push(check(
+    check(
         "connection_limit",
         verdict,
         evidence,
@@ -139,8 +90,12 @@ pub fn checks(i: &Inputs<'_>) -> Vec<Check> {
                 (available - others).max(0)
             ),
         },
-    ));
+    )
+}
 
+/// How many client backends the server has, by application.
+pub(super) fn backends(i: &Inputs<'_>, server: &ServerStats) -> Check {
+    let db = &i.config.db;
     let ours = server.of_application(&db.application_name);
     let total = server.total();
     let by_app = {
@@ -162,7 +117,7 @@ pub fn checks(i: &Inputs<'_>) -> Vec<Check> {
             .join(", ")
     };
     let limit = i.config.monitor.warn_total_connections;
-    out.push(check(
+    check(
         "backends",
         if total > limit {
             Verdict::Warn
@@ -177,8 +132,11 @@ pub fn checks(i: &Inputs<'_>) -> Vec<Check> {
         &format!(
             "more than monitor.warn_total_connections = {limit}: find the application holding them in `reco monitor`"
         ),
-    ));
+    )
+}
 
+/// Sessions idle inside a transaction (they hold a connection and locks).
+pub(super) fn idle_in_transaction(server: &ServerStats) -> Check {
     let idle_tx: Vec<_> = server
         .backends
         .iter()
@@ -188,7 +146,7 @@ pub fn checks(i: &Inputs<'_>) -> Vec<Check> {
         .iter()
         .map(|b| b.oldest_state_seconds)
         .fold(0.0, f64::max);
-    out.push(check(
+    check(
         "idle_in_transaction",
         if idle_tx.is_empty() {
             Verdict::Ok
@@ -218,14 +176,17 @@ pub fn checks(i: &Inputs<'_>) -> Vec<Check> {
                 .join("; ")
         },
         "commit or roll back in that application; set idle_in_transaction_session_timeout = '60s' on the server",
-    ));
+    )
+}
 
+/// Statements running longer than a minute.
+pub(super) fn long_queries(server: &ServerStats) -> Check {
     let long: Vec<_> = server
         .backends
         .iter()
         .filter(|b| b.state == "active" && b.oldest_state_seconds > LONG_QUERY_SECS)
         .collect();
-    out.push(check(
+    check(
         "long_queries",
         if long.is_empty() {
             Verdict::Ok
@@ -246,8 +207,12 @@ pub fn checks(i: &Inputs<'_>) -> Vec<Check> {
                 .join("; ")
         },
         "look at pg_stat_activity and pg_cancel_backend(pid) what should not run; set db.statement_timeout for reco",
-    ));
+    )
+}
 
+/// Connections the replicas report held past `leak_threshold`, and replicas that did not answer.
+pub(super) fn leaks(i: &Inputs<'_>) -> Check {
+    let db = &i.config.db;
     let mut leaks = Vec::new();
     for r in &i.view.replicas {
         for s in r.pool.iter().flat_map(|p| &p.leak_suspects) {
@@ -266,7 +231,7 @@ pub fn checks(i: &Inputs<'_>) -> Vec<Check> {
         .filter(|r| r.pool.is_none())
         .map(|r| r.url.as_str())
         .collect();
-    out.push(check(
+    check(
         "leaks",
         if !leaks.is_empty() || !unreachable.is_empty() {
             Verdict::Warn
@@ -284,18 +249,23 @@ pub fn checks(i: &Inputs<'_>) -> Vec<Check> {
         } else {
             leaks
                 .into_iter()
-                .chain(unreachable.iter().map(|u| format!("{u}: could not be asked")))
+                .chain(
+                    unreachable
+                        .iter()
+                        .map(|u| format!("{u}: could not be asked")),
+                )
                 .collect::<Vec<_>>()
                 .join("; ")
         },
         "fix the code at that location to return its connection (or raise db.leak_threshold if the work is legitimately long)",
-    ));
+    )
+}
 
-    let parsed = url::Url::parse(secrecy::ExposeSecret::expose_secret(&db.url)).ok();
-    let host = parsed
-        .as_ref()
-        .and_then(|u| u.host_str().map(str::to_string))
-        .unwrap_or_default();
+/// Whether a pooler answers in the server's place, and whether `db.pooler` suits it.
+pub(super) fn pooler(i: &Inputs<'_>, facts: &ConnectionFacts) -> Check {
+    let db = &i.config.db;
+    let parsed = url::Url::parse(db.url.expose_secret()).ok();
+    let host = host_of(i);
     let url_port = parsed.as_ref().and_then(|u| u.port()).unwrap_or(5432);
     let supavisor = host.contains("pooler.supabase.com");
     let pooler = supavisor
@@ -344,11 +314,15 @@ pub fn checks(i: &Inputs<'_>) -> Vec<Check> {
         ),
         (false, _) => (Verdict::Ok, seen, ""),
     };
-    out.push(check("pooler", verdict, evidence, remedy));
+    check("pooler", verdict, evidence, remedy)
+}
 
+/// `pool_recycle` against the server's `idle_session_timeout`.
+pub(super) fn recycle(i: &Inputs<'_>, facts: &ConnectionFacts) -> Check {
+    let db = &i.config.db;
     let recycle_ms = (db.pool_recycle * 1000.0) as i64;
     let idle_ms = facts.idle_session_timeout_ms;
-    out.push(check(
+    check(
         "recycle",
         if idle_ms > 0 && recycle_ms >= idle_ms {
             Verdict::Warn
@@ -369,14 +343,18 @@ pub fn checks(i: &Inputs<'_>) -> Vec<Check> {
             "set db.pool_recycle below {} s so reco replaces connections before the server drops them, and keep db.pool_pre_ping on",
             idle_ms as f64 / 1000.0
         ),
-    ));
+    )
+}
 
+/// TLS to a non-local host.
+pub(super) fn tls(i: &Inputs<'_>, facts: &ConnectionFacts) -> Check {
+    let host = host_of(i);
     let local = host.is_empty()
         || host == "localhost"
         || host.starts_with("127.")
         || host == "[::1]"
         || host == "::1";
-    out.push(check(
+    check(
         "tls",
         if !local && !facts.ssl {
             Verdict::Warn
@@ -389,47 +367,5 @@ pub fn checks(i: &Inputs<'_>) -> Vec<Check> {
             (false, false) => format!("no TLS to the non-local host {host}"),
         },
         "add sslmode=require (or verify-full) to db.url",
-    ));
-    out
-}
-
-/// The exit status for a set of checks: 0 all ok, 1 warnings, 2 failures.
-pub fn exit_status(checks: &[Check]) -> i32 {
-    match checks.iter().map(|c| c.verdict).max() {
-        Some(Verdict::Fail) => 2,
-        Some(Verdict::Warn) => 1,
-        _ => 0,
-    }
-}
-
-/// The checks as text, one verdict per line with its remedy under it.
-pub fn render_text(checks: &[Check]) -> String {
-    let mut out = String::new();
-    for c in checks {
-        let tag = match c.verdict {
-            Verdict::Ok => "ok  ",
-            Verdict::Warn => "WARN",
-            Verdict::Fail => "FAIL",
-        };
-        out.push_str(&format!("{tag}  {:<20} {}\n", c.name, c.evidence));
-        if !c.remedy.is_empty() {
-            out.push_str(&format!("      {:<20} fix: {}\n", "", c.remedy));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exit_status_is_the_worst_verdict() {
-        let c = |v| check("x", v, String::new(), "do something");
-        assert_eq!(exit_status(&[c(Verdict::Ok)]), 0);
-        assert_eq!(exit_status(&[c(Verdict::Ok), c(Verdict::Warn)]), 1);
-        assert_eq!(exit_status(&[c(Verdict::Fail), c(Verdict::Warn)]), 2);
-        assert_eq!(c(Verdict::Ok).remedy, "", "no remedy for what is fine");
-        assert!(render_text(&[c(Verdict::Warn)]).contains("fix: do something"));
-    }
+    )
 }

@@ -2,22 +2,20 @@
 //!
 //! Feedback is the write that scales with traffic. Instead of one transaction (and one pooled
 //! connection) per request, requests hand their rows to [`FeedbackWriter`], whose single task takes
-//! everything queued, writes it in one transaction on one connection, and only then answers each
-//! request. While one group commits, the next one gathers, so the group size grows with load and the
+//! everything queued, commits it with [`FeedbackCommit`] (one transaction on one connection, then
+//! applied to the engine), and only then answers each request. While one group commits, the next one gathers, so the group size grows with load and the
 //! connection count does not. A request is acknowledged only after its rows are committed and applied
 //! to the in-memory engine, so an acknowledged event is never lost and is "seen" at once.
 //!
 //! If a group fails, its requests are retried one by one so that one bad request (a reference to a
 //! user deleted a moment ago, say) cannot fail the others.
 
-use std::sync::Arc;
-
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::metrics::Metrics;
-use crate::orchestrator::Orchestrator;
-use crate::store::{self, Feedback, Store};
+use super::commit::FeedbackCommit;
+use super::error::Error;
+use crate::store::{self, Feedback};
 
 /// Requests queued beyond this make submitters wait (backpressure) rather than grow memory.
 const QUEUE_DEPTH: usize = 4096;
@@ -37,46 +35,27 @@ pub struct FeedbackWriter {
     tx: mpsc::Sender<Message>,
 }
 
-/// Errors a submitter can see.
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    #[error(transparent)]
-    Store(#[from] store::Error),
-    /// The writer has shut down (the server is stopping).
-    #[error("feedback writer is shut down")]
-    ShutDown,
-}
-
 impl FeedbackWriter {
     /// Starts the writer task.
-    pub fn spawn(
-        store: Store,
-        orchestrator: Arc<Orchestrator>,
-        metrics: Arc<Metrics>,
-        auto_create: bool,
-        max_group_rows: usize,
-    ) -> (Self, JoinHandle<()>) {
+    pub fn spawn(commit: FeedbackCommit, max_group_rows: usize) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let task = Task {
-            store,
-            orchestrator,
-            metrics,
-            auto_create,
+            commit,
             max_group_rows,
         };
         (Self { tx }, tokio::spawn(task.run(rx)))
     }
 
     /// Writes `rows`, returning once they are committed.
-    pub async fn write(&self, rows: Vec<Feedback>) -> Result<(), WriteError> {
+    pub async fn write(&self, rows: Vec<Feedback>) -> Result<(), Error> {
         let (done, wait) = oneshot::channel();
         self.tx
             .send(Message::Write { rows, done })
             .await
-            .map_err(|_| WriteError::ShutDown)?;
+            .map_err(|_| Error::ShutDown)?;
         wait.await
-            .map_err(|_| WriteError::ShutDown)?
-            .map_err(WriteError::Store)
+            .map_err(|_| Error::ShutDown)?
+            .map_err(Error::Store)
     }
 
     /// Commits everything already queued, then stops the task (graceful shutdown).
@@ -86,10 +65,7 @@ impl FeedbackWriter {
 }
 
 struct Task {
-    store: Store,
-    orchestrator: Arc<Orchestrator>,
-    metrics: Arc<Metrics>,
-    auto_create: bool,
+    commit: FeedbackCommit,
     max_group_rows: usize,
 }
 
@@ -117,21 +93,20 @@ impl Task {
                 next = rx.try_recv().ok();
             }
             if !group.is_empty() {
-                self.commit(group).await;
+                self.commit_group(group).await;
             }
         }
         tracing::info!("feedback writer stopped");
     }
 
     /// Writes a group in one transaction; on failure, retries each request alone.
-    async fn commit(&self, group: Vec<Pending>) {
+    async fn commit_group(&self, group: Vec<Pending>) {
         let all: Vec<Feedback> = group
             .iter()
             .flat_map(|(rows, _)| rows.iter().cloned())
             .collect();
-        match self.store.insert_feedback(&all, self.auto_create).await {
+        match self.commit.commit(&all).await {
             Ok(()) => {
-                self.applied(&all);
                 for (_, done) in group {
                     let _ = done.send(Ok(()));
                 }
@@ -149,20 +124,10 @@ impl Task {
             Err(e) => {
                 tracing::warn!(error = %e, requests = group.len(), "group commit failed; retrying requests one by one");
                 for (rows, done) in group {
-                    let result = self.store.insert_feedback(&rows, self.auto_create).await;
-                    if result.is_ok() {
-                        self.applied(&rows);
-                    }
-                    let _ = done.send(result);
+                    let _ = done.send(self.commit.commit(&rows).await);
                 }
             }
         }
-    }
-
-    fn applied(&self, rows: &[Feedback]) {
-        self.orchestrator.feedback_committed(rows);
-        self.metrics.feedback_rows.inc_by(rows.len() as u64);
-        self.metrics.feedback_commits.inc();
     }
 }
 

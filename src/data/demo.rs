@@ -7,7 +7,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
-use crate::dataset::Dataset;
+use super::dataset::Dataset;
 use crate::store::{Feedback, Item, User};
 
 const CATEGORIES: [&str; 12] = [

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
 
-use crate::dataset::Dataset;
+use super::dataset::Dataset;
 use crate::store::{Feedback, Item, User};
 
 /// Latin-1 maps byte-for-byte onto the first 256 Unicode code points.

@@ -1,0 +1,35 @@
+//! `[feedback]`: feedback ingestion.
+
+use serde::{Deserialize, Serialize};
+
+use super::rules::{ConfigError, check};
+
+/// Feedback ingestion settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedbackConfig {
+    /// Create unknown users and items on the fly (true) or reject the feedback with 404 (false).
+    pub auto_create: bool,
+    /// Most rows one group commit writes in a transaction.
+    pub max_group_rows: usize,
+}
+
+impl Default for FeedbackConfig {
+    fn default() -> Self {
+        Self {
+            auto_create: true,
+            max_group_rows: 5000,
+        }
+    }
+}
+
+impl FeedbackConfig {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            (1..=100_000).contains(&self.max_group_rows),
+            "feedback.max_group_rows",
+            self.max_group_rows,
+            "1..=100000",
+        )
+    }
+}

@@ -1,0 +1,92 @@
+//! `[orchestrator]`: how `engine=auto` picks an engine (experiments, deadline, cache, clicks).
+
+use serde::{Deserialize, Serialize};
+
+use super::rules::{ConfigError, check, secs};
+use crate::kinds::EngineKind;
+
+/// The orchestrator behind `engine=auto`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrchestratorConfig {
+    /// Seconds the chosen engine may take; past it the `fast` answer is returned (and counted).
+    /// 0 = no deadline.
+    pub deadline: f64,
+    /// Users whose last answer is kept until their next feedback or the next training (0 = off).
+    pub cache_size: u64,
+    /// Seconds after a recommendation in which positive feedback on a recommended item counts as
+    /// a click for the variant that served it.
+    pub click_window: f64,
+    /// An experiment: variants with traffic shares, chosen by a stable hash of the user id.
+    /// Empty: every user gets `smart`.
+    pub variants: Vec<VariantConfig>,
+}
+
+/// One arm of an experiment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariantConfig {
+    /// Shown in metrics and responses.
+    pub name: String,
+    /// `fast`, `quality`, `enhanced`, `smart` or `popularity`.
+    pub engine: EngineKind,
+    /// Relative traffic share (shares need not add up to 100).
+    pub share: u32,
+}
+
+impl Default for OrchestratorConfig {
+    fn default() -> Self {
+        Self {
+            deadline: 0.05,
+            cache_size: 100_000,
+            click_window: 1800.0,
+            variants: Vec::new(),
+        }
+    }
+}
+
+impl OrchestratorConfig {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        let (d, w) = (self.deadline, self.click_window);
+        secs(
+            d,
+            "orchestrator.deadline",
+            0.0,
+            60.0,
+            "0 (none)..=60 seconds",
+        )?;
+        secs(
+            w,
+            "orchestrator.click_window",
+            1.0,
+            604_800.0,
+            "1..=604800 seconds",
+        )?;
+        for (n, v) in self.variants.iter().enumerate() {
+            check(
+                !v.name.is_empty()
+                    && v.name.len() <= 64
+                    && v.name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                    && !self.variants[..n].iter().any(|w| w.name == v.name),
+                "orchestrator.variants.name",
+                &v.name,
+                "unique names of 1 to 64 letters, digits, '-', '_' or '.'",
+            )?;
+            check(
+                v.engine != EngineKind::Auto,
+                "orchestrator.variants.engine",
+                v.engine.name(),
+                "fast, quality, enhanced, smart or popularity",
+            )?;
+            check(
+                (1..=1_000_000).contains(&v.share),
+                "orchestrator.variants.share",
+                v.share,
+                "1..=1000000",
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,11 @@
+//! Data sets: a whole data set in memory and writing it to the store ([`dataset`]), the demo
+//! catalogue seeded into an empty embedded database ([`demo`]), the MovieLens importer
+//! ([`movielens`]), and benchmark-scale synthetic worlds ([`synthetic`]). None of this runs on the
+//! request path.
+
+pub mod dataset;
+pub mod demo;
+pub mod movielens;
+pub mod synthetic;
+
+pub use dataset::Dataset;

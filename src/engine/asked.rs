@@ -1,0 +1,87 @@
+//! [`Asked`]: one request as every engine sees it (the query, the user's live history and trained
+//! row, the state, the snapshot and the live ranking), with the steps every engine shares: what
+//! the user has seen, their liked items, and picking a list that ends with live popularity.
+
+use std::collections::HashSet;
+
+use super::ranking::Ranking;
+use super::request::{Query, Scored};
+use super::snapshot::Snapshot;
+use super::state::{ItemMeta, State, UserHistory, liked};
+
+/// One request as the engines see it.
+#[derive(Clone, Copy)]
+pub struct Asked<'a> {
+    pub s: &'a State,
+    pub history: Option<&'a UserHistory>,
+    /// The user's row in the snapshot's factor models, when they were trained.
+    pub row: Option<usize>,
+    pub q: &'a Query<'a>,
+    pub snap: &'a Snapshot,
+    pub ranking: &'a Ranking,
+    /// MMR strength of `quality` across categories (an engine setting).
+    pub diversity: f32,
+}
+
+impl<'a> Asked<'a> {
+    /// Whether the user interacted with item `i` in any way (never recommended again).
+    pub fn seen(&self, i: u32) -> bool {
+        self.history.is_some_and(|h| h.contains_key(&i))
+    }
+
+    /// The items the user liked (the policy's positive rule) below `n_items`, in the history's
+    /// order.
+    pub fn liked_below(&self, n_items: usize) -> impl Iterator<Item = u32> + 'a {
+        self.history
+            .into_iter()
+            .flat_map(|h| h.iter())
+            .filter(move |(i, marks)| (**i as usize) < n_items && liked(marks))
+            .map(|(i, _)| *i)
+    }
+
+    /// The liked items the snapshot's models know.
+    pub fn liked_trained(&self) -> impl Iterator<Item = u32> + 'a {
+        self.liked_below(self.snap.n_items)
+    }
+
+    /// The liked, trained items sorted, each with weight 1: a model-ready history.
+    pub fn liked_history(&self) -> (Vec<u32>, Vec<f32>) {
+        let mut items: Vec<u32> = self.liked_trained().collect();
+        items.sort_unstable();
+        let weights = vec![1.0; items.len()];
+        (items, weights)
+    }
+
+    /// The first `q.n` items of `parts`, then of the live popularity order (items new since
+    /// training, the long tail), that pass the filters and that the user has not seen.
+    pub fn pick(
+        &self,
+        parts: &[&[u32]],
+        q: &Query<'_>,
+        score: impl Fn(u32, &ItemMeta) -> (f64, String),
+    ) -> Vec<Scored> {
+        let order = unique_chain(parts.iter().copied().chain([&self.ranking.popular[..]]));
+        self.pick_from(order, q, score)
+    }
+
+    /// The first `q.n` items of `order` alone that pass the filters and were not seen.
+    pub fn pick_from(
+        &self,
+        order: impl IntoIterator<Item = u32>,
+        q: &Query<'_>,
+        score: impl Fn(u32, &ItemMeta) -> (f64, String),
+    ) -> Vec<Scored> {
+        self.s.pick(order, q, |i| self.seen(i), score)
+    }
+}
+
+/// The entries of `parts` in order, each item once, lazily: the live popularity order that ends
+/// every engine's list is catalogue-sized, and a request stops after its first few entries.
+pub fn unique_chain<'a>(parts: impl IntoIterator<Item = &'a [u32]>) -> impl Iterator<Item = u32> {
+    let mut seen = HashSet::new();
+    parts
+        .into_iter()
+        .flatten()
+        .copied()
+        .filter(move |i| seen.insert(*i))
+}

@@ -1,0 +1,67 @@
+//! What a recommendation request asks for and what an engine answers.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::algo::smart::Route;
+use crate::kinds::EngineKind;
+
+/// What a recommendation request asks for, already validated.
+#[derive(Debug, Clone, Default)]
+pub struct Query<'a> {
+    pub n: usize,
+    /// Only items in at least one of these categories (empty: any).
+    pub categories: &'a [String],
+    /// Never these item ids.
+    pub exclude: &'a [String],
+    /// Only items whose timestamp is at or after this (epoch ms): the item time-to-live.
+    pub not_before_ms: Option<i64>,
+}
+
+/// An owned [`Query`], for work that moves to another thread.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Request {
+    pub n: usize,
+    pub categories: Vec<String>,
+    pub exclude: Vec<String>,
+    pub not_before_ms: Option<i64>,
+}
+
+impl Request {
+    pub fn query(&self) -> Query<'_> {
+        Query {
+            n: self.n,
+            categories: &self.categories,
+            exclude: &self.exclude,
+            not_before_ms: self.not_before_ms,
+        }
+    }
+}
+
+/// Whom a recommendation is for.
+#[derive(Debug, Clone, Copy)]
+pub enum Who<'a> {
+    /// A user, with their live history.
+    User(&'a str),
+    /// An anonymous visitor, by the item ids of their session so far.
+    Session(&'a [String]),
+}
+
+/// One recommended item.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Scored {
+    pub id: Arc<str>,
+    pub score: f64,
+    pub reason: String,
+}
+
+/// An engine's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recommendation {
+    /// The engine that served (`popularity` when the chosen one had no models yet).
+    pub engine: EngineKind,
+    /// `smart`'s route for this user.
+    pub route: Option<Route>,
+    pub items: Vec<Scored>,
+}

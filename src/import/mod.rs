@@ -1,3 +1,0 @@
-//! Importers of public data sets into the store.
-
-pub mod movielens;
