@@ -10,7 +10,8 @@
 #   feedback  POST /api/feedback      (one event per request; group commit)
 # Throughout, pg_stat_activity is sampled every 100 ms for the server's backends; the peak is reported.
 # Uses $RECO_BENCH_DATABASE_URL (an admin URL; default postgres://postgres@127.0.0.1:5432/postgres)
-# and creates/drops the database reco_bench on it.
+# and creates/drops the database reco_bench on it. RECO_BIN=path runs that binary instead of
+# building this checkout (to compare two builds back to back); OUT=dir keeps each run's files apart.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ADMIN_URL=${RECO_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
@@ -21,13 +22,17 @@ DURATION=${DURATION:-10s}
 CONC=${CONC:-64}
 APP=reco_bench
 PORT=${PORT:-18181}
-OUT=bench-out
+OUT=${OUT:-bench-out}
 mkdir -p "$OUT"
 
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
 [ -f "$ML/u.data" ] || { echo "MovieLens-100K not found at $ML" >&2; exit 1; }
-cargo build --release --locked -q
-BIN=target/release/reco
+if [ -n "${RECO_BIN:-}" ]; then
+  BIN=$RECO_BIN
+else
+  cargo build --release --locked -q
+  BIN=target/release/reco
+fi
 
 psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS reco_bench WITH (FORCE)" -qc "CREATE DATABASE reco_bench"
 export DATABASE_URL=$DB_URL RECO_DB__APPLICATION_NAME=$APP RECO_LOG__LEVEL=warn

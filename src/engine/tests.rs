@@ -210,3 +210,83 @@ fn latest_orders_by_timestamp() {
     };
     assert_eq!(ids(&e.latest(&q)), ["c", "b"], "d is hidden");
 }
+
+#[test]
+fn only_positive_feedback_is_popularity_and_a_like() {
+    let e = engine();
+    let q = Query {
+        n: 10,
+        ..Default::default()
+    };
+    let popularity = |e: &Engine, id: &str| {
+        e.rerank();
+        e.popular(&q).iter().find(|s| &*s.id == id).unwrap().score
+    };
+    let liked = |e: &Engine, user: &str| -> Vec<u32> {
+        let s = e.state.read();
+        let mut items: Vec<u32> = s
+            .user_history(user)
+            .into_iter()
+            .flatten()
+            .filter(|(_, marks)| state::liked(marks))
+            .map(|(i, _)| *i)
+            .collect();
+        items.sort_unstable();
+        items
+    };
+    // A 2-star rating: seen (never recommended again), but no popularity and no like.
+    let mut rating = fb("u8", "b", "rating");
+    rating.value = 2.0;
+    e.add_feedback(std::slice::from_ref(&rating));
+    assert_eq!(popularity(&e, "b"), 2.0);
+    assert!(liked(&e, "u8").is_empty(), "a 2-star rating is no like");
+    assert!(!ids(&popular_rec(&e, "u8", &q)).contains(&"b"));
+    // The same key with 5 stars re-classifies the row, and back again.
+    rating.value = 5.0;
+    e.add_feedback(std::slice::from_ref(&rating));
+    assert_eq!(popularity(&e, "b"), 3.0);
+    assert_eq!(liked(&e, "u8").len(), 1);
+    rating.value = 1.0;
+    e.add_feedback(std::slice::from_ref(&rating));
+    assert_eq!(popularity(&e, "b"), 2.0);
+    // A type the configuration does not list is only seen.
+    e.add_feedback(&[fb("u8", "c", "bookmark")]);
+    assert_eq!(popularity(&e, "c"), 1.0);
+    assert!(liked(&e, "u8").is_empty());
+    assert_eq!(ids(&popular_rec(&e, "u8", &q)), ["a"]);
+    // A like next to a dislike of the same item is not a like; removing the dislike restores it.
+    e.add_feedback(&[fb("u8", "a", "like"), fb("u8", "a", "dislike")]);
+    assert!(liked(&e, "u8").is_empty());
+    e.remove_feedback(&[fb("u8", "a", "dislike")]);
+    assert_eq!(liked(&e, "u8").len(), 1);
+}
+
+/// The re-ranker runs on its own timer: with the clock paused, nothing moves until its period has
+/// passed, then the popularity order follows the counts.
+#[tokio::test(start_paused = true)]
+async fn the_reranker_follows_the_counts_once_per_period() {
+    let e = Arc::new(engine());
+    let q = Query {
+        n: 10,
+        ..Default::default()
+    };
+    let reranker = e.spawn_reranker(Duration::from_secs(60));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let likes: Vec<Feedback> = (0..3).map(|i| fb(&format!("x{i}"), "c", "like")).collect();
+    e.add_feedback(&likes);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(
+        ids(&e.popular(&q)),
+        ["a", "b", "c"],
+        "not before the period"
+    );
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    // The sort itself runs on a blocking thread, in real time.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while ids(&e.popular(&q))[0] != "c" {
+        assert!(std::time::Instant::now() < deadline, "never re-ranked");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(ids(&e.popular(&q)), ["c", "a", "b"]);
+    reranker.abort();
+}

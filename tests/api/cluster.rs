@@ -13,10 +13,12 @@ use crate::helpers::{
 fn clustered(c: &mut reco::config::Config, url: &str, name: &str) {
     c.db.url = secrecy::SecretString::from(url.to_string());
     c.db.application_name = name.to_string();
-    c.db.pool_timeout = 10.0;
+    c.db.pool_timeout = 60.0;
     c.cluster.connection_budget = Some(15);
     c.cluster.heartbeat = 0.2;
-    c.cluster.dead_after = 1.0;
+    // The product's default: a busy machine can starve heartbeats for a second, and a replica
+    // counted dead hands its share to the others while the test holds their connections.
+    c.cluster.dead_after = 5.0;
     c.recommend.train_interval = 3600.0;
 }
 
@@ -73,7 +75,7 @@ async fn replicas_share_the_budget_and_one_trains_for_all() {
     let peak = until(
         &mut watch,
         &name,
-        Duration::from_secs(10),
+        Duration::from_secs(120),
         "A at 14",
         || async { ceiling(&a).await == 14 },
     )
@@ -93,7 +95,7 @@ async fn replicas_share_the_budget_and_one_trains_for_all() {
     let peak = until(
         &mut watch,
         &name,
-        Duration::from_secs(15),
+        Duration::from_secs(120),
         "7 + 7",
         || async { (ceiling(&a).await, ceiling(&b).await) == (7, 7) },
     )
@@ -104,7 +106,7 @@ async fn replicas_share_the_budget_and_one_trains_for_all() {
     until(
         &mut watch,
         &name,
-        Duration::from_secs(30),
+        Duration::from_secs(120),
         "B loads",
         || async { b.get("/api/admin/cluster").await.1["snapshot_version"] == version },
     )
@@ -137,7 +139,7 @@ async fn replicas_share_the_budget_and_one_trains_for_all() {
     let peak = until(
         &mut watch,
         &name,
-        Duration::from_secs(15),
+        Duration::from_secs(120),
         "A back at 14",
         || async { ceiling(&a).await == 14 },
     )
@@ -151,7 +153,7 @@ async fn monitor_finds_both(a: &TestApp, url: &str, name: &str, watch: &mut sqlx
     until(
         watch,
         name,
-        Duration::from_secs(10),
+        Duration::from_secs(120),
         "URLs recorded",
         || async {
             let (_, reg) = a.get("/api/admin/cluster").await;
@@ -223,9 +225,20 @@ async fn replicas_starting_together_back_off_instead_of_holding_the_reserve_twic
     until(
         &mut watch,
         &name,
-        Duration::from_secs(15),
+        Duration::from_secs(120),
         "7 + 7",
         || async { (ceiling(&a).await, ceiling(&b).await) == (7, 7) },
+    )
+    .await;
+    // Training holds the training lock's connection while it checks out others: wait for A's
+    // first run and B's load to end, or holding the rest would starve it (on a busy machine they
+    // can still be running here).
+    until(
+        &mut watch,
+        &name,
+        Duration::from_secs(120),
+        "A trained, B loaded",
+        || async { a.state.engine.snapshot().is_some() && b.state.engine.snapshot().is_some() },
     )
     .await;
     // Make A and B hold all 14 connections, as under load (6 each besides the heartbeat's).
@@ -234,7 +247,10 @@ async fn replicas_starting_together_back_off_instead_of_holding_the_reserve_twic
         async move {
             let mut held = Vec::new();
             for _ in 0..6 {
-                held.push(pool.acquire().await.unwrap());
+                match pool.acquire().await {
+                    Ok(c) => held.push(c),
+                    Err(e) => panic!("{e} holding 6 connections; the pool: {:?}", pool.status()),
+                }
             }
             held
         }
@@ -256,7 +272,7 @@ async fn replicas_starting_together_back_off_instead_of_holding_the_reserve_twic
     until(
         &mut watch,
         &name,
-        Duration::from_secs(20),
+        Duration::from_secs(120),
         "four shares",
         || async {
             let mut cs = vec![

@@ -95,7 +95,10 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
     config.http.bind = "127.0.0.1:0".into();
     config.demo.seed_if_empty = false;
     config.db.application_name = application_name.clone();
-    config.db.pool_timeout = 5.0;
+    // Generous waits: a test's deadlines come from what it waits for, not from how fast this
+    // machine happens to be (tests of the timeouts themselves set their own).
+    config.db.pool_timeout = 30.0;
+    config.http.request_timeout = 600.0;
     config.recommend.rerank_interval = 0.05;
     let (db_url, pg_database, dir) = match backend {
         Backend::Sqlite => {

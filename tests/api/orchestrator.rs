@@ -1,6 +1,7 @@
 //! `enhanced`, `smart` and the orchestrator behind `engine=auto`: routing, experiments, the
 //! deadline, the per-user cache and click-through metrics.
 
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::engines::{ids, reasons};
@@ -141,7 +142,9 @@ async fn enhanced_and_smart_are_their_own_engines() {
 
 #[tokio::test]
 async fn auto_caches_per_user_until_feedback_and_counts_clicks() {
-    let app = trained(|_| {}).await;
+    // No deadline: on a busy machine `smart` may miss 50 ms, and `fast` answering would change
+    // which engine the counts below are under (the deadline has its own test).
+    let app = trained(|c| c.orchestrator.deadline = 0.0).await;
     let (_, first) = app.get("/api/recommend/user-5").await;
     assert_eq!(
         (first["engine"].as_str(), first["variant"].as_str()),
@@ -274,4 +277,29 @@ async fn experiments_split_users_and_a_missed_deadline_falls_back_to_fast() {
     let m = app.metrics().await;
     let series = "reco_deadline_fallbacks_total{variant=\"slow\",engine=\"quality\"}";
     assert_eq!(sample(&m, series), fallbacks as f64, "{m}");
+}
+
+/// Item writes go through the catalogue, which tells the orchestrator: an item hidden or deleted
+/// while a user's answer is cached is not served from the cache again.
+#[tokio::test]
+async fn an_item_hidden_or_deleted_while_cached_is_not_served_again() {
+    let app = trained(|c| c.orchestrator.deadline = 0.0).await;
+    let (_, first) = app.get("/api/recommend/user-7").await;
+    let (_, again) = app.get("/api/recommend/user-7").await;
+    assert_eq!(again["cached"], true, "{again}");
+    let hidden = ids(&first)[0].clone();
+    let path = format!("/api/items/{hidden}");
+    let patch = Some(json!({"hidden": true}));
+    assert_eq!(app.send(Method::PATCH, &path, patch).await.0, 200);
+    let (_, after) = app.get("/api/recommend/user-7").await;
+    assert!(after.get("cached").is_none(), "{after}");
+    assert!(!ids(&after).contains(&hidden), "{after}");
+
+    let deleted = ids(&after)[0].clone();
+    let (_, cached) = app.get("/api/recommend/user-7").await;
+    assert_eq!(cached["cached"], true, "{cached}");
+    let path = format!("/api/items/{deleted}");
+    assert_eq!(app.send(Method::DELETE, &path, None).await.0, 204);
+    let (_, after) = app.get("/api/recommend/user-7").await;
+    assert!(!ids(&after).contains(&deleted), "{after}");
 }

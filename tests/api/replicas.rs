@@ -167,7 +167,7 @@ async fn three_replicas_stay_within_the_budget_while_one_is_killed_and_restarted
             break;
         }
         assert!(
-            settled.elapsed() < Duration::from_secs(20),
+            settled.elapsed() < Duration::from_secs(120),
             "shares did not settle: {cs:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -328,7 +328,7 @@ async fn an_idle_server_uses_no_cpu() {
         if d["training"].as_array().is_some_and(|t| !t.is_empty()) {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "no training");
+        assert!(started.elapsed() < Duration::from_secs(300), "no training");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
