@@ -60,6 +60,10 @@ impl<'a> Asked<'a> {
         q: &Query<'_>,
         score: impl Fn(u32, &ItemMeta) -> (f64, String),
     ) -> Vec<Scored> {
+        if parts.is_empty() {
+            // Nothing to deduplicate against: walk the popularity order as it is.
+            return self.pick_from(self.ranking.popular.iter().copied(), q, score);
+        }
         let order = unique_chain(parts.iter().copied().chain([&self.ranking.popular[..]]));
         self.pick_from(order, q, score)
     }

@@ -193,6 +193,9 @@ impl State {
         {
             Some(mark) => std::mem::replace(&mut mark.signal, signal),
             None => {
+                // Exactly one more: most entries hold one row, and a Vec's first push would
+                // otherwise reserve four (a history is most of the serving state's memory).
+                marks.reserve_exact(1);
                 marks.push(Mark {
                     feedback_type: Arc::from(f.feedback_type.as_str()),
                     signal,
