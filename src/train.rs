@@ -1,5 +1,5 @@
 //! Background training: builds every model from the store and swaps an immutable
-//! [`Snapshot`](crate::engine::Snapshot) into the engine.
+//! `engine::Snapshot` into the engine.
 //!
 //! One training run streams items and feedback over one pooled connection (released before any
 //! computing starts), fits the models on a blocking thread (rayon inside), and stores the result

@@ -5,7 +5,7 @@
 //! its answer cache). Nothing is applied that was not committed, and a write is acknowledged only
 //! once it is applied, so "already seen" is exact the moment a client hears back. HTTP handlers call
 //! only this service for writes; feedback goes through the group-commit writer
-//! ([`group_commit`]), whose commit step ([`commit`]) is the same three steps for a whole group.
+//! (`group_commit`), whose commit step (`commit`) is the same three steps for a whole group.
 //!
 //! Input is validated before it gets here (the API's job); the rule that depends on what exists,
 //! `feedback.auto_create = false`, is checked here. Errors are [`Error`].

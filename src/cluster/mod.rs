@@ -1,7 +1,7 @@
 //! Replicas sharing one PostgreSQL: the registry with heartbeats and each replica's share of
-//! `cluster.connection_budget` ([`membership`], with the arithmetic in [`budget`]), the training
-//! lock ([`lock`]), and the trained snapshots one replica publishes for the others to load
-//! ([`snapshots`]). Only used with a budget; a single server never touches these tables.
+//! `cluster.connection_budget` (`membership`, with the arithmetic in [`budget`]), the training
+//! lock (`lock`), and the trained snapshots one replica publishes for the others to load
+//! (`snapshots`). Only used with a budget; a single server never touches these tables.
 
 pub mod budget;
 mod error;

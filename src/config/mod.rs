@@ -4,7 +4,7 @@
 //! < environment (`DATABASE_URL`, `RECO_DB__POOL_SIZE`, `RECO_HTTP__API_KEY`, ...) < command-line
 //! flags. [`Config::validate`] rejects out-of-range values with one line naming the key, the value and
 //! the allowed range. Secrets (the database URL, which may hold a password, and the API key) are kept
-//! in [`SecretString`] so that they cannot be printed by accident; [`Config::redacted`] is the only
+//! in `SecretString` so that they cannot be printed by accident; [`Config::redacted`] is the only
 //! way they leave this module, with the password and key replaced by `***`.
 //!
 //! One file per section holds its fields, defaults and bounds; [`Config::validate`] asks each.

@@ -2,9 +2,15 @@
 //!
 //! [`Engine`] holds what a recommend request needs: the item catalogue's filterable fields, every
 //! user's interaction set, and a popularity ranking. It is loaded from the store once at start-up
-//! (one connection, streamed) and then kept current by the write paths, which call it after their
-//! transaction commits, so "already seen" filtering is exact the moment a write is acknowledged. A
-//! request never touches the database.
+//! (one connection, streamed) and then kept current by the catalogue (`crate::catalogue`), which
+//! applies each write after its transaction commits, so "already seen" filtering is exact the
+//! moment a write is acknowledged. A request never touches the database.
+//!
+//! Files: the live state (`state`: items, histories classified by the feedback policy,
+//! popularity), the trained models (`snapshot`), the live order (`ranking`), what a request
+//! asks and gets (`request`), one request's context and the steps every engine shares
+//! (`asked`), and the engines as free functions over it (`fast`, `models` for `quality` and
+//! `enhanced`, `smart`, `similar`). This file composes them; they never import it.
 //!
 //! Concurrency: the catalogue and histories sit behind one `RwLock` that writers hold only to apply
 //! a committed change; the ranking is an immutable [`Ranking`] swapped in with `ArcSwap` by a
@@ -305,7 +311,7 @@ impl Engine {
         }
     }
 
-    /// Items like `item_id` (see [`similar::similar`]); `None` when the item does not exist.
+    /// Items like `item_id` (see `similar::similar`); `None` when the item does not exist.
     pub fn similar(&self, item_id: &str, q: &Query<'_>) -> Option<Vec<Scored>> {
         let s = self.state.read();
         if !s.has_item(item_id) {

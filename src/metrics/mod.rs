@@ -1,5 +1,5 @@
 //! Process metrics: the Prometheus registry every component registers into, the latency histogram
-//! they share ([`histogram`]) and the pool's own metric set ([`pool`]). This is a bottom layer:
+//! they share (`histogram`) and the pool's own metric set (`pool`). This is a bottom layer:
 //! it knows no other module of the crate, and the components record into it.
 //!
 //! One [`Metrics`] lives in the application state (not a process-global recorder), so two servers in

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use super::candidates::{Candidate, Models, N_FEATURES, Scratch};
 use crate::algo::{Csr, History, dot};
 
-/// Logistic regression weights over [`FEATURES`].
+/// Logistic regression weights over [`FEATURES`](super::FEATURES).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Ranker {
     pub weights: [f32; N_FEATURES],
