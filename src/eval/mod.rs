@@ -1,7 +1,7 @@
 //! Offline evaluation, shared by `reco evaluate`, the quality tests and the benchmarks.
 //!
-//! Protocol (DESIGN.md): positives are ratings >= 4 (or, for data from the store, positive feedback
-//! types); each user's positives are ordered by time, ties broken by item id, and the first 80% (by
+//! Protocol: positives are ratings >= 4 (for data from the store, the rows `crate::policy` calls
+//! positive; the caller decides); each user's positives are ordered by time, ties broken by item id, and the first 80% (by
 //! `floor(0.8 n)`) train while the rest test; every model ranks the full catalogue minus the user's
 //! training items; Precision, Recall, NDCG and hit rate at 10 are averaged over users with at least
 //! one test item, and catalogue coverage is the share of items recommended to anyone.
