@@ -16,7 +16,7 @@
 //! - [`engine`]: recommendations served from memory (`fast`, `quality`, `enhanced`, `smart`).
 //! - [`train`]: background training into immutable snapshots.
 //! - [`orchestrator`]: `engine=auto`: experiments, the deadline, the per-user cache, clicks.
-//! - [`catalogue`]: the one home for every write (store, then engine, then orchestrator), with
+//! - [`catalogue`]: the one home for every write (store, then engine; clicks to the orchestrator), with
 //!   group commit for feedback.
 //! - [`data`]: data sets: the demo catalogue, the MovieLens importer, synthetic worlds.
 //! - [`app`]: the application state built at start-up and its shutdown.

@@ -10,10 +10,9 @@
 //! positive feedback (the policy's rule) on one of its items within `orchestrator.click_window`
 //! counts as a click for the variant that served it — the click-through signal an experiment is
 //! judged by. It applies no writes: the catalogue (`crate::catalogue`) applies them to the engine
-//! and tells the orchestrator what it needs to know (committed feedback, changed items).
+//! (whose generations make cached answers stale) and reports committed feedback here.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -70,9 +69,6 @@ pub struct Orchestrator {
     engine: Arc<Engine>,
     /// What counts as a click: positive feedback.
     policy: FeedbackPolicy,
-    /// Bumped when items change (hidden, deleted, re-categorised): every cached answer may hold
-    /// one of them.
-    catalogue_generation: AtomicU64,
     metrics: Arc<Metrics>,
     deadline: Option<Duration>,
     click_window: Duration,
@@ -112,7 +108,6 @@ impl Orchestrator {
         Self {
             engine,
             policy,
-            catalogue_generation: AtomicU64::new(0),
             metrics,
             deadline: (config.deadline > 0.0).then(|| seconds(config.deadline)),
             click_window: seconds(config.click_window),
@@ -182,12 +177,7 @@ impl Orchestrator {
     async fn auto(&self, user_id: &str, request: Request) -> Served {
         let (variant, kind) = self.assign(user_id);
         let user: Arc<str> = Arc::from(user_id);
-        let (version, history) = self.engine.freshness(user_id);
-        let freshness = (
-            version,
-            history,
-            self.catalogue_generation.load(Ordering::Acquire),
-        );
+        let freshness = self.engine.freshness(user_id);
         if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(&user))
             && hit.freshness == freshness
             && same_query(&hit.request, &request)
@@ -297,12 +287,6 @@ impl Orchestrator {
                 self.metrics.record_click(&imp.variant, imp.engine.name());
             }
         }
-    }
-
-    /// Items changed (already applied to the engine): cached answers may show an item that is
-    /// now hidden, deleted or in other categories, so none is served again.
-    pub fn items_changed(&self) {
-        self.catalogue_generation.fetch_add(1, Ordering::AcqRel);
     }
 }
 

@@ -1,8 +1,8 @@
 //! The one home for every write: items, users and feedback.
 //!
-//! Each write commits to the store first, then applies the change to the in-memory engine, then
-//! tells the orchestrator what it needs (committed feedback for click attribution, changed items for
-//! its answer cache). Nothing is applied that was not committed, and a write is acknowledged only
+//! Each write commits to the store first, then applies the change to the in-memory engine (which
+//! also makes cached answers that depend on it stale), then, for feedback, tells the orchestrator
+//! for click attribution. Nothing is applied that was not committed, and a write is acknowledged only
 //! once it is applied, so "already seen" is exact the moment a client hears back. HTTP handlers call
 //! only this service for writes; feedback goes through the group-commit writer
 //! (`group_commit`), whose commit step (`commit`) is the same three steps for a whole group.
@@ -32,7 +32,6 @@ pub use error::{Error, Result};
 pub struct Catalogue {
     store: Store,
     engine: Arc<Engine>,
-    orchestrator: Arc<Orchestrator>,
     feedback: FeedbackWriter,
     /// Create unknown users and items named in feedback, or reject the batch.
     auto_create: bool,
@@ -51,7 +50,7 @@ impl Catalogue {
         let commit = FeedbackCommit {
             store: store.clone(),
             engine: engine.clone(),
-            orchestrator: orchestrator.clone(),
+            orchestrator,
             metrics,
             auto_create: config.auto_create,
         };
@@ -59,7 +58,6 @@ impl Catalogue {
         let catalogue = Self {
             store,
             engine,
-            orchestrator,
             feedback,
             auto_create: config.auto_create,
         };
@@ -70,7 +68,6 @@ impl Catalogue {
     pub async fn upsert_items(&self, items: &[Item]) -> Result<()> {
         self.store.upsert_items(items).await?;
         self.engine.upsert_items(items);
-        self.orchestrator.items_changed();
         Ok(())
     }
 
@@ -79,7 +76,6 @@ impl Catalogue {
         let item = self.store.patch_item(id, patch).await?;
         if let Some(item) = &item {
             self.engine.upsert_items(std::slice::from_ref(item));
-            self.orchestrator.items_changed();
         }
         Ok(item)
     }
@@ -89,7 +85,6 @@ impl Catalogue {
         let deleted = self.store.delete_item(id).await?;
         if deleted {
             self.engine.delete_item(id);
-            self.orchestrator.items_changed();
         }
         Ok(deleted)
     }

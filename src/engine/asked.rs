@@ -8,6 +8,7 @@ use super::ranking::Ranking;
 use super::request::{Query, Scored};
 use super::snapshot::Snapshot;
 use super::state::{ItemMeta, State, UserHistory, liked};
+use crate::algo::History;
 
 /// One request as the engines see it.
 #[derive(Clone, Copy)]
@@ -45,11 +46,11 @@ impl<'a> Asked<'a> {
     }
 
     /// The liked, trained items sorted, each with weight 1: a model-ready history.
-    pub fn liked_history(&self) -> (Vec<u32>, Vec<f32>) {
+    pub fn liked_history(&self) -> Liked {
         let mut items: Vec<u32> = self.liked_trained().collect();
         items.sort_unstable();
         let weights = vec![1.0; items.len()];
-        (items, weights)
+        Liked { items, weights }
     }
 
     /// The first `q.n` items of `parts`, then of the live popularity order (items new since
@@ -60,10 +61,6 @@ impl<'a> Asked<'a> {
         q: &Query<'_>,
         score: impl Fn(u32, &ItemMeta) -> (f64, String),
     ) -> Vec<Scored> {
-        if parts.is_empty() {
-            // Nothing to deduplicate against: walk the popularity order as it is.
-            return self.pick_from(self.ranking.popular.iter().copied(), q, score);
-        }
         let order = unique_chain(parts.iter().copied().chain([&self.ranking.popular[..]]));
         self.pick_from(order, q, score)
     }
@@ -76,6 +73,23 @@ impl<'a> Asked<'a> {
         score: impl Fn(u32, &ItemMeta) -> (f64, String),
     ) -> Vec<Scored> {
         self.s.pick(order, q, |i| self.seen(i), score)
+    }
+}
+
+/// A user's liked, trained items with their weights, owned; [`Liked::history`] lends them to the
+/// models.
+pub struct Liked {
+    /// Sorted item indices.
+    pub items: Vec<u32>,
+    pub weights: Vec<f32>,
+}
+
+impl Liked {
+    pub fn history(&self) -> History<'_> {
+        History {
+            items: &self.items,
+            weights: &self.weights,
+        }
     }
 }
 

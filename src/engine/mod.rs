@@ -37,7 +37,7 @@ use parking_lot::RwLock;
 use crate::policy::FeedbackPolicy;
 use crate::store::{self, Feedback, Item, Store};
 use asked::Asked;
-use state::State;
+use state::{State, UserHistory};
 
 pub use crate::algo::smart::Route;
 pub use crate::kinds::EngineKind;
@@ -62,6 +62,9 @@ pub struct Engine {
     snapshot: ArcSwapOption<Snapshot>,
     /// Feedback rows applied since the snapshot's training began.
     events_since_training: AtomicU64,
+    /// Bumped by every item change (upsert, hide, delete): an answer computed before it may show
+    /// an item that is now hidden, deleted or in other categories.
+    catalogue_generation: AtomicU64,
     /// MMR strength of `quality` across categories.
     diversity: f32,
     /// While a reload reads the store: the changes applied meanwhile, replayed onto the fresh state
@@ -102,6 +105,7 @@ impl Engine {
             ranking: ArcSwap::default(),
             snapshot: ArcSwapOption::empty(),
             events_since_training: AtomicU64::new(0),
+            catalogue_generation: AtomicU64::new(0),
             journal: parking_lot::Mutex::new(None),
         }
     }
@@ -213,10 +217,12 @@ impl Engine {
 
     pub fn upsert_items(&self, items: &[Item]) {
         self.apply(items.iter().cloned().map(Change::Upsert));
+        self.catalogue_generation.fetch_add(1, Ordering::AcqRel);
     }
 
     pub fn delete_item(&self, id: &str) {
         self.apply([Change::DeleteItem(id.to_string())]);
+        self.catalogue_generation.fetch_add(1, Ordering::AcqRel);
     }
 
     pub fn ensure_users<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
@@ -239,11 +245,12 @@ impl Engine {
         self.apply(rows.iter().cloned().map(Change::RemoveFeedback));
     }
 
-    /// What a cached answer for `user` depends on: the snapshot version (0 before training) and
-    /// the number of changes to the user's history.
-    pub fn freshness(&self, user: &str) -> (u64, u64) {
+    /// What a cached answer for `user` depends on: the snapshot version (0 before training), the
+    /// number of changes to the user's history and to the items.
+    pub fn freshness(&self, user: &str) -> (u64, u64, u64) {
         let version = self.snapshot.load().as_ref().map_or(0, |s| s.version);
-        (version, self.state.read().user_generation(user))
+        let catalogue = self.catalogue_generation.load(Ordering::Acquire);
+        (version, self.state.read().user_generation(user), catalogue)
     }
 
     pub fn has_user(&self, id: &str) -> bool {
@@ -270,14 +277,10 @@ impl Engine {
             }
         };
         let Some(snap) = self.snapshot.load_full() else {
-            let seen = |i: u32| history.is_some_and(|h| h.contains_key(&i));
-            let items = s.pick(ranking.popular.iter().copied(), q, seen, |_, meta| {
-                (meta.popularity, "popular".to_string())
-            });
             return Recommendation {
                 engine: EngineKind::Popularity,
                 route: None,
-                items,
+                items: popular_for(&s, history, &ranking, q),
             };
         };
         let asked = Asked {
@@ -299,10 +302,7 @@ impl Engine {
                 let (route, items) = smart::recommend(&asked);
                 (EngineKind::Smart, Some(route), items)
             }
-            EngineKind::Popularity => {
-                let items = asked.pick(&[], q, |_, meta| (meta.popularity, "popular".into()));
-                (kind, None, items)
-            }
+            EngineKind::Popularity => (kind, None, popular_for(&s, history, &ranking, q)),
         };
         Recommendation {
             engine,
@@ -349,6 +349,22 @@ impl Engine {
             |_, meta| (meta.timestamp_ms as f64 / 1000.0, "latest".to_string()),
         )
     }
+}
+
+/// The most popular items the user has not interacted with; an unknown user gets the plain
+/// popular list.
+fn popular_for(
+    s: &State,
+    seen: Option<&UserHistory>,
+    ranking: &Ranking,
+    q: &Query<'_>,
+) -> Vec<Scored> {
+    s.pick(
+        ranking.popular.iter().copied(),
+        q,
+        |i| seen.is_some_and(|h| h.contains_key(&i)),
+        |_, meta| (meta.popularity, "popular".to_string()),
+    )
 }
 
 #[cfg(test)]

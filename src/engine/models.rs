@@ -11,7 +11,7 @@ use super::request::{Query, Scored};
 use crate::algo::blend::{MMR_POOL, normalise};
 use crate::algo::diversity::{jaccard, mmr};
 use crate::algo::enhanced::{self, Source};
-use crate::algo::{History, Scorer, top_n};
+use crate::algo::{Scorer, top_n};
 
 /// Catalogue-sized buffers of one thread.
 #[derive(Default)]
@@ -38,11 +38,8 @@ pub fn quality(asked: &Asked<'_>) -> Vec<Scored> {
     let Asked {
         s, row, q, snap, ..
     } = *asked;
-    let (items, weights) = asked.liked_history();
-    let hist = History {
-        items: &items,
-        weights: &weights,
-    };
+    let liked = asked.liked_history();
+    let (items, hist) = (&liked.items, liked.history());
     let want = (q.n * MMR_POOL + q.exclude.len()) * 4 + 100;
     let sources = &items[..items.len().min(MAX_SOURCES)];
     // Filter first, over-fetching, then let MMR choose `n` spread across categories.
@@ -66,7 +63,7 @@ pub fn quality(asked: &Asked<'_>) -> Vec<Scored> {
                     .for_each(|(b, x)| *b += w * x);
             }
         }
-        let order = top_n(&sc.blended[..snap.n_items], &items, want);
+        let order = top_n(&sc.blended[..snap.n_items], items, want);
         // The blended score of the ranked items; popular items filling up after them score 0.
         // `member` is free once blended: NaN marks the ranked items (every score is finite),
         // instead of a per-request map from item to score; the marks are cleared after.
@@ -130,11 +127,8 @@ pub fn enhanced(asked: &Asked<'_>) -> Vec<Scored> {
     let Asked {
         s, row, q, snap, ..
     } = *asked;
-    let (items, weights) = asked.liked_history();
-    let hist = History {
-        items: &items,
-        weights: &weights,
-    };
+    let liked = asked.liked_history();
+    let hist = liked.history();
     let mut candidates = SCRATCH.with(|cell| {
         let sc = &mut *cell.borrow_mut();
         snap.enhanced_models()

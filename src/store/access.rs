@@ -4,6 +4,7 @@
 use std::marker::PhantomData;
 use std::panic::Location;
 
+use futures::TryStreamExt;
 use futures::future::BoxFuture;
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{AnyConnection, AssertSqlSafe, Connection};
@@ -176,6 +177,29 @@ impl Store {
             let rows = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
             Ok(Page::from_rows(rows, limit, id_of))
         }
+    }
+}
+
+impl Store {
+    /// Streams every row of `sql` through `decode`, then `f`, over one connection (start-up
+    /// loading and training read whole tables this way, without holding them in memory twice).
+    pub(super) async fn for_each_row<T>(
+        &self,
+        sql: String,
+        decode: fn(&AnyRow) -> Result<T>,
+        mut f: impl FnMut(T) + Send,
+    ) -> Result<()> {
+        let q = self.pool.query(AssertSqlSafe(sql));
+        self.with_conn(|conn, _| {
+            Box::pin(async move {
+                let mut rows = q.fetch(&mut **conn);
+                while let Some(row) = rows.try_next().await? {
+                    f(decode(&row)?);
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 }
 

@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 
-use futures::TryStreamExt;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe, Connection, Row};
 
@@ -126,20 +125,9 @@ impl Store {
     }
 
     /// Streams every feedback row through `f` over one connection (start-up loading).
-    pub async fn for_each_feedback(&self, mut f: impl FnMut(Feedback) + Send) -> Result<()> {
-        let q = self
-            .pool
-            .query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM feedback")));
-        self.with_conn(|conn, _| {
-            Box::pin(async move {
-                let mut rows = q.fetch(&mut **conn);
-                while let Some(row) = rows.try_next().await? {
-                    f(decode(&row)?);
-                }
-                Ok(())
-            })
-        })
-        .await
+    pub async fn for_each_feedback(&self, f: impl FnMut(Feedback) + Send) -> Result<()> {
+        self.for_each_row(format!("SELECT {COLUMNS} FROM feedback"), decode, f)
+            .await
     }
 }
 

@@ -1,6 +1,5 @@
 //! Queries on items.
 
-use futures::TryStreamExt;
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
@@ -98,19 +97,8 @@ impl Store {
     }
 
     /// Streams every item through `f` over one connection (start-up loading).
-    pub async fn for_each_item(&self, mut f: impl FnMut(Item) + Send) -> Result<()> {
-        let q = self
-            .pool
-            .query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM items")));
-        self.with_conn(|conn, _| {
-            Box::pin(async move {
-                let mut rows = q.fetch(&mut **conn);
-                while let Some(row) = rows.try_next().await? {
-                    f(decode(&row)?);
-                }
-                Ok(())
-            })
-        })
-        .await
+    pub async fn for_each_item(&self, f: impl FnMut(Item) + Send) -> Result<()> {
+        self.for_each_row(format!("SELECT {COLUMNS} FROM items"), decode, f)
+            .await
     }
 }

@@ -1,6 +1,5 @@
 //! Queries on users.
 
-use futures::TryStreamExt;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -74,17 +73,9 @@ impl Store {
     }
 
     /// Streams every user id through `f` over one connection (start-up loading).
-    pub async fn for_each_user_id(&self, mut f: impl FnMut(String) + Send) -> Result<()> {
-        let q = self.pool.query("SELECT id FROM users");
-        self.with_conn(|conn, _| {
-            Box::pin(async move {
-                let mut rows = q.fetch(&mut **conn);
-                while let Some(row) = rows.try_next().await? {
-                    f(row.try_get("id")?);
-                }
-                Ok(())
-            })
-        })
-        .await
+    pub async fn for_each_user_id(&self, f: impl FnMut(String) + Send) -> Result<()> {
+        let id = |row: &AnyRow| Ok(row.try_get("id")?);
+        self.for_each_row("SELECT id FROM users".into(), id, f)
+            .await
     }
 }
