@@ -1,10 +1,15 @@
 //! The orchestrator: what answers `engine=auto`, and the bookkeeping of experiments.
 //!
 //! Per request it picks an engine: the variant of the configured experiment that a stable hash of
-//! the user id falls into, or, without an experiment, `smart`'s rules. It enforces a deadline (the
-//! chosen engine runs on a blocking thread; when it misses the deadline the `fast` answer is
-//! returned and counted, and the late answer still fills the cache), and it caches each user's
-//! answer until that user's next feedback or the next trained snapshot.
+//! the user id falls into, or, without an experiment, `smart`'s rules; and it caches each user's
+//! answer until that user's next feedback, the next item change or the next trained snapshot.
+//!
+//! Every engine but `fast` and `popularity` (whose work is a walk of precomputed lists) runs the
+//! same way, whether `auto` chose it, the request named it, or it answers a session: on a blocking
+//! thread, at most `orchestrator.workers` at once, under `orchestrator.deadline` (the wait for a
+//! worker included). When it misses the deadline the `fast` answer is returned and counted (a late
+//! `auto` answer still fills the cache; a job that had not started yet never starts). So slow
+//! requests queue among themselves, never in front of writes, health checks or `fast`.
 //!
 //! It also attributes clicks: the last recommendation shown to each user is remembered, and
 //! positive feedback (the policy's rule) on one of its items within `orchestrator.click_window`
@@ -16,7 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use prometheus_client::metrics::gauge::Gauge;
 use quick_cache::sync::Cache;
+use tokio::sync::Semaphore;
 
 use crate::config::{OrchestratorConfig, seconds};
 use crate::engine::{Engine, EngineKind, Recommendation, Request, Who};
@@ -27,6 +34,8 @@ use crate::util::stable_hash;
 
 /// The variant name used when no experiment is configured.
 pub const DEFAULT_VARIANT: &str = "default";
+/// The variant label of deadline misses of named engines and sessions (no experiment).
+pub const NO_VARIANT: &str = "none";
 
 /// An answer and how it was produced.
 #[derive(Debug, Clone)]
@@ -71,10 +80,36 @@ pub struct Orchestrator {
     policy: FeedbackPolicy,
     metrics: Arc<Metrics>,
     deadline: Option<Duration>,
+    /// One permit per engine job running off the async workers.
+    workers: Arc<Semaphore>,
     click_window: Duration,
     variants: Vec<Variant>,
     cache: Option<Arc<Cache<Arc<str>, Arc<Cached>>>>,
     impressions: Cache<Arc<str>, Arc<Impression>>,
+}
+
+/// +1 on a gauge for as long as it lives.
+struct GaugeGuard(Gauge);
+
+impl GaugeGuard {
+    fn inc(gauge: Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// The worker count `orchestrator.workers` asks for (0: one per CPU core).
+fn workers(configured: u32) -> usize {
+    match configured {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n as usize,
+    }
 }
 
 /// Whether a cached answer fits a request: everything but the time-to-live cut-off, which moves
@@ -110,6 +145,7 @@ impl Orchestrator {
             policy,
             metrics,
             deadline: (config.deadline > 0.0).then(|| seconds(config.deadline)),
+            workers: Arc::new(Semaphore::new(workers(config.workers))),
             click_window: seconds(config.click_window),
             variants,
             cache: (capacity > 0).then(|| Arc::new(Cache::new(capacity))),
@@ -131,43 +167,53 @@ impl Orchestrator {
         (v.name.clone(), v.engine)
     }
 
-    /// A recommendation for a user. `auto` goes through the experiment, the deadline and the
-    /// cache; a named engine answers directly.
+    /// A recommendation for a user. `auto` goes through the experiment and the cache; every
+    /// engine through the workers and the deadline.
     pub async fn recommend(&self, user_id: &str, request: Request, kind: EngineKind) -> Served {
         let started = Instant::now();
         let served = if kind == EngineKind::Auto {
             self.auto(user_id, request).await
         } else {
-            let rec = self
-                .engine
-                .recommend(Who::User(user_id), &request.query(), kind);
+            let engine = self.engine.clone();
+            let user: Arc<str> = Arc::from(user_id);
+            let job = move |q: &Request| engine.recommend(Who::User(&user), &q.query(), kind);
+            let (rec, fallback) = self
+                .bounded(kind, NO_VARIANT, job, request, Who::User(user_id))
+                .await;
             Served {
                 rec,
                 variant: None,
                 cached: false,
-                fallback: false,
+                fallback,
             }
         };
         self.record(user_id, &served, started.elapsed());
         served
     }
 
-    /// A recommendation for an anonymous session (no cache, no experiment: `auto` is `smart`).
-    pub fn recommend_session(
+    /// A recommendation for an anonymous session (no cache, no experiment: `auto` is `smart`),
+    /// through the workers and the deadline like any engine.
+    pub async fn recommend_session(
         &self,
-        items: &[String],
-        request: &Request,
+        items: Vec<String>,
+        request: Request,
         kind: EngineKind,
     ) -> Served {
         let started = Instant::now();
-        let rec = self
-            .engine
-            .recommend(Who::Session(items), &request.query(), kind);
+        let engine = self.engine.clone();
+        let session = Arc::new(items);
+        let job = {
+            let session = session.clone();
+            move |q: &Request| engine.recommend(Who::Session(&session), &q.query(), kind)
+        };
+        let (rec, fallback) = self
+            .bounded(kind, NO_VARIANT, job, request, Who::Session(&session))
+            .await;
         let served = Served {
             rec,
             variant: None,
             cached: false,
-            fallback: false,
+            fallback,
         };
         self.metrics
             .record_engine(served.rec.engine.name(), started.elapsed().as_secs_f64());
@@ -190,15 +236,15 @@ impl Orchestrator {
                 fallback: false,
             };
         }
-        let compute = {
+        let job = {
             let engine = self.engine.clone();
             let cache = self.cache.clone();
-            let (user, variant, request) = (user.clone(), variant.clone(), request.clone());
-            move || {
+            let variant = variant.clone();
+            move |request: &Request| {
                 let rec = engine.recommend(Who::User(&user), &request.query(), kind);
                 if let Some(cache) = cache {
                     let entry = Cached {
-                        request,
+                        request: request.clone(),
                         variant,
                         freshness,
                         rec: rec.clone(),
@@ -208,37 +254,71 @@ impl Orchestrator {
                 rec
             }
         };
-        let Some(deadline) = self.deadline else {
-            return Served {
-                rec: compute(),
-                variant: Some(variant),
-                cached: false,
-                fallback: false,
-            };
-        };
+        let (rec, fallback) = self
+            .bounded(kind, &variant, job, request, Who::User(user_id))
+            .await;
+        Served {
+            rec,
+            variant: Some(variant),
+            cached: false,
+            fallback,
+        }
+    }
+
+    /// Runs `job` for `kind` on a worker under the deadline; `fast` for `who` answers a miss (or a
+    /// job that failed), counted under `variant`. `fast` and `popularity` answer inline. Returns
+    /// the answer and whether it is the fallback.
+    async fn bounded(
+        &self,
+        kind: EngineKind,
+        variant: &str,
+        job: impl FnOnce(&Request) -> Recommendation + Send + 'static,
+        request: Request,
+        who: Who<'_>,
+    ) -> (Recommendation, bool) {
+        if matches!(kind, EngineKind::Fast | EngineKind::Popularity) {
+            return (job(&request), false);
+        }
         let started = Instant::now();
-        let task = tokio::task::spawn_blocking(compute);
-        // The timer has millisecond resolution: an answer is also late when it arrived after the
-        // deadline but before the timer fired.
-        match tokio::time::timeout(deadline, task).await {
-            Ok(Ok(rec)) if started.elapsed() <= deadline => Served {
-                rec,
-                variant: Some(variant),
-                cached: false,
-                fallback: false,
-            },
-            // Late (it keeps running and fills the cache) or failed: `fast` answers.
-            _ => {
-                self.metrics.record_fallback(&variant, kind.name());
-                let rec =
-                    self.engine
-                        .recommend(Who::User(user_id), &request.query(), EngineKind::Fast);
-                Served {
-                    rec,
-                    variant: Some(variant),
-                    cached: false,
-                    fallback: true,
-                }
+        let workers = self.workers.clone();
+        let query = request.clone();
+        let (waiting, running) = (
+            self.metrics.engine_jobs_waiting.clone(),
+            self.metrics.engine_jobs_running.clone(),
+        );
+        let run = async move {
+            let permit = {
+                // Decremented by the guard, also when the deadline drops this future.
+                let _waiting = GaugeGuard::inc(waiting);
+                workers.acquire_owned().await.ok()?
+            };
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                let _running = GaugeGuard::inc(running);
+                job(&query)
+            })
+            .await
+            .ok()
+        };
+        let answer = match self.deadline {
+            None => run.await,
+            // The timer has millisecond resolution: an answer is also late when it arrived after
+            // the deadline but before the timer fired. A late job keeps running (and fills the
+            // cache); one still waiting for a worker is dropped with the future.
+            Some(deadline) => tokio::time::timeout(deadline, run)
+                .await
+                .ok()
+                .flatten()
+                .filter(|_| started.elapsed() <= deadline),
+        };
+        match answer {
+            Some(rec) => (rec, false),
+            None => {
+                self.metrics.record_fallback(variant, kind.name());
+                let fast = self
+                    .engine
+                    .recommend(who, &request.query(), EngineKind::Fast);
+                (fast, true)
             }
         }
     }

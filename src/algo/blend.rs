@@ -26,6 +26,14 @@ pub struct Diversity {
 
 /// Candidates per returned item that MMR chooses from.
 pub const MMR_POOL: usize = 5;
+/// The most candidates MMR re-ranks, whatever `n`: its cost is `n` × pool.
+pub const MAX_MMR_POOL: usize = 2000;
+
+/// How many candidates MMR chooses `n` from: `MMR_POOL` per wanted item, at most
+/// [`MAX_MMR_POOL`] (and never fewer than `n`).
+pub fn mmr_pool(n: usize) -> usize {
+    (n * MMR_POOL).min(MAX_MMR_POOL).max(n)
+}
 
 /// Scales `scores` so the largest absolute value is 1 (all-zero stays zero).
 pub fn normalise(scores: &mut [f32]) {
@@ -53,7 +61,7 @@ impl Scorer for Blend {
         let Some(d) = &self.diversity else {
             return top_n(scores, exclude, n);
         };
-        let pool: Vec<(u32, f32)> = top_n(scores, exclude, n * MMR_POOL)
+        let pool: Vec<(u32, f32)> = top_n(scores, exclude, mmr_pool(n))
             .into_iter()
             .map(|i| (i, scores[i as usize]))
             .collect();

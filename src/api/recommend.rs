@@ -212,6 +212,7 @@ pub async fn session(
     let kind = body.engine.unwrap_or(EngineKind::Auto);
     let served = state
         .orchestrator
-        .recommend_session(&body.items, &request, kind);
+        .recommend_session(body.items, request, kind)
+        .await;
     Ok(Json(Recommendations::served(None, served)))
 }

@@ -9,9 +9,12 @@ use crate::kinds::EngineKind;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OrchestratorConfig {
-    /// Seconds the chosen engine may take; past it the `fast` answer is returned (and counted).
-    /// 0 = no deadline.
+    /// Seconds any engine but `fast` and `popularity` may take, waiting for a worker included;
+    /// past it the `fast` answer is returned (and counted). 0 = no deadline.
     pub deadline: f64,
+    /// Engines other than `fast` and `popularity` run on at most this many threads at once, off
+    /// the async workers (0 = one per CPU core): slow requests queue among themselves.
+    pub workers: u32,
     /// Users whose last answer is kept until their next feedback or the next training (0 = off).
     pub cache_size: u64,
     /// Seconds after a recommendation in which positive feedback on a recommended item counts as
@@ -38,6 +41,7 @@ impl Default for OrchestratorConfig {
     fn default() -> Self {
         Self {
             deadline: 0.05,
+            workers: 0,
             cache_size: 100_000,
             click_window: 1800.0,
             variants: Vec::new(),
@@ -61,6 +65,12 @@ impl OrchestratorConfig {
             1.0,
             604_800.0,
             "1..=604800 seconds",
+        )?;
+        check(
+            self.workers <= 256,
+            "orchestrator.workers",
+            self.workers,
+            "0 (one per CPU core)..=256",
         )?;
         for (n, v) in self.variants.iter().enumerate() {
             check(

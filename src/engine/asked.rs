@@ -1,19 +1,20 @@
 //! [`Asked`]: one request as every engine sees it (the query, the user's live history and trained
-//! row, the state, the snapshot and the live ranking), with the steps every engine shares: what
+//! row, the catalogue, the snapshot and the live ranking: all immutable values, no lock), with the steps every engine shares: what
 //! the user has seen, their liked items, and picking a list that ends with live popularity.
 
 use std::collections::HashSet;
 
+use super::items::{ItemMeta, Items};
 use super::ranking::Ranking;
 use super::request::{Query, Scored};
 use super::snapshot::Snapshot;
-use super::state::{ItemMeta, State, UserHistory, liked};
+use super::state::{UserHistory, liked};
 use crate::algo::History;
 
 /// One request as the engines see it.
 #[derive(Clone, Copy)]
 pub struct Asked<'a> {
-    pub s: &'a State,
+    pub s: &'a Items,
     pub history: Option<&'a UserHistory>,
     /// The user's row in the snapshot's factor models, when they were trained.
     pub row: Option<usize>,
@@ -61,8 +62,17 @@ impl<'a> Asked<'a> {
         q: &Query<'_>,
         score: impl Fn(u32, &ItemMeta) -> (f64, String),
     ) -> Vec<Scored> {
-        let order = unique_chain(parts.iter().copied().chain([&self.ranking.popular[..]]));
-        self.pick_from(order, q, score)
+        self.pick_from(self.with_popular(parts), q, score)
+    }
+
+    /// The entries of `parts`, then of the live popularity order, each once.
+    pub fn with_popular<'p>(&'p self, parts: &'p [&'p [u32]]) -> impl Iterator<Item = u32> + 'p {
+        unique_chain(parts.iter().copied().chain([&self.ranking.popular[..]]))
+    }
+
+    /// The indices of the first `q.n` items of `order` that pass the filters and were not seen.
+    pub fn pick_indices(&self, order: impl IntoIterator<Item = u32>, q: &Query<'_>) -> Vec<u32> {
+        self.s.pick_indices(order, q, |i| self.seen(i))
     }
 
     /// The first `q.n` items of `order` alone that pass the filters and were not seen.

@@ -4,8 +4,8 @@
 use std::cell::RefCell;
 
 use super::asked::Asked;
+use super::items::ItemMeta;
 use super::request::Scored;
-use super::state::ItemMeta;
 use crate::algo::Accumulator;
 
 /// Weight of normalised, time-decayed popularity in the `fast` blend (neighbours weigh 1).

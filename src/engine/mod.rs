@@ -7,17 +7,21 @@
 //! moment a write is acknowledged. A request never touches the database.
 //!
 //! Files: the live state (`state`: items, histories classified by the feedback policy,
-//! popularity), the trained models (`snapshot`), the live order (`ranking`), what a request
+//! popularity), the catalogue a request reads and its filter walk (`items`), the trained models (`snapshot`), the live order (`ranking`), what a request
 //! asks and gets (`request`), one request's context and the steps every engine shares
 //! (`asked`), and the engines as free functions over it (`fast`, `models` for `quality` and
 //! `enhanced`, `smart`, `similar`). This file composes them; they never import it.
 //!
 //! Concurrency: the catalogue and histories sit behind one `RwLock` that writers hold only to apply
-//! a committed change; the ranking is an immutable [`Ranking`] swapped in with `ArcSwap` by a
-//! background re-ranker, so sorting never blocks a request. Errors of this layer are [`Error`].
+//! a committed change and readers only to clone two `Arc`s (the catalogue, `items`, and the
+//! user's history, both copy-on-write): scoring runs on those immutable values after the lock is
+//! released, so a long request never stalls the writer and a waiting writer never stalls reads.
+//! The ranking is an immutable [`Ranking`] swapped in with `ArcSwap` by a background re-ranker,
+//! so sorting never blocks a request. Errors of this layer are [`Error`].
 
 mod asked;
 mod fast;
+mod items;
 mod models;
 mod ranking;
 mod request;
@@ -37,14 +41,15 @@ use parking_lot::RwLock;
 use crate::policy::FeedbackPolicy;
 use crate::store::{self, Feedback, Item, Store};
 use asked::Asked;
+use items::Items;
 use state::{State, UserHistory};
 
 pub use crate::algo::smart::Route;
 pub use crate::kinds::EngineKind;
+pub use items::ItemMeta;
 pub use ranking::Ranking;
 pub use request::{Query, Recommendation, Request, Scored, Who};
 pub use snapshot::Snapshot;
-pub use state::ItemMeta;
 
 /// Errors of the engine layer.
 #[derive(Debug, thiserror::Error)]
@@ -266,27 +271,31 @@ impl Engine {
     /// interacted with, hidden and excluded items, items past their time-to-live and items outside
     /// the requested categories; with no trained models every engine answers with popularity.
     pub fn recommend(&self, who: Who<'_>, q: &Query<'_>, kind: EngineKind) -> Recommendation {
-        let s = self.state.read();
-        let ranking = self.ranking.load();
-        let session;
-        let (history, user_id) = match who {
-            Who::User(id) => (s.user_history(id), Some(id)),
-            Who::Session(items) => {
-                session = s.session_history(items);
-                (Some(&session), None)
+        // The lock is held only to take the request's immutable inputs.
+        let (s, history, row_of) = {
+            let state = self.state.read();
+            match who {
+                Who::User(id) => (state.items(), state.user_history(id), Some(id)),
+                Who::Session(items) => (
+                    state.items(),
+                    Some(Arc::new(state.session_history(items))),
+                    None,
+                ),
             }
         };
+        let (s, history) = (&*s, history.as_deref());
+        let ranking = self.ranking.load();
         let Some(snap) = self.snapshot.load_full() else {
             return Recommendation {
                 engine: EngineKind::Popularity,
                 route: None,
-                items: popular_for(&s, history, &ranking, q),
+                items: popular_for(s, history, &ranking, q),
             };
         };
         let asked = Asked {
-            s: &s,
+            s,
             history,
-            row: user_id
+            row: row_of
                 .and_then(|id| snap.user_rows.get(id))
                 .map(|&r| r as usize),
             q,
@@ -302,7 +311,7 @@ impl Engine {
                 let (route, items) = smart::recommend(&asked);
                 (EngineKind::Smart, Some(route), items)
             }
-            EngineKind::Popularity => (kind, None, popular_for(&s, history, &ranking, q)),
+            EngineKind::Popularity => (kind, None, popular_for(s, history, &ranking, q)),
         };
         Recommendation {
             engine,
@@ -313,11 +322,13 @@ impl Engine {
 
     /// Items like `item_id` (see `similar::similar`); `None` when the item does not exist.
     pub fn similar(&self, item_id: &str, q: &Query<'_>) -> Option<Vec<Scored>> {
-        let s = self.state.read();
-        if !s.has_item(item_id) {
-            return None;
-        }
-        let idx = *s.item_index().get(item_id)?;
+        let (s, idx) = {
+            let state = self.state.read();
+            if !state.has_item(item_id) {
+                return None;
+            }
+            (state.items(), *state.item_index().get(item_id)?)
+        };
         let snap = self.snapshot.load_full();
         Some(similar::similar(
             &s,
@@ -330,19 +341,15 @@ impl Engine {
 
     /// The most popular items overall (filtered like [`Engine::recommend`], without a user).
     pub fn popular(&self, q: &Query<'_>) -> Vec<Scored> {
-        let ranking = self.ranking.load();
-        self.state.read().pick(
-            ranking.popular.iter().copied(),
-            q,
-            |_| false,
-            |_, meta| (meta.popularity, "popular".to_string()),
-        )
+        let items = self.state.read().items();
+        popular_for(&items, None, &self.ranking.load(), q)
     }
 
     /// The newest items, scored by their timestamp in seconds.
     pub fn latest(&self, q: &Query<'_>) -> Vec<Scored> {
         let ranking = self.ranking.load();
-        self.state.read().pick(
+        let items = self.state.read().items();
+        items.pick(
             ranking.latest.iter().copied(),
             q,
             |_| false,
@@ -354,7 +361,7 @@ impl Engine {
 /// The most popular items the user has not interacted with; an unknown user gets the plain
 /// popular list.
 fn popular_for(
-    s: &State,
+    s: &Items,
     seen: Option<&UserHistory>,
     ranking: &Ranking,
     q: &Query<'_>,
@@ -363,7 +370,7 @@ fn popular_for(
         ranking.popular.iter().copied(),
         q,
         |i| seen.is_some_and(|h| h.contains_key(&i)),
-        |_, meta| (meta.popularity, "popular".to_string()),
+        |i, _| (ranking.popularity(i), "popular".to_string()),
     )
 }
 

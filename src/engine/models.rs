@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use super::asked::Asked;
 use super::fast::MAX_SOURCES;
 use super::request::{Query, Scored};
-use crate::algo::blend::{MMR_POOL, normalise};
+use crate::algo::blend::{mmr_pool, normalise};
 use crate::algo::diversity::{jaccard, mmr};
 use crate::algo::enhanced::{self, Source};
 use crate::algo::{Scorer, top_n};
@@ -33,21 +33,19 @@ fn sigmoid(x: f32) -> f64 {
 /// `quality`: every trained model scores the whole catalogue for the user (factor models from
 /// the user's trained row, or folded in from the live history for users new since training),
 /// scores are scaled per model and blended with the fitted weights, then MMR spreads the list
-/// across categories.
+/// across categories. The work is bounded whatever `n`: MMR chooses from at most
+/// [`crate::algo::blend::MAX_MMR_POOL`] candidates, and only the chosen items are explained.
 pub fn quality(asked: &Asked<'_>) -> Vec<Scored> {
     let Asked {
         s, row, q, snap, ..
     } = *asked;
     let liked = asked.liked_history();
     let (items, hist) = (&liked.items, liked.history());
-    let want = (q.n * MMR_POOL + q.exclude.len()) * 4 + 100;
-    let sources = &items[..items.len().min(MAX_SOURCES)];
+    let pool_n = mmr_pool(q.n);
+    let want = (pool_n + q.exclude.len()) * 4 + 100;
     // Filter first, over-fetching, then let MMR choose `n` spread across categories.
-    let pool_query = Query {
-        n: q.n * MMR_POOL,
-        ..*q
-    };
-    let pool = SCRATCH.with(|cell| {
+    let pool_query = Query { n: pool_n, ..*q };
+    let pool: Vec<(u32, f32)> = SCRATCH.with(|cell| {
         let sc = &mut *cell.borrow_mut();
         sc.blended.clear();
         sc.blended.resize(snap.n_items, 0.0);
@@ -74,49 +72,67 @@ pub fn quality(asked: &Asked<'_>) -> Vec<Scored> {
             Some(m) if m.is_nan() => sc.blended[i as usize],
             _ => 0.0,
         };
-        let picked = asked.pick(&[&order], &pool_query, |i, _| {
-            let because = sources
-                .iter()
-                .filter_map(|&j| {
-                    snap.itemknn.neighbours[j as usize]
-                        .iter()
-                        .find(|n| n.0 == i)
-                        .map(|n| (j, n.1))
-                })
-                .max_by(|a, b| a.1.total_cmp(&b.1));
-            let reason = match because {
-                Some((j, _)) => format!("because you liked {}", s.item_id(j)),
-                None if items.is_empty() => "popular".to_string(),
-                None => "matches your taste".to_string(),
-            };
-            (score(i) as f64, reason)
-        });
+        let picked = asked.pick_indices(asked.with_popular(&[&order]), &pool_query);
+        let pool = picked.into_iter().map(|i| (i, score(i))).collect();
         for &i in &order {
             sc.member[i as usize] = 0.0;
         }
-        picked
+        pool
     });
+    let sources = &items[..items.len().min(MAX_SOURCES)];
     diversify(asked, pool)
+        .into_iter()
+        .map(|(i, score)| {
+            s.scored(i, q, |i, _| {
+                let because = sources
+                    .iter()
+                    .filter_map(|&j| {
+                        snap.itemknn.neighbours[j as usize]
+                            .iter()
+                            .find(|n| n.0 == i)
+                            .map(|n| (j, n.1))
+                    })
+                    .max_by(|a, b| a.1.total_cmp(&b.1));
+                let reason = match because {
+                    Some((j, _)) => format!("because you liked {}", s.item_id(j)),
+                    None if items.is_empty() => "popular".to_string(),
+                    None => "matches your taste".to_string(),
+                };
+                (f64::from(score), reason)
+            })
+        })
+        .collect()
 }
 
 /// MMR over the filtered pool: `q.n` items spread across categories (`diversity` 0: the pool's
-/// head).
-fn diversify(asked: &Asked<'_>, pool: Vec<Scored>) -> Vec<Scored> {
+/// head). Categories are numbered per request, so an overlap compares small integers.
+fn diversify(asked: &Asked<'_>, pool: Vec<(u32, f32)>) -> Vec<(u32, f32)> {
     let Asked { s, q, .. } = *asked;
     if asked.diversity <= 0.0 {
         return pool.into_iter().take(q.n).collect();
     }
-    let index = s.item_index();
-    let scored: Vec<(u32, f32)> = pool
+    // MMR runs on positions in the pool, so an overlap is two slice lookups.
+    let mut numbers: HashMap<&str, u32> = HashMap::new();
+    let categories: Vec<Vec<u32>> = pool
         .iter()
-        .map(|p| (index[&p.id], p.score as f32))
+        .map(|&(i, _)| {
+            s.item_categories(i)
+                .iter()
+                .map(|c| {
+                    let next = numbers.len() as u32;
+                    *numbers.entry(&**c).or_insert(next)
+                })
+                .collect()
+        })
         .collect();
-    let similarity = |a: u32, b: u32| jaccard(s.item_categories(a), s.item_categories(b));
-    let chosen = mmr(&scored, similarity, q.n, asked.diversity);
-    let mut by_idx: HashMap<u32, Scored> = scored.iter().map(|x| x.0).zip(pool).collect();
-    chosen
+    let positions: Vec<(u32, f32)> = (0u32..)
+        .zip(&pool)
+        .map(|(pos, &(_, score))| (pos, score))
+        .collect();
+    let similarity = |a: u32, b: u32| jaccard(&categories[a as usize], &categories[b as usize]);
+    mmr(&positions, similarity, q.n, asked.diversity)
         .into_iter()
-        .filter_map(|i| by_idx.remove(&i))
+        .map(|pos| pool[pos as usize])
         .collect()
 }
 

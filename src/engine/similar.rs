@@ -5,14 +5,14 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use super::items::Items;
 use super::ranking::Ranking;
 use super::request::{Query, Scored};
 use super::snapshot::Snapshot;
-use super::state::State;
 
 /// Items like item `idx`; `snap` when models are trained.
 pub fn similar(
-    s: &State,
+    s: &Items,
     idx: u32,
     snap: Option<&Snapshot>,
     ranking: &Ranking,

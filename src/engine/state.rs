@@ -1,27 +1,18 @@
 //! The engine's mutable state: items, users' interaction sets and popularity counts, keyed by
 //! compact integer indices so that histories stay small. What each row means comes from the
 //! [`FeedbackPolicy`]: only positive rows count as popularity and as "liked".
+//!
+//! What a request reads is shared, not borrowed: the catalogue is an `Arc<Items>` and each
+//! user's history an `Arc<UserHistory>`, both changed copy-on-write, so a request clones two
+//! `Arc`s under the lock ([`State::view`]) and scores without it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::request::{Query, Scored};
+use super::items::{ItemMeta, Items};
 use crate::policy::{FeedbackPolicy, Signal};
 use crate::store::{Feedback, Item};
-
-/// The fields of an item that filtering and ranking need.
-#[derive(Debug, Clone)]
-pub struct ItemMeta {
-    pub id: Arc<str>,
-    pub categories: Box<[Arc<str>]>,
-    pub hidden: bool,
-    /// Deleted items keep their index (a re-created id reuses it) but are never recommended.
-    pub deleted: bool,
-    pub timestamp_ms: i64,
-    /// Number of positive feedback rows on the item.
-    pub popularity: f64,
-}
 
 /// One feedback row of a user on an item: its type and what it means.
 #[derive(Debug, Clone)]
@@ -44,7 +35,7 @@ pub fn liked(marks: &[Mark]) -> bool {
 
 #[derive(Default)]
 struct UserEntry {
-    history: UserHistory,
+    history: Arc<UserHistory>,
     deleted: bool,
     /// Bumped by every change to the history, so cached answers can tell they are stale.
     generation: u64,
@@ -53,7 +44,9 @@ struct UserEntry {
 pub struct State {
     policy: FeedbackPolicy,
     item_index: HashMap<Arc<str>, u32>,
-    items: Vec<ItemMeta>,
+    items: Arc<Items>,
+    /// Number of positive feedback rows on each item, by index (read by the re-ranker only).
+    popularity: Vec<f64>,
     user_index: HashMap<Arc<str>, u32>,
     users: Vec<UserEntry>,
     /// Counts changed since the last ranking.
@@ -72,7 +65,8 @@ impl State {
         Self {
             policy,
             item_index: HashMap::new(),
-            items: Vec::new(),
+            items: Arc::default(),
+            popularity: Vec::new(),
             user_index: HashMap::new(),
             users: Vec::new(),
             dirty: AtomicBool::new(true),
@@ -87,8 +81,8 @@ impl State {
             if s.item_index.contains_key(id) {
                 continue;
             }
-            let idx = s.item_idx(id, 0) as usize;
-            s.items[idx].deleted = true;
+            let idx = s.item_idx(id, 0);
+            s.items_mut().get_mut(idx).deleted = true;
         }
         s
     }
@@ -101,20 +95,24 @@ impl State {
         self.dirty.load(Ordering::Relaxed)
     }
 
+    /// The catalogue for a change (copy-on-write: requests keep reading the one they took).
+    fn items_mut(&mut self) -> &mut Items {
+        Arc::make_mut(&mut self.items)
+    }
+
     fn item_idx(&mut self, id: &str, timestamp_ms: i64) -> u32 {
         if let Some(idx) = self.item_index.get(id) {
             return *idx;
         }
-        let idx = self.items.len() as u32;
         let id: Arc<str> = Arc::from(id);
-        self.items.push(ItemMeta {
+        let idx = self.items_mut().push(ItemMeta {
             id: id.clone(),
             categories: Box::new([]),
             hidden: false,
             deleted: false,
             timestamp_ms,
-            popularity: 0.0,
         });
+        self.popularity.push(0.0);
         self.item_index.insert(id, idx);
         idx
     }
@@ -133,8 +131,8 @@ impl State {
 
     pub fn upsert_item(&mut self, item: &Item) {
         let ts = item.timestamp.timestamp_millis();
-        let idx = self.item_idx(&item.id, ts) as usize;
-        let meta = &mut self.items[idx];
+        let idx = self.item_idx(&item.id, ts);
+        let meta = self.items_mut().get_mut(idx);
         meta.categories = item
             .categories
             .iter()
@@ -150,13 +148,15 @@ impl State {
         let Some(&idx) = self.item_index.get(id) else {
             return;
         };
-        let meta = &mut self.items[idx as usize];
+        let meta = self.items_mut().get_mut(idx);
         meta.deleted = true;
-        meta.popularity = 0.0;
         meta.categories = Box::new([]);
+        self.popularity[idx as usize] = 0.0;
         // Its feedback was deleted with it (cascade).
         for user in &mut self.users {
-            user.history.remove(&idx);
+            if user.history.contains_key(&idx) {
+                Arc::make_mut(&mut user.history).remove(&idx);
+            }
         }
         self.dirty.store(true, Ordering::Relaxed);
     }
@@ -171,9 +171,9 @@ impl State {
         };
         let user = std::mem::take(&mut self.users[idx as usize]);
         self.users[idx as usize].generation = user.generation + 1;
-        for (item, marks) in user.history {
+        for (item, marks) in user.history.iter() {
             let positives = marks.iter().filter(|m| is_positive(m.signal)).count();
-            self.items[item as usize].popularity -= positives as f64;
+            self.popularity[*item as usize] -= positives as f64;
         }
         self.users[idx as usize].deleted = true;
         self.dirty.store(true, Ordering::Relaxed);
@@ -182,10 +182,14 @@ impl State {
     pub fn add_feedback(&mut self, f: &Feedback) {
         let u = self.user_idx(&f.user_id) as usize;
         let i = self.item_idx(&f.item_id, chrono::Utc::now().timestamp_millis());
-        self.items[i as usize].deleted = false;
+        if self.items.get(i).is_some_and(|m| m.deleted) {
+            self.items_mut().get_mut(i).deleted = false;
+        }
         self.users[u].generation += 1;
         let signal = self.policy.signal(&f.feedback_type, f.value);
-        let marks = self.users[u].history.entry(i).or_default();
+        let marks = Arc::make_mut(&mut self.users[u].history)
+            .entry(i)
+            .or_default();
         // The same key again updates its value: a rating may cross the threshold either way.
         let before = match marks
             .iter_mut()
@@ -205,7 +209,7 @@ impl State {
         };
         let change = is_positive(signal) as i8 - is_positive(before) as i8;
         if change != 0 {
-            self.items[i as usize].popularity += f64::from(change);
+            self.popularity[i as usize] += f64::from(change);
             self.dirty.store(true, Ordering::Relaxed);
         }
     }
@@ -218,7 +222,11 @@ impl State {
             return;
         };
         self.users[u as usize].generation += 1;
-        let history = &mut self.users[u as usize].history;
+        let entry = &mut self.users[u as usize];
+        if !entry.history.contains_key(&i) {
+            return;
+        }
+        let history = Arc::make_mut(&mut entry.history);
         let Some(marks) = history.get_mut(&i) else {
             return;
         };
@@ -233,7 +241,7 @@ impl State {
             history.remove(&i);
         }
         if is_positive(removed.signal) {
-            self.items[i as usize].popularity -= 1.0;
+            self.popularity[i as usize] -= 1.0;
             self.dirty.store(true, Ordering::Relaxed);
         }
     }
@@ -242,15 +250,9 @@ impl State {
         &self.item_index
     }
 
-    pub fn item_categories(&self, idx: u32) -> &[Arc<str>] {
-        self.items
-            .get(idx as usize)
-            .map(|m| &*m.categories)
-            .unwrap_or(&[])
-    }
-
-    pub fn item_id(&self, idx: u32) -> &str {
-        self.items.get(idx as usize).map(|m| &*m.id).unwrap_or("")
+    /// The catalogue as of now, for a request to read without the lock.
+    pub fn items(&self) -> Arc<Items> {
+        self.items.clone()
     }
 
     pub fn has_user(&self, id: &str) -> bool {
@@ -262,7 +264,7 @@ impl State {
     pub fn has_item(&self, id: &str) -> bool {
         self.item_index
             .get(id)
-            .is_some_and(|&i| !self.items[i as usize].deleted)
+            .is_some_and(|&i| self.items.get(i).is_some_and(|m| !m.deleted))
     }
 
     /// An anonymous session's history from the item ids it touched (unknown ids are skipped).
@@ -286,69 +288,21 @@ impl State {
             .map_or(0, |&u| self.users[u as usize].generation)
     }
 
-    pub fn user_history(&self, id: &str) -> Option<&UserHistory> {
+    /// The user's history as of now, for a request to read without the lock.
+    pub fn user_history(&self, id: &str) -> Option<Arc<UserHistory>> {
         self.user_index
             .get(id)
-            .map(|&u| &self.users[u as usize].history)
+            .map(|&u| self.users[u as usize].history.clone())
     }
 
     pub fn ranking_inputs(&self) -> RankingInputs {
         self.dirty.store(false, Ordering::Relaxed);
         self.items
             .iter()
+            .zip(&self.popularity)
             .enumerate()
-            .filter(|(_, m)| !m.deleted)
-            .map(|(i, m)| (i as u32, m.popularity, m.timestamp_ms, m.id.clone()))
+            .filter(|(_, (m, _))| !m.deleted)
+            .map(|(i, (m, &p))| (i as u32, p, m.timestamp_ms, m.id.clone()))
             .collect()
     }
-
-    /// Walks `order` and keeps the first `q.n` items that pass every filter.
-    pub fn pick(
-        &self,
-        order: impl IntoIterator<Item = u32>,
-        q: &Query<'_>,
-        seen: impl Fn(u32) -> bool,
-        score: impl Fn(u32, &ItemMeta) -> (f64, String),
-    ) -> Vec<Scored> {
-        let mut out = Vec::with_capacity(q.n);
-        for idx in order {
-            if out.len() >= q.n {
-                break;
-            }
-            let Some(meta) = self.items.get(idx as usize) else {
-                continue;
-            };
-            if meta.deleted || meta.hidden || seen(idx) || !matches(meta, q) {
-                continue;
-            }
-            let (score, reason) = score(idx, meta);
-            let reason = if q.categories.len() == 1 && reason == "popular" {
-                format!("popular in {}", q.categories[0])
-            } else {
-                reason
-            };
-            out.push(Scored {
-                id: meta.id.clone(),
-                score,
-                reason,
-            });
-        }
-        out
-    }
-}
-
-/// Whether an item passes the request's time-to-live, category and exclusion filters.
-fn matches(meta: &ItemMeta, q: &Query<'_>) -> bool {
-    if q.not_before_ms.is_some_and(|t| meta.timestamp_ms < t) {
-        return false;
-    }
-    if !q.categories.is_empty()
-        && !meta
-            .categories
-            .iter()
-            .any(|c| q.categories.iter().any(|w| **c == **w))
-    {
-        return false;
-    }
-    !q.exclude.iter().any(|x| **x == *meta.id)
 }

@@ -224,10 +224,9 @@ fn only_positive_feedback_is_popularity_and_a_like() {
     };
     let liked = |e: &Engine, user: &str| -> Vec<u32> {
         let s = e.state.read();
-        let mut items: Vec<u32> = s
-            .user_history(user)
-            .into_iter()
-            .flatten()
+        let history = s.user_history(user).unwrap_or_default();
+        let mut items: Vec<u32> = history
+            .iter()
             .filter(|(_, marks)| state::liked(marks))
             .map(|(i, _)| *i)
             .collect();

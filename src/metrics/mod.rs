@@ -13,6 +13,7 @@ mod pool;
 use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 
@@ -44,6 +45,9 @@ pub struct Metrics {
     pub variant_seconds: Family<VariantLabel, LatencyHistogram>,
     pub variant_cache_hits: Family<VariantLabel, Counter>,
     pub deadline_fallbacks: Family<VariantEngineLabel, Counter>,
+    /// Engine jobs running on the orchestrator's workers, and waiting for one.
+    pub engine_jobs_running: Gauge,
+    pub engine_jobs_waiting: Gauge,
     pub variant_impressions: Family<VariantEngineLabel, Counter>,
     pub variant_clicks: Family<VariantEngineLabel, Counter>,
     /// The latest training runs and snapshot loads, newest last (for the dashboard).
@@ -86,112 +90,114 @@ pub struct ResultLabel {
     pub result: &'static str,
 }
 
+/// A new metric registered as `name` (a metric is a handle: clones share the value).
+fn registered<M: prometheus_client::registry::Metric + Clone + Default>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+) -> M {
+    let metric = M::default();
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("reco");
         let pool = PoolMetrics::default();
         pool.register(registry.sub_registry_with_prefix("db_pool"));
-        let http_requests = Family::<HttpLabels, Counter>::default();
-        let http_latency = Family::<HttpLabels, LatencyHistogram>::default();
-        registry.register(
-            "http_requests",
-            "HTTP requests by route and status",
-            http_requests.clone(),
-        );
-        registry.register(
+        let r = &mut registry;
+        let http_requests = registered(r, "http_requests", "HTTP requests by route and status");
+        let http_latency = registered(
+            r,
             "http_request_duration_seconds",
             "HTTP request latency by route and status",
-            http_latency.clone(),
         );
-        let feedback_rows = Counter::default();
-        let feedback_commits = Counter::default();
-        registry.register(
+        let feedback_rows = registered(
+            r,
             "feedback_rows",
             "Feedback rows committed by the group-commit writer",
-            feedback_rows.clone(),
         );
-        registry.register(
+        let feedback_commits = registered(
+            r,
             "feedback_commits",
             "Group commits (transactions) of the feedback writer",
-            feedback_commits.clone(),
         );
-        let train_runs = Family::<ResultLabel, Counter>::default();
-        let train_seconds = LatencyHistogram::default();
-        registry.register(
+        let train_runs = registered(
+            r,
             "train_runs",
             "Background training runs by result (ok, failed)",
-            train_runs.clone(),
         );
-        registry.register(
-            "train_seconds",
-            "Duration of training runs",
-            train_seconds.clone(),
-        );
-        let engine_requests = Family::<EngineLabel, Counter>::default();
-        let engine_seconds = Family::<EngineLabel, LatencyHistogram>::default();
-        registry.register(
+        let train_seconds = registered(r, "train_seconds", "Duration of training runs");
+        let engine_requests = registered(
+            r,
             "engine_requests",
             "Recommendation requests by the engine that served",
-            engine_requests.clone(),
         );
-        registry.register(
+        let engine_seconds = registered(
+            r,
             "engine_seconds",
             "In-process recommendation time by engine",
-            engine_seconds.clone(),
         );
-        let variant_requests = Family::<VariantEngineLabel, Counter>::default();
-        let variant_seconds = Family::<VariantLabel, LatencyHistogram>::default();
-        let variant_cache_hits = Family::<VariantLabel, Counter>::default();
-        let deadline_fallbacks = Family::<VariantEngineLabel, Counter>::default();
-        let variant_impressions = Family::<VariantEngineLabel, Counter>::default();
-        let variant_clicks = Family::<VariantEngineLabel, Counter>::default();
-        registry.register(
+        let variant_requests = registered(
+            r,
             "variant_requests",
             "engine=auto requests by experiment variant and the engine that served",
-            variant_requests.clone(),
         );
-        registry.register(
+        let variant_seconds = registered(
+            r,
             "variant_seconds",
             "engine=auto in-process time by experiment variant",
-            variant_seconds.clone(),
         );
-        registry.register(
+        let variant_cache_hits = registered(
+            r,
             "variant_cache_hits",
             "engine=auto requests answered from the per-user cache",
-            variant_cache_hits.clone(),
         );
-        registry.register(
+        let engine_jobs_running = registered(
+            r,
+            "engine_jobs_running",
+            "Engine jobs running on the orchestrator's workers (at most orchestrator.workers)",
+        );
+        let engine_jobs_waiting = registered(
+            r,
+            "engine_jobs_waiting",
+            "Engine jobs waiting for a worker (they give up at the deadline)",
+        );
+        let deadline_fallbacks = registered(
+            r,
             "deadline_fallbacks",
-            "engine=auto requests whose chosen engine missed the deadline (fast answered)",
-            deadline_fallbacks.clone(),
+            "requests whose engine missed the deadline, fast answered (variant \"none\": a named engine or a session)",
         );
-        registry.register(
+        let variant_impressions = registered(
+            r,
             "variant_impressions",
             "Items recommended by engine=auto, by variant",
-            variant_impressions.clone(),
         );
-        registry.register(
+        let variant_clicks = registered(
+            r,
             "variant_clicks",
             "Positive feedback on an item recommended to that user within the click window",
-            variant_clicks.clone(),
         );
         Self {
-            variant_requests,
-            variant_seconds,
-            variant_cache_hits,
-            deadline_fallbacks,
-            variant_impressions,
-            variant_clicks,
-            engine_requests,
-            engine_seconds,
-            registry: Mutex::new(registry),
-            pool,
             http_requests,
             http_latency,
             feedback_rows,
             feedback_commits,
             train_runs,
             train_seconds,
+            engine_requests,
+            engine_seconds,
+            variant_requests,
+            variant_seconds,
+            variant_cache_hits,
+            engine_jobs_running,
+            engine_jobs_waiting,
+            deadline_fallbacks,
+            variant_impressions,
+            variant_clicks,
+            registry: Mutex::new(registry),
+            pool,
             recent_runs: Mutex::new(std::collections::VecDeque::new()),
         }
     }

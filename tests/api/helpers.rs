@@ -99,6 +99,8 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
     // machine happens to be (tests of the timeouts themselves set their own).
     config.db.pool_timeout = 30.0;
     config.http.request_timeout = 600.0;
+    // A named engine answers as itself even on a busy machine (the deadline has its own tests).
+    config.orchestrator.deadline = 30.0;
     config.recommend.rerank_interval = 0.05;
     let (db_url, pg_database, dir) = match backend {
         Backend::Sqlite => {

@@ -20,3 +20,4 @@ mod replicas;
 mod reset;
 mod routes;
 mod servers;
+mod stall;

@@ -1,0 +1,208 @@
+//! [`Items`]: the catalogue's filterable fields as an immutable value a request reads without any
+//! lock, and the filter walk every list ends with ([`Items::pick`]).
+//!
+//! The state holds the current `Arc<Items>`; a request clones the `Arc` under the state's read
+//! lock and scores on it after releasing the lock, so a long request never holds up the writer and
+//! a waiting writer never holds up reads. A writer changes items copy-on-write: the catalogue is
+//! split into fixed chunks behind their own `Arc`s, so a change while requests hold the old value
+//! copies one chunk (1,024 entries) and the chunk table, not the catalogue. (A persistent-vector
+//! crate such as `im` would do this too; we need only indexed get, set and push.)
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use super::request::{Query, Scored};
+
+/// Entries per chunk: a change copies at most this many while requests hold the old catalogue.
+const CHUNK: usize = 1024;
+
+/// The fields of an item that filtering and ranking need.
+#[derive(Debug, Clone)]
+pub struct ItemMeta {
+    pub id: Arc<str>,
+    pub categories: Box<[Arc<str>]>,
+    pub hidden: bool,
+    /// Deleted items keep their index (a re-created id reuses it) but are never recommended.
+    pub deleted: bool,
+    pub timestamp_ms: i64,
+}
+
+/// Every item's [`ItemMeta`] by compact index, shared copy-on-write in chunks.
+#[derive(Debug, Clone, Default)]
+pub struct Items {
+    chunks: Vec<Arc<Vec<ItemMeta>>>,
+    len: usize,
+}
+
+impl Items {
+    pub fn get(&self, idx: u32) -> Option<&ItemMeta> {
+        let idx = idx as usize;
+        self.chunks.get(idx / CHUNK)?.get(idx % CHUNK)
+    }
+
+    /// The entry at `idx` for a change, copying its chunk if a request still reads it.
+    ///
+    /// Panics when `idx` is out of range: indices come from the state's own item index.
+    pub fn get_mut(&mut self, idx: u32) -> &mut ItemMeta {
+        let idx = idx as usize;
+        &mut Arc::make_mut(&mut self.chunks[idx / CHUNK])[idx % CHUNK]
+    }
+
+    /// Appends an item and returns its index.
+    pub fn push(&mut self, meta: ItemMeta) -> u32 {
+        if self.len.is_multiple_of(CHUNK) {
+            self.chunks.push(Arc::new(Vec::with_capacity(CHUNK)));
+        }
+        let last = self.chunks.last_mut().expect("a chunk with room");
+        Arc::make_mut(last).push(meta);
+        self.len += 1;
+        (self.len - 1) as u32
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &ItemMeta> {
+        self.chunks.iter().flat_map(|c| c.iter())
+    }
+
+    pub fn item_id(&self, idx: u32) -> &str {
+        self.get(idx).map(|m| &*m.id).unwrap_or("")
+    }
+
+    pub fn item_categories(&self, idx: u32) -> &[Arc<str>] {
+        self.get(idx).map(|m| &*m.categories).unwrap_or(&[])
+    }
+
+    /// Walks `order` and keeps the first `q.n` items that pass every filter, scored by `score`.
+    pub fn pick(
+        &self,
+        order: impl IntoIterator<Item = u32>,
+        q: &Query<'_>,
+        seen: impl Fn(u32) -> bool,
+        score: impl Fn(u32, &ItemMeta) -> (f64, String),
+    ) -> Vec<Scored> {
+        self.pick_indices(order, q, seen)
+            .into_iter()
+            .map(|i| self.scored(i, q, &score))
+            .collect()
+    }
+
+    /// The indices of the first `q.n` entries of `order` that pass every filter. The walk is
+    /// bounded by `order` (at most the catalogue, each entry looked at once), and each look costs
+    /// a few hash lookups whatever the lengths of the request's lists.
+    pub fn pick_indices(
+        &self,
+        order: impl IntoIterator<Item = u32>,
+        q: &Query<'_>,
+        seen: impl Fn(u32) -> bool,
+    ) -> Vec<u32> {
+        let filter = Filter::new(q);
+        let mut out = Vec::with_capacity(q.n.min(self.len));
+        for idx in order {
+            if out.len() >= q.n {
+                break;
+            }
+            let Some(meta) = self.get(idx) else {
+                continue;
+            };
+            if meta.deleted || meta.hidden || seen(idx) || !filter.matches(meta) {
+                continue;
+            }
+            out.push(idx);
+        }
+        out
+    }
+
+    /// Item `idx` as an answer, scored and explained by `score` ("popular" names the category
+    /// when the request asked for one).
+    pub fn scored(
+        &self,
+        idx: u32,
+        q: &Query<'_>,
+        score: impl Fn(u32, &ItemMeta) -> (f64, String),
+    ) -> Scored {
+        let meta = self.get(idx).expect("an index from this catalogue");
+        let (score, reason) = score(idx, meta);
+        let reason = if q.categories.len() == 1 && reason == "popular" {
+            format!("popular in {}", q.categories[0])
+        } else {
+            reason
+        };
+        Scored {
+            id: meta.id.clone(),
+            score,
+            reason,
+        }
+    }
+}
+
+/// A request's time-to-live, category and exclusion filters, with the lists as hash sets.
+struct Filter<'a> {
+    not_before_ms: Option<i64>,
+    categories: HashSet<&'a str>,
+    exclude: HashSet<&'a str>,
+}
+
+impl<'a> Filter<'a> {
+    fn new(q: &Query<'a>) -> Self {
+        Self {
+            not_before_ms: q.not_before_ms,
+            categories: q.categories.iter().map(String::as_str).collect(),
+            exclude: q.exclude.iter().map(String::as_str).collect(),
+        }
+    }
+
+    fn matches(&self, meta: &ItemMeta) -> bool {
+        if self.not_before_ms.is_some_and(|t| meta.timestamp_ms < t) {
+            return false;
+        }
+        if !self.categories.is_empty()
+            && !meta
+                .categories
+                .iter()
+                .any(|c| self.categories.contains(&**c))
+        {
+            return false;
+        }
+        !self.exclude.contains(&*meta.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(i: usize) -> ItemMeta {
+        ItemMeta {
+            id: Arc::from(format!("i{i}")),
+            categories: Box::new([]),
+            hidden: false,
+            deleted: false,
+            timestamp_ms: i as i64,
+        }
+    }
+
+    #[test]
+    fn a_change_leaves_a_held_copy_alone_and_copies_one_chunk() {
+        let mut items = Items::default();
+        for i in 0..3 * CHUNK {
+            assert_eq!(items.push(meta(i)), i as u32);
+        }
+        let held = Arc::new(items.clone());
+        items.get_mut(5).hidden = true;
+        assert!(items.get(5).unwrap().hidden);
+        assert!(
+            !held.get(5).unwrap().hidden,
+            "the reader's copy is unchanged"
+        );
+        assert!(
+            Arc::ptr_eq(&items.chunks[1], &held.chunks[1]),
+            "other chunks shared"
+        );
+        assert!(!Arc::ptr_eq(&items.chunks[0], &held.chunks[0]));
+        assert_eq!(
+            items.item_id(3 * CHUNK as u32 - 1),
+            format!("i{}", 3 * CHUNK - 1)
+        );
+        assert!(items.get(3 * CHUNK as u32).is_none());
+        assert_eq!(items.iter().count(), 3 * CHUNK);
+    }
+}
