@@ -63,6 +63,34 @@ struct Cached {
     /// (snapshot version, user history generation, catalogue generation) when it was computed.
     freshness: (u64, u64, u64),
     rec: Recommendation,
+    /// What the entry takes in memory, roughly (fixed when it is made).
+    bytes: u64,
+}
+
+impl Cached {
+    fn new(
+        user: &str,
+        request: Request,
+        variant: Arc<str>,
+        freshness: (u64, u64, u64),
+        rec: Recommendation,
+    ) -> Self {
+        let strings = |v: &[String]| v.iter().map(|s| s.len() + 24).sum::<usize>();
+        let items: usize = rec
+            .items
+            .iter()
+            .map(|i| std::mem::size_of::<crate::engine::Scored>() + i.reason.len())
+            .sum();
+        let bytes =
+            192 + user.len() + strings(&request.categories) + strings(&request.exclude) + items;
+        Self {
+            request,
+            variant,
+            freshness,
+            rec,
+            bytes: bytes as u64,
+        }
+    }
 }
 
 /// The items last recommended to a user, for click attribution.
@@ -72,6 +100,35 @@ struct Impression {
     at: Instant,
     /// Items not clicked yet (a click counts once).
     items: Mutex<Vec<Arc<str>>>,
+    /// What the entry takes in memory, roughly (fixed when it is made).
+    bytes: u64,
+}
+
+/// Weighs cache entries by their size, so a cache is bounded in bytes; each weighs at least
+/// `floor` (the byte budget over the entry budget), so it is bounded in entries too.
+#[derive(Clone)]
+struct BySize {
+    floor: u64,
+}
+
+impl BySize {
+    fn new(bytes: u64, entries: usize) -> Self {
+        Self {
+            floor: bytes / entries.max(1) as u64,
+        }
+    }
+}
+
+impl quick_cache::Weighter<Arc<str>, Arc<Cached>> for BySize {
+    fn weight(&self, key: &Arc<str>, val: &Arc<Cached>) -> u64 {
+        (key.len() as u64 + val.bytes).max(self.floor)
+    }
+}
+
+impl quick_cache::Weighter<Arc<str>, Arc<Impression>> for BySize {
+    fn weight(&self, key: &Arc<str>, val: &Arc<Impression>) -> u64 {
+        (key.len() as u64 + val.bytes).max(self.floor)
+    }
 }
 
 pub struct Orchestrator {
@@ -84,8 +141,8 @@ pub struct Orchestrator {
     workers: Arc<Semaphore>,
     click_window: Duration,
     variants: Vec<Variant>,
-    cache: Option<Arc<Cache<Arc<str>, Arc<Cached>>>>,
-    impressions: Cache<Arc<str>, Arc<Impression>>,
+    cache: Option<Arc<Cache<Arc<str>, Arc<Cached>, BySize>>>,
+    impressions: Cache<Arc<str>, Arc<Impression>, BySize>,
 }
 
 /// +1 on a gauge for as long as it lives.
@@ -140,6 +197,7 @@ impl Orchestrator {
             })
             .collect();
         let capacity = config.cache_size as usize;
+        let bytes = config.cache_memory_mb << 20;
         Self {
             engine,
             policy,
@@ -148,8 +206,17 @@ impl Orchestrator {
             workers: Arc::new(Semaphore::new(workers(config.workers))),
             click_window: seconds(config.click_window),
             variants,
-            cache: (capacity > 0).then(|| Arc::new(Cache::new(capacity))),
-            impressions: Cache::new(capacity.max(10_000)),
+            cache: (capacity > 0).then(|| {
+                Arc::new(Cache::with_weighter(
+                    capacity,
+                    bytes,
+                    BySize::new(bytes, capacity),
+                ))
+            }),
+            impressions: {
+                let entries = capacity.max(10_000);
+                Cache::with_weighter(entries, bytes, BySize::new(bytes, entries))
+            },
         }
     }
 
@@ -223,9 +290,10 @@ impl Orchestrator {
     async fn auto(&self, user_id: &str, request: Request) -> Served {
         let (variant, kind) = self.assign(user_id);
         let user: Arc<str> = Arc::from(user_id);
+        // Unknown users are not cached: a stream of made-up ids must not fill the cache.
         let freshness = self.engine.freshness(user_id);
         if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(&user))
-            && hit.freshness == freshness
+            && Some(hit.freshness) == freshness
             && same_query(&hit.request, &request)
             && hit.variant == variant
         {
@@ -242,13 +310,9 @@ impl Orchestrator {
             let variant = variant.clone();
             move |request: &Request| {
                 let rec = engine.recommend(Who::User(&user), &request.query(), kind);
-                if let Some(cache) = cache {
-                    let entry = Cached {
-                        request: request.clone(),
-                        variant,
-                        freshness,
-                        rec: rec.clone(),
-                    };
+                if let (Some(cache), Some(freshness)) = (cache, freshness) {
+                    let entry =
+                        Cached::new(&user, request.clone(), variant, freshness, rec.clone());
                     cache.insert(user, Arc::new(entry));
                 }
                 rec
@@ -336,14 +400,21 @@ impl Orchestrator {
         if served.rec.items.is_empty() {
             return;
         }
+        self.metrics
+            .record_impressions(variant, engine.name(), served.rec.items.len());
+        // Unknown users leave no impression: made-up ids must not fill the map (a newcomer's
+        // clicks count from their second visit).
+        if !self.engine.has_user(user_id) {
+            return;
+        }
+        let items = served.rec.items.len();
         let impression = Impression {
             variant: variant.clone(),
             engine,
             at: Instant::now(),
             items: Mutex::new(served.rec.items.iter().map(|s| s.id.clone()).collect()),
+            bytes: (128 + user_id.len() + items * std::mem::size_of::<Arc<str>>()) as u64,
         };
-        self.metrics
-            .record_impressions(variant, engine.name(), served.rec.items.len());
         self.impressions
             .insert(Arc::from(user_id), Arc::new(impression));
     }
@@ -386,6 +457,62 @@ mod tests {
             FeedbackPolicy::default(),
             Arc::new(Metrics::new()),
         )
+    }
+
+    /// The answer cache and the impressions are bounded in bytes (long answers evict sooner), and
+    /// ids the engine does not know leave nothing in either.
+    #[tokio::test]
+    async fn caches_are_bounded_in_bytes_and_ignore_unknown_users() {
+        let engine = Arc::new(Engine::new(FeedbackPolicy::default(), 0.0));
+        let item = |i: usize| crate::store::Item {
+            id: format!("item-{i}"),
+            categories: vec![],
+            labels: serde_json::json!({}),
+            title: String::new(),
+            description: String::new(),
+            timestamp: chrono::Utc::now(),
+            hidden: false,
+        };
+        engine.upsert_items(&(0..2000).map(item).collect::<Vec<_>>());
+        let like = |u: usize| Feedback {
+            user_id: format!("user-{u}"),
+            item_id: "item-0".into(),
+            feedback_type: "like".into(),
+            value: 1.0,
+            timestamp: chrono::Utc::now(),
+        };
+        engine.add_feedback(&(0..200).map(like).collect::<Vec<_>>());
+        engine.rerank();
+        let config = OrchestratorConfig {
+            cache_memory_mb: 1,
+            ..Default::default()
+        };
+        let metrics = Arc::new(Metrics::new());
+        let o = Orchestrator::new(engine, &config, FeedbackPolicy::default(), metrics);
+        let request = Request {
+            n: 1000,
+            ..Default::default()
+        };
+        for u in 0..500 {
+            let served = o
+                .recommend(&format!("stranger-{u}"), request.clone(), EngineKind::Auto)
+                .await;
+            assert_eq!(served.rec.items.len(), 1000);
+        }
+        let cache = o.cache.as_ref().unwrap();
+        assert_eq!((cache.len(), o.impressions.len()), (0, 0), "unknown users");
+        for u in 0..200 {
+            o.recommend(&format!("user-{u}"), request.clone(), EngineKind::Auto)
+                .await;
+        }
+        assert!(cache.weight() <= 1 << 20, "{} bytes", cache.weight());
+        // 1,000 items weigh ~55 KB: far fewer than the 200 users fit in 1 MiB.
+        assert!(
+            (5..40).contains(&cache.len()),
+            "{} answers cached",
+            cache.len()
+        );
+        assert!(o.impressions.len() <= 200);
     }
 
     #[test]

@@ -149,7 +149,7 @@ pub fn validate_id(field: &str, id: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// A bounded free-text field.
+/// A bounded free-text field without NUL characters (PostgreSQL's text cannot hold them).
 pub fn validate_text(field: &str, text: &str, max_bytes: usize) -> Result<(), Error> {
     if text.len() > max_bytes {
         return Err(Error::invalid(
@@ -157,16 +157,39 @@ pub fn validate_text(field: &str, text: &str, max_bytes: usize) -> Result<(), Er
             format!("must be at most {max_bytes} bytes (got {})", text.len()),
         ));
     }
+    reject_nul(field, text)
+}
+
+/// Rejects text holding a NUL character, which no database text column can store.
+fn reject_nul(field: &str, text: &str) -> Result<(), Error> {
+    if text.contains('\0') {
+        return Err(Error::invalid(field, "must not contain NUL characters"));
+    }
     Ok(())
 }
 
-/// Labels must be a JSON object.
+/// Labels must be a JSON object of at most 64 KiB with no NUL in any key or string.
 pub fn validate_labels(field: &str, labels: &serde_json::Value) -> Result<(), Error> {
     if !labels.is_object() {
         return Err(Error::invalid(field, "must be a JSON object"));
     }
     if labels.to_string().len() > 64 * 1024 {
         return Err(Error::invalid(field, "must be at most 65536 bytes of JSON"));
+    }
+    // Iterative: the depth of a 64 KiB document is not ours to bound.
+    let mut todo = vec![labels];
+    while let Some(v) = todo.pop() {
+        match v {
+            serde_json::Value::String(s) => reject_nul(field, s)?,
+            serde_json::Value::Array(a) => todo.extend(a),
+            serde_json::Value::Object(o) => {
+                for (k, v) in o {
+                    reject_nul(field, k)?;
+                    todo.push(v);
+                }
+            }
+            _ => {}
+        }
     }
     Ok(())
 }
@@ -219,7 +242,18 @@ impl ListParams {
     pub const DEFAULT_LIMIT: usize = 100;
     pub const MAX_LIMIT: usize = 1000;
 
-    pub fn limit(&self) -> Result<usize, Error> {
+    /// The cursor (at most 1 KiB, no NUL) and the limit, validated.
+    pub fn check(&self) -> Result<(Option<&str>, usize), Error> {
+        if let Some(c) = &self.cursor {
+            if c.len() > 1024 {
+                return Err(Error::invalid("cursor", "must be at most 1024 bytes"));
+            }
+            reject_nul("cursor", c)?;
+        }
+        Ok((self.cursor.as_deref(), self.limit()?))
+    }
+
+    fn limit(&self) -> Result<usize, Error> {
         match self.limit {
             None => Ok(Self::DEFAULT_LIMIT),
             Some(n) if (1..=Self::MAX_LIMIT).contains(&n) => Ok(n),

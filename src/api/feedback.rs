@@ -42,7 +42,8 @@ fn validate_type(field: &str, t: &str) -> Result<()> {
 }
 
 impl FeedbackInput {
-    fn validate(self, prefix: &str) -> Result<Feedback> {
+    /// Checks every field; a timestamp may be at most `latest` (now plus the allowed skew).
+    fn validate(self, prefix: &str, latest: DateTime<Utc>) -> Result<Feedback> {
         validate_id(&format!("{prefix}user_id"), &self.user_id)?;
         validate_id(&format!("{prefix}item_id"), &self.item_id)?;
         validate_type(&format!("{prefix}type"), &self.feedback_type)?;
@@ -50,6 +51,17 @@ impl FeedbackInput {
             return Err(Error::invalid(
                 format!("{prefix}value"),
                 "must be a finite number",
+            ));
+        }
+        if let Some(t) = self.timestamp
+            && t > latest
+        {
+            return Err(Error::invalid(
+                format!("{prefix}timestamp"),
+                format!(
+                    "must not be later than now plus feedback.max_future_skew ({})",
+                    latest.to_rfc3339()
+                ),
             ));
         }
         Ok(Feedback {
@@ -67,7 +79,9 @@ pub async fn insert(
     State(state): State<AppState>,
     Json(inputs): Json<Vec<FeedbackInput>>,
 ) -> Result<Json<Value>> {
-    let rows = validate_rows(inputs, FeedbackInput::validate)?;
+    let skew = state.config.feedback.max_future_skew;
+    let latest = Utc::now() + chrono::Duration::milliseconds((skew * 1000.0) as i64);
+    let rows = validate_rows(inputs, |f, prefix| f.validate(prefix, latest))?;
     let n = state.catalogue.insert_feedback(rows).await?;
     Ok(Json(json!({ "inserted": n })))
 }
@@ -79,11 +93,8 @@ async fn list(
     params: &ListParams,
 ) -> Result<Json<Page<Feedback>>> {
     validate_id("id", id)?;
-    let limit = params.limit()?;
-    let page = state
-        .store
-        .list_feedback(of, id, params.cursor.as_deref(), limit)
-        .await?;
+    let (cursor, limit) = params.check()?;
+    let page = state.store.list_feedback(of, id, cursor, limit).await?;
     Ok(Json(page))
 }
 

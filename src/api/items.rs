@@ -158,10 +158,7 @@ pub async fn list(
     State(state): State<AppState>,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Page<Item>>> {
-    let limit = params.limit()?;
-    let page = state
-        .store
-        .list_items(params.cursor.as_deref(), limit)
-        .await?;
+    let (cursor, limit) = params.check()?;
+    let page = state.store.list_items(cursor, limit).await?;
     Ok(Json(page))
 }

@@ -150,10 +150,30 @@ async fn request_timeout(State(state): State<AppState>, req: Request, next: Next
     }
 }
 
+/// The metric label of a method: one of a fixed set, so that a client sending made-up methods
+/// cannot create new time series.
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    KNOWN
+        .iter()
+        .find(|m| *m == method)
+        .map_or("other", |m| m.as_str())
+}
+
 /// Counts requests and records latency by route template and status.
 async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let route = req
         .extensions()
         .get::<MatchedPath>()

@@ -92,10 +92,7 @@ pub async fn list(
     State(state): State<AppState>,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Page<User>>> {
-    let limit = params.limit()?;
-    let page = state
-        .store
-        .list_users(params.cursor.as_deref(), limit)
-        .await?;
+    let (cursor, limit) = params.check()?;
+    let page = state.store.list_users(cursor, limit).await?;
     Ok(Json(page))
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::rules::{ConfigError, check};
+use super::rules::{ConfigError, check, secs};
 
 /// Feedback ingestion settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -12,6 +12,9 @@ pub struct FeedbackConfig {
     pub auto_create: bool,
     /// Most rows one group commit writes in a transaction.
     pub max_group_rows: usize,
+    /// Seconds a feedback timestamp may lie in the future (clock skew between the client and
+    /// reco); a later one is rejected with 400.
+    pub max_future_skew: f64,
 }
 
 impl Default for FeedbackConfig {
@@ -19,6 +22,7 @@ impl Default for FeedbackConfig {
         Self {
             auto_create: true,
             max_group_rows: 5000,
+            max_future_skew: 86_400.0,
         }
     }
 }
@@ -30,6 +34,13 @@ impl FeedbackConfig {
             "feedback.max_group_rows",
             self.max_group_rows,
             "1..=100000",
+        )?;
+        secs(
+            self.max_future_skew,
+            "feedback.max_future_skew",
+            0.0,
+            31_536_000.0,
+            "0..=31536000 seconds",
         )
     }
 }

@@ -17,6 +17,9 @@ pub struct OrchestratorConfig {
     pub workers: u32,
     /// Users whose last answer is kept until their next feedback or the next training (0 = off).
     pub cache_size: u64,
+    /// MiB the cached answers may take, and as much again the impressions kept for click
+    /// attribution: entries are weighed by their size, so long answers evict sooner.
+    pub cache_memory_mb: u64,
     /// Seconds after a recommendation in which positive feedback on a recommended item counts as
     /// a click for the variant that served it.
     pub click_window: f64,
@@ -43,6 +46,7 @@ impl Default for OrchestratorConfig {
             deadline: 0.05,
             workers: 0,
             cache_size: 100_000,
+            cache_memory_mb: 64,
             click_window: 1800.0,
             variants: Vec::new(),
         }
@@ -65,6 +69,12 @@ impl OrchestratorConfig {
             1.0,
             604_800.0,
             "1..=604800 seconds",
+        )?;
+        check(
+            (1..=65_536).contains(&self.cache_memory_mb),
+            "orchestrator.cache_memory_mb",
+            self.cache_memory_mb,
+            "1..=65536 MiB",
         )?;
         check(
             self.workers <= 256,

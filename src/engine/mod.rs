@@ -251,11 +251,14 @@ impl Engine {
     }
 
     /// What a cached answer for `user` depends on: the snapshot version (0 before training), the
-    /// number of changes to the user's history and to the items.
-    pub fn freshness(&self, user: &str) -> (u64, u64, u64) {
+    /// number of changes to the user's history and to the items. `None` for a user the engine
+    /// does not know (nothing is cached for them).
+    pub fn freshness(&self, user: &str) -> Option<(u64, u64, u64)> {
         let version = self.snapshot.load().as_ref().map_or(0, |s| s.version);
         let catalogue = self.catalogue_generation.load(Ordering::Acquire);
-        (version, self.state.read().user_generation(user), catalogue)
+        let s = self.state.read();
+        s.has_user(user)
+            .then(|| (version, s.user_generation(user), catalogue))
     }
 
     pub fn has_user(&self, id: &str) -> bool {

@@ -30,7 +30,7 @@ pub struct EvalData {
     pub train_times: Vec<i64>,
     pub user_ids: Vec<String>,
     pub item_ids: Vec<String>,
-    /// The newest training timestamp: "now" for time decay.
+    /// The newest training timestamp, at most the wall clock: "now" for time decay.
     pub now: i64,
     /// Text of each item (aligned with `item_ids`), for content similarity; empty when the source
     /// has none (train/test files).
@@ -76,7 +76,16 @@ impl EvalData {
             }
         }
         EvalData {
-            now: interactions.iter().map(|x| x.3).max().unwrap_or(0),
+            // "Now" for time decay: the newest event, but never past the wall clock, so that
+            // events dated in the future (clock skew, a bad import) count as new instead of
+            // making every real event look old. Data sets that end in the past (MovieLens) decay
+            // from their own end, as before.
+            now: interactions
+                .iter()
+                .map(|x| x.3)
+                .max()
+                .unwrap_or(0)
+                .min(chrono::Utc::now().timestamp()),
             test: vec![Vec::new(); n_users],
             user_ids: (0..n_users).map(|u| u.to_string()).collect(),
             item_ids: (0..n_items).map(|i| i.to_string()).collect(),
@@ -377,5 +386,25 @@ mod tests {
         assert_eq!(data.test[1].len(), 1);
         assert_eq!(data.now, 5);
         assert_eq!(data.train.n_cols, 5, "the whole catalogue is ranked");
+    }
+
+    /// One event dated in the year 9999 does not make every real event old: decay runs from the
+    /// wall clock, and the future event counts as new.
+    #[test]
+    fn decay_runs_from_the_wall_clock_not_a_future_event() {
+        let now = chrono::Utc::now().timestamp();
+        let far = chrono::DateTime::parse_from_rfc3339("9999-01-01T00:00:00Z")
+            .unwrap()
+            .timestamp();
+        let interactions = [(0, 0, 1.0, now - 3600), (1, 1, 1.0, far)];
+        let data = EvalData::from_interactions(2, 2, &interactions, vec![]);
+        assert!(data.now <= chrono::Utc::now().timestamp() && data.now >= now);
+        let pop = crate::algo::popularity::fit(2, data.train_events(), data.now, Some(86_400.0));
+        assert!(
+            pop.score(0) > 0.9,
+            "an hour-old like keeps its weight: {:?}",
+            pop.scores
+        );
+        assert_eq!(pop.score(1), 1.0, "the future event counts as new");
     }
 }

@@ -24,7 +24,8 @@ pub use pool::{CloseReason, PoolMetrics};
 /// the series count) and the status code.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 pub struct HttpLabels {
-    pub method: String,
+    /// A standard method's name, or `other`.
+    pub method: &'static str,
     pub route: String,
     pub status: u16,
 }

@@ -174,6 +174,69 @@ async fn sql_looking_strings_are_verbatim(app: &TestApp) {
     assert_eq!(app.count("items").await, 1, "the table is still there");
 }
 
+/// NUL characters, which PostgreSQL refuses (22021) and which used to fail a whole batch with a
+/// 500, are a 400 naming the field wherever text is accepted; a feedback timestamp past now plus
+/// the allowed skew is a 400 too. Nothing of a rejected batch is written.
+async fn nul_bytes_and_future_timestamps(app: &TestApp) {
+    let mut rows: Vec<Value> = (0..10_000)
+        .map(|i| json!({"id": format!("n{i}"), "title": "fine"}))
+        .collect();
+    rows[9_999]["title"] = json!("bad\u{0}title");
+    let (s, b) = app.post("/api/items/batch", Value::Array(rows)).await;
+    assert_error(s, &b, 400, Some("[9999].title"));
+    for (body, field) in [
+        (json!({"id": "n", "description": "a\u{0}b"}), "description"),
+        (json!({"id": "n", "labels": {"k\u{0}": 1}}), "labels"),
+        (
+            json!({"id": "n", "labels": {"k": [{"deep": "x\u{0}"}]}}),
+            "labels",
+        ),
+        (
+            json!({"id": "n", "categories": ["c\u{0}"]}),
+            "categories[0]",
+        ),
+        (json!({"id": "n\u{0}"}), "id"),
+    ] {
+        let (s, b) = app.post("/api/items", body).await;
+        assert_error(s, &b, 400, Some(field));
+    }
+    let (s, b) = app
+        .post("/api/users", json!({"id": "u", "labels": {"a": "\u{0}"}}))
+        .await;
+    assert_error(s, &b, 400, Some("labels"));
+    let (s, b) = app.get("/api/items?cursor=a%00b").await;
+    assert_error(s, &b, 400, Some("cursor"));
+    let (s, b) = app.get("/api/users/u/feedback?cursor=a%00b").await;
+    assert_error(s, &b, 400, Some("cursor"));
+    assert_eq!((app.count("items").await, app.count("users").await), (1, 0));
+
+    let future = (chrono::Utc::now() + chrono::Duration::days(2)).to_rfc3339();
+    let soon = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let rows = json!([
+        {"user_id": "u", "item_id": "i", "type": "like", "timestamp": soon},
+        {"user_id": "u", "item_id": "j", "type": "like", "timestamp": "9999-01-01T00:00:00Z"},
+        {"user_id": "u", "item_id": "k", "type": "like", "timestamp": future},
+    ]);
+    let (s, b) = app.post("/api/feedback", rows).await;
+    assert_error(s, &b, 400, Some("[1].timestamp"));
+    assert_eq!(app.count("feedback").await, 0);
+    let rows = json!([{"user_id": "u", "item_id": "i", "type": "like", "timestamp": soon}]);
+    let (s, b) = app.post("/api/feedback", rows).await;
+    assert_eq!(s, 200, "an hour of skew is allowed: {b}");
+}
+
+/// Made-up HTTP methods are counted under `method="other"`, not as a new series each.
+async fn unknown_methods_are_one_label(app: &TestApp) {
+    for m in ["FOO", "BAR", "BAZ"] {
+        let method = Method::from_bytes(m.as_bytes()).unwrap();
+        let (s, _) = app.send(method, "/api/items", None).await;
+        assert!((400..500).contains(&s), "{m}: {s}");
+    }
+    let metrics = app.metrics().await;
+    assert!(metrics.contains("method=\"other\""), "{metrics}");
+    assert!(!metrics.contains("FOO") && !metrics.contains("BAZ"));
+}
+
 #[tokio::test]
 async fn bad_input_gets_clear_4xx_on_both_backends() {
     for backend in BOTH {
@@ -182,6 +245,8 @@ async fn bad_input_gets_clear_4xx_on_both_backends() {
         batches_are_all_or_nothing(&app).await;
         bad_queries_and_paths(&app).await;
         sql_looking_strings_are_verbatim(&app).await;
+        nul_bytes_and_future_timestamps(&app).await;
+        unknown_methods_are_one_label(&app).await;
     }
 }
 
