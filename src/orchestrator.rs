@@ -104,6 +104,9 @@ struct Impression {
     bytes: u64,
 }
 
+/// Each user's last `auto` answer, weighed by size.
+type AnswerCache = Cache<Arc<str>, Arc<Cached>, BySize>;
+
 /// Weighs cache entries by their size, so a cache is bounded in bytes; each weighs at least
 /// `floor` (the byte budget over the entry budget), so it is bounded in entries too.
 #[derive(Clone)]
@@ -141,7 +144,7 @@ pub struct Orchestrator {
     workers: Arc<Semaphore>,
     click_window: Duration,
     variants: Vec<Variant>,
-    cache: Option<Arc<Cache<Arc<str>, Arc<Cached>, BySize>>>,
+    cache: Option<Arc<AnswerCache>>,
     impressions: Cache<Arc<str>, Arc<Impression>, BySize>,
 }
 
