@@ -37,6 +37,9 @@ pub enum Error {
     MethodNotAllowed,
     #[error("a valid API key is required")]
     Unauthorized,
+    /// A request a browser could have been tricked into sending (cross-site, DNS rebinding).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("expected Content-Type: application/json")]
@@ -85,6 +88,7 @@ impl Error {
             Error::NotFound { .. } | Error::NoRoute(_) => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Busy | Error::Timeout | Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
@@ -98,6 +102,7 @@ impl Error {
             Error::NotFound { .. } | Error::NoRoute(_) => "not_found",
             Error::MethodNotAllowed => "method_not_allowed",
             Error::Unauthorized => "unauthorized",
+            Error::Forbidden(_) => "forbidden",
             Error::PayloadTooLarge { .. } => "payload_too_large",
             Error::UnsupportedMediaType => "unsupported_media_type",
             Error::Busy => "database_busy",

@@ -70,8 +70,15 @@ pub fn router(state: AppState) -> Router {
             delete(feedback::remove),
         )
         .route("/api/admin/pool", get(ops::pool_status))
-        .route("/api/admin/pool/reset", post(ops::pool_reset))
-        .route("/api/admin/train", post(ops::train))
+        .merge(
+            Router::new()
+                .route("/api/admin/pool/reset", post(ops::pool_reset))
+                .route("/api/admin/train", post(ops::train))
+                .route_layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    auth::same_origin_admin,
+                )),
+        )
         .route("/api/admin/cluster", get(ops::cluster))
         .route("/api/admin/dashboard", get(ops::dashboard_data))
         .route_layer(middleware::from_fn_with_state(

@@ -19,6 +19,9 @@ pub struct HttpConfig {
     pub api_key: Option<SecretString>,
     /// With an API key set: whether read routes require it too.
     pub protect_reads: bool,
+    /// Serve on an address other hosts can reach without `api_key` (every write and admin route
+    /// open to the network). Off by default: such a bind is refused.
+    pub allow_unauthenticated: bool,
 }
 
 impl Default for HttpConfig {
@@ -29,6 +32,7 @@ impl Default for HttpConfig {
             max_body_bytes: 16 * 1024 * 1024,
             api_key: None,
             protect_reads: false,
+            allow_unauthenticated: false,
         }
     }
 }
@@ -42,15 +46,30 @@ impl HttpConfig {
             "max_body_bytes": self.max_body_bytes,
             "api_key": if self.api_key.is_some() { "***" } else { "" },
             "protect_reads": self.protect_reads,
+            "allow_unauthenticated": self.allow_unauthenticated,
         })
     }
 
+    /// The address to listen on (valid after [`HttpConfig::validate`]).
+    pub fn bind_addr(&self) -> Option<std::net::SocketAddr> {
+        self.bind.parse().ok()
+    }
+
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        let addr = self.bind_addr();
         check(
-            self.bind.parse::<std::net::SocketAddr>().is_ok(),
+            addr.is_some(),
             "http.bind",
             &self.bind,
             "an address such as 127.0.0.1:8080",
+        )?;
+        check(
+            addr.is_some_and(|a| a.ip().is_loopback())
+                || self.api_key.is_some()
+                || self.allow_unauthenticated,
+            "http.bind",
+            &self.bind,
+            "a loopback address unless http.api_key is set (or http.allow_unauthenticated = true)",
         )?;
         secs(
             self.request_timeout,

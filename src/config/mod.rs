@@ -120,7 +120,7 @@ impl Config {
         }
         let config: Config = figment
             .extract()
-            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+            .map_err(|e| ConfigError::Parse(describe(e)))?;
         config.validate()?;
         Ok(config)
     }
@@ -135,6 +135,19 @@ impl Config {
         self.monitor.validate()?;
         self.cluster
             .validate(self.db.backend() == Some(Backend::Postgres))?;
+        // A replica bound to every interface cannot tell others where it is: it would register
+        // 127.0.0.1, and `reco monitor`/`reset` would talk to the operator's own machine.
+        rules::check(
+            self.cluster.connection_budget.is_none()
+                || self.cluster.advertise_url.is_some()
+                || self
+                    .http
+                    .bind_addr()
+                    .is_some_and(|a| !a.ip().is_unspecified()),
+            "cluster.advertise_url",
+            "unset",
+            "set when http.bind listens on every interface (0.0.0.0 or [::]) in a cluster",
+        )?;
         self.orchestrator.validate()
     }
 
@@ -156,7 +169,8 @@ impl Config {
     }
 }
 
-/// The value with unset (`null`) entries left out: TOML has no null.
+/// The value for display: unset (`null`) entries left out (TOML has no null), and every URL that
+/// carries credentials (a replica's, a database's) redacted.
 fn without_nulls(value: serde_json::Value) -> serde_json::Value {
     match value {
         serde_json::Value::Object(map) => map
@@ -164,8 +178,52 @@ fn without_nulls(value: serde_json::Value) -> serde_json::Value {
             .filter(|(_, v)| !v.is_null())
             .map(|(k, v)| (k, without_nulls(v)))
             .collect(),
+        serde_json::Value::Array(items) => items.into_iter().map(without_nulls).collect(),
+        serde_json::Value::String(s) if s.contains("://") => {
+            serde_json::Value::String(redact::display_url(&s))
+        }
         other => other,
     }
+}
+
+/// Whether a key's value may be a secret: keys, passwords and URLs (which can carry either).
+fn may_be_secret(path: &[String]) -> bool {
+    path.last().is_some_and(|k| {
+        let k = k.to_ascii_lowercase();
+        k.contains("key") || k.contains("password") || k.contains("url") || k.contains("secret")
+    })
+}
+
+/// A figment error as shown to the user: the key, where it came from and what was expected. The
+/// value given is shown only for keys that cannot hold a secret (`RECO_HTTP__API_KEY=12345678`
+/// reads as a number, and the message must not print it back).
+fn describe(errors: figment::Error) -> String {
+    use figment::error::Kind;
+    errors
+        .into_iter()
+        .map(|e| {
+            let key = match e.path.is_empty() {
+                true => "the configuration".to_string(),
+                false => format!("`{}`", e.path.join(".")),
+            };
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
+            let what = match &e.kind {
+                _ if !may_be_secret(&e.path) => e.kind.to_string(),
+                Kind::InvalidType(_, expected) => format!("invalid type: expected {expected}"),
+                Kind::InvalidValue(_, expected) => format!("invalid value: expected {expected}"),
+                Kind::Message(_) | Kind::Unsupported(_) | Kind::UnsupportedKey(..) => {
+                    "invalid value".to_string()
+                }
+                other => other.to_string(),
+            };
+            format!("{key}{source}: {what}")
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Seconds from the config as a [`Duration`].
@@ -244,5 +302,59 @@ mod tests {
             assert!(err.contains("db.pool_size = 0"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn an_exposed_bind_needs_a_key_and_a_cluster_needs_an_address() {
+        let mut c = Config::default();
+        c.http.bind = "0.0.0.0:8080".into();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("http.bind = 0.0.0.0:8080"), "{err}");
+        c.http.api_key = Some(SecretString::from("a-long-key"));
+        c.validate().unwrap();
+        c.http.api_key = None;
+        c.http.allow_unauthenticated = true;
+        c.validate().unwrap();
+        c.http.bind = "[::1]:8080".into();
+        c.http.allow_unauthenticated = false;
+        c.validate().unwrap();
+
+        c.db.url = SecretString::from("postgres://h/d");
+        c.cluster.connection_budget = Some(15);
+        c.http.bind = "0.0.0.0:8080".into();
+        c.http.api_key = Some(SecretString::from("a-long-key"));
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("cluster.advertise_url"), "{err}");
+        c.cluster.advertise_url = Some("http://10.0.0.5:8080".into());
+        c.validate().unwrap();
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail error type, test only
+    fn a_value_that_fails_to_parse_is_not_echoed_when_it_may_be_secret() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("RECO_HTTP__API_KEY", "12345678");
+            let err = Config::load(&Overrides::default()).unwrap_err().to_string();
+            assert!(!err.contains("12345678"), "{err}");
+            assert!(err.contains("http.api_key"), "{err}");
+            jail.set_env("RECO_HTTP__API_KEY", "a-long-key");
+            jail.set_env("RECO_DB__POOL_SIZE", "lots");
+            let err = Config::load(&Overrides::default()).unwrap_err().to_string();
+            assert!(
+                err.contains("db.pool_size") && err.contains("lots"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn every_url_with_credentials_is_redacted() {
+        let mut c = Config::default();
+        c.monitor.replicas = vec!["http://ops:hunter2@10.0.0.5:8080".into()];
+        c.cluster.advertise_url = Some("http://me:hunter3@10.0.0.6:8080".into());
+        let shown = c.redacted();
+        assert!(!shown.contains("hunter"), "{shown}");
+        assert!(shown.contains("10.0.0.5:8080"), "{shown}");
     }
 }

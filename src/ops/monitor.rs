@@ -119,8 +119,10 @@ pub struct ReplicaClient {
 
 impl ReplicaClient {
     pub fn new(api_key: Option<String>, timeout: Duration) -> Self {
+        // Never follow a redirect: it would carry the API key to wherever it points.
         let client = reqwest::Client::builder()
             .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("an HTTP client without TLS builds");
         Self { client, api_key }
@@ -133,9 +135,11 @@ impl ReplicaClient {
         url: &str,
         path: &str,
     ) -> reqwest::RequestBuilder {
+        // `X-Requested-With` marks a deliberate call (admin actions refuse plain form posts).
         let request = self
             .client
-            .request(method, format!("{}{path}", url.trim_end_matches('/')));
+            .request(method, format!("{}{path}", url.trim_end_matches('/')))
+            .header("X-Requested-With", "reco");
         match &self.api_key {
             Some(key) => request.header("X-API-Key", key),
             None => request,

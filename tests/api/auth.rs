@@ -86,3 +86,51 @@ async fn writes_and_admin_need_the_key_reads_are_configurable() {
     )
     .await;
 }
+
+/// Without a key, an admin action is still not something a web page can trigger: a plain form
+/// post (no JSON content type, no custom header) is 403, and so is a `Host` that is not this
+/// loopback server's (DNS rebinding); the same action sent deliberately works.
+#[tokio::test]
+async fn admin_actions_refuse_cross_site_and_rebinding_requests() {
+    let app = spawn_app_with(Backend::Sqlite, |_| {}).await;
+    let url = app.url("/api/admin/pool/reset");
+    let form = app
+        .client
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("a=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status().as_u16(), 403);
+    let body: Value = form.json().await.unwrap();
+    assert_eq!(body["error"], "forbidden", "{body}");
+    let bare = app.client.post(&url).send().await.unwrap();
+    assert_eq!(bare.status().as_u16(), 403);
+    let rebound = app
+        .client
+        .post(&url)
+        .header("host", format!("evil.example:{}", app.addr.port()))
+        .json(&json!(null))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebound.status().as_u16(), 403);
+    let deliberate = app
+        .client
+        .post(&url)
+        .json(&json!(null))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deliberate.status().as_u16(), 200);
+    let tool = app
+        .client
+        .post(&url)
+        .header("x-requested-with", "reco")
+        .header("host", format!("localhost:{}", app.addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tool.status().as_u16(), 200);
+}

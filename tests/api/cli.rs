@@ -35,6 +35,37 @@ fn config_redacts_secrets() {
     assert!(text.contains("pool_recycle = 1800"), "{text}");
 }
 
+/// `reco serve` on an address other hosts can reach, without an API key, refuses to start (every
+/// write and admin route would be open to the network); with a key, or said explicitly, it would.
+#[test]
+fn serve_refuses_an_open_bind_without_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = reco()
+        .current_dir(dir.path())
+        .env("DATABASE_URL", "sqlite://reco.db")
+        .args(["serve", "--bind", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("http.bind = 0.0.0.0:0") && err.contains("http.api_key"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("reco.db").exists(),
+        "refused before touching the database"
+    );
+    let out = reco()
+        .current_dir(dir.path())
+        .env("RECO_HTTP__BIND", "0.0.0.0:8080")
+        .env("RECO_HTTP__ALLOW_UNAUTHENTICATED", "true")
+        .args(["config"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
 #[test]
 fn invalid_configuration_is_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
