@@ -79,6 +79,7 @@ pub fn router(state: AppState) -> Router {
                     auth::same_origin_admin,
                 )),
         )
+        .route("/api/admin/train/{id}", get(ops::train_job))
         .route("/api/admin/cluster", get(ops::cluster))
         .route("/api/admin/dashboard", get(ops::dashboard_data))
         .route_layer(middleware::from_fn_with_state(

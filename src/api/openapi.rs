@@ -225,9 +225,17 @@ pub const ROUTES: &[Route] = &[
     (
         "post",
         "/api/admin/train",
-        "Train the models now; answers when they serve",
+        "Start training now as a job: 202 with the job (and its Location); 409 while one runs",
         None,
-        "Object",
+        "TrainingJob",
+        Access::Write,
+    ),
+    (
+        "get",
+        "/api/admin/train/{id}",
+        "A training job: running, succeeded (with its snapshot) or failed (with the reason)",
+        None,
+        "TrainingJob",
         Access::Write,
     ),
     (
@@ -377,6 +385,13 @@ fn schemas() -> Value {
         "Deleted": count("deleted"),
         "PoolStatus": { "type": "object", "additionalProperties": true },
         "Status": { "type": "object", "properties": { "status": { "type": "string" } } },
+        "TrainingJob": { "type": "object", "required": ["id", "status", "started_at"], "properties": {
+            "id": { "type": "integer" }, "status": { "type": "string", "enum": ["running", "succeeded", "failed"] },
+            "started_at": ts, "finished_at": ts, "error": { "type": "string" },
+            "snapshot": { "type": "object", "properties": {
+                "version": { "type": "integer" }, "trained_at": ts, "users": { "type": "integer" },
+                "items": { "type": "integer" }, "interactions": { "type": "integer" },
+                "fit_seconds": { "type": "number" } } } } },
         "Object": { "type": "object" },
         "Text": { "type": "string" },
         "Empty": { "type": "null" },
@@ -390,11 +405,17 @@ fn schemas() -> Value {
 fn build() -> Value {
     let mut paths = Map::new();
     for (method, path, summary, request, response, access) in ROUTES {
+        // Starting a job answers 202 Accepted; everything else 200.
+        let ok = if *method == "post" && *path == "/api/admin/train" {
+            "202"
+        } else {
+            "200"
+        };
         let mut op = json!({
             "summary": summary,
             "parameters": parameters(path, method),
             "responses": {
-                "200": { "description": "OK", "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{response}") } } } },
+                ok: { "description": "OK", "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{response}") } } } },
                 "4XX": { "description": "Bad input, unknown id or missing key", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
                 "503": { "description": "Database busy: retry after the Retry-After header", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
             }

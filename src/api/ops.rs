@@ -1,12 +1,12 @@
 //! Operational routes: liveness, readiness, Prometheus metrics and the pool's state.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::error::Error;
-use super::extract::Json;
+use super::extract::{Json, Path};
 use crate::app::AppState;
 use crate::cluster::Cluster;
 use crate::db::{PoolStatus, Rebuilt};
@@ -135,14 +135,37 @@ pub async fn cluster(State(state): State<AppState>) -> Result<Json<Value>, Error
 }
 
 /// Trains now (admin): answers when the new models are serving.
-pub async fn train(State(state): State<AppState>) -> Result<Json<Value>, Error> {
-    let snapshot = state.trainer.train_once().await?;
-    Ok(Json(json!({
-        "version": snapshot.version,
-        "trained_at": snapshot.trained_at,
-        "users": snapshot.user_rows.len(),
-        "items": snapshot.n_items,
-        "interactions": snapshot.train.nnz(),
-        "fit_seconds": snapshot.fit_seconds,
-    })))
+/// Starts a training job: 202 with the job and its `Location`, or 409 with the job already running.
+pub async fn train(State(state): State<AppState>) -> Response {
+    let (status, job) = match state.trainer.start_job() {
+        Ok(job) => (StatusCode::ACCEPTED, job),
+        Err(running) => (StatusCode::CONFLICT, running),
+    };
+    let location = format!("/api/admin/train/{}", job.id);
+    let mut body = serde_json::to_value(&job).expect("a job serialises");
+    if status == StatusCode::CONFLICT {
+        body = json!({
+            "error": "training_running",
+            "message": format!("training job {} is running; see {location}", job.id),
+            "job": body,
+        });
+    }
+    let mut response = (status, axum::Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    response
+}
+
+/// A training job: running, succeeded (with its snapshot) or failed (with the reason).
+pub async fn train_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<crate::train::Job>, Error> {
+    let job = id
+        .parse::<u64>()
+        .ok()
+        .and_then(|id| state.trainer.job(id))
+        .ok_or_else(|| Error::not_found("training job", &id, "id"))?;
+    Ok(Json(job))
 }

@@ -343,6 +343,22 @@ impl Pool {
     }
 }
 
+/// One task waiting for a connection, counted in `waiting` for as long as it lives.
+struct Waiting<'a>(&'a PoolInner);
+
+impl<'a> Waiting<'a> {
+    fn new(inner: &'a PoolInner) -> Self {
+        inner.waiting.fetch_add(1, Ordering::Relaxed);
+        Self(inner)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 async fn acquire(
     inner: Arc<PoolInner>,
     location: &'static Location<'static>,
@@ -352,7 +368,8 @@ async fn acquire(
     // Read before the checkout: a rebuild in between makes this connection count as old (closed on
     // return), never an old connection as new.
     let generation = inner.generation.load(Ordering::Relaxed);
-    inner.waiting.fetch_add(1, Ordering::Relaxed);
+    // Counted by a guard: a caller that gives up (its future dropped mid-wait) is uncounted too.
+    let waiting = Waiting::new(&inner);
     let result = tokio::time::timeout(timeout, async {
         let permit = inner
             .gate
@@ -370,7 +387,7 @@ async fn acquire(
         Ok::<_, Error>((permit, conn))
     })
     .await;
-    inner.waiting.fetch_sub(1, Ordering::Relaxed);
+    drop(waiting);
     let waited = started.elapsed();
     inner
         .metrics

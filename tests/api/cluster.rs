@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::helpers::{
     Backend, TestApp, count_backends, pg_connect, sample_backends, spawn_app_with,
@@ -86,8 +86,7 @@ async fn replicas_share_the_budget_and_one_trains_for_all() {
     let demo = reco::data::demo::generate(&reco::data::demo::DemoSpec::default(), 7);
     demo.write(&a.state.store).await.unwrap();
     a.state.engine.load(&a.state.store).await.unwrap();
-    let (s, trained) = a.post("/api/admin/train", json!(null)).await;
-    assert_eq!(s, 200, "{trained}");
+    let trained = a.train().await;
     let version = trained["version"].as_u64().unwrap();
 
     // B joins: the two settle at 7 + 7, and the backends never pass the budget meanwhile.

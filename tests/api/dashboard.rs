@@ -6,8 +6,6 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use serde_json::json;
-
 use crate::helpers::{Backend, spawn_app_with};
 use crate::servers::have;
 
@@ -31,8 +29,7 @@ async fn the_dashboard_draws_live_data_in_a_browser() {
         c.recommend.train_interval = 3600.0;
     })
     .await;
-    let (s, _) = app.post("/api/admin/train", json!(null)).await;
-    assert_eq!(s, 200);
+    app.train().await;
     // Traffic for the engine charts while the page polls.
     let client = app.client.clone();
     let base = app.url("");

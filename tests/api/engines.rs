@@ -29,8 +29,7 @@ async fn fast_engine_serves_after_training_and_reflects_a_like_at_once() {
         c.recommend.train_interval = 3600.0;
     })
     .await;
-    let (s, trained) = app.post("/api/admin/train", json!(null)).await;
-    assert_eq!(s, 200, "{trained}");
+    let trained = app.train().await;
     assert!(trained["version"].as_u64().unwrap() >= 1);
     assert!(trained["interactions"].as_u64().unwrap() > 1000);
 
@@ -116,7 +115,7 @@ async fn similar_items_and_sessions(app: &TestApp, liked: String) {
     let twin = json!({"id": "cold-item", "title": original["title"], "categories": original["categories"],
                       "description": original["description"], "labels": original["labels"]});
     assert_eq!(app.post("/api/items", twin).await.0, 200);
-    assert_eq!(app.post("/api/admin/train", json!(null)).await.0, 200);
+    app.train().await;
     let (_, cold) = app.get("/api/items/cold-item/similar?n=3").await;
     assert_eq!(reasons(&cold)[0], "similar content", "{cold}");
     assert_eq!(ids(&cold)[0], liked, "its twin is the most similar: {cold}");

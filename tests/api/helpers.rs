@@ -193,6 +193,26 @@ impl TestApp {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// Trains through the admin route: starts a job (202), waits until it ends, and returns its
+    /// snapshot (version, users, items, interactions, fit time); panics when it fails.
+    pub async fn train(&self) -> Value {
+        let (s, job) = self.post("/api/admin/train", Value::Null).await;
+        assert_eq!(s, 202, "{job}");
+        let path = format!("/api/admin/train/{}", job["id"]);
+        let started = std::time::Instant::now();
+        loop {
+            let (s, job) = self.get(&path).await;
+            assert_eq!(s, 200, "{job}");
+            match job["status"].as_str() {
+                Some("running") => {}
+                Some("succeeded") => return job["snapshot"].clone(),
+                _ => panic!("training failed: {job}"),
+            }
+            assert!(started.elapsed().as_secs() < 600, "training never ended");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// The Prometheus text of `/metrics`.
     pub async fn metrics(&self) -> String {
         let response = self.client.get(self.url("/metrics")).send().await.unwrap();

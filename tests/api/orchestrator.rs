@@ -17,8 +17,7 @@ async fn trained(tweak: impl FnOnce(&mut reco::config::Config)) -> TestApp {
         tweak(c);
     })
     .await;
-    let (s, body) = app.post("/api/admin/train", json!(null)).await;
-    assert_eq!(s, 200, "{body}");
+    app.train().await;
     app
 }
 
@@ -118,7 +117,7 @@ async fn enhanced_and_smart_are_their_own_engines() {
     let twin = json!({"id": "cold-twin", "title": original["title"], "categories": original["categories"],
                       "description": original["description"], "labels": original["labels"]});
     assert_eq!(app.post("/api/items", twin).await.0, 200);
-    assert_eq!(app.post("/api/admin/train", json!(null)).await.0, 200);
+    app.train().await;
     like(&app, "short", &liked).await;
     let (_, s2) = app.get("/api/recommend/short?engine=smart&n=20").await;
     assert_eq!(s2["route"], "short_history", "{s2}");
@@ -179,7 +178,7 @@ async fn auto_caches_per_user_until_feedback_and_counts_clicks() {
     // A new snapshot also invalidates.
     let (_, cached) = app.get("/api/recommend/user-5").await;
     assert_eq!(cached["cached"], true);
-    assert_eq!(app.post("/api/admin/train", json!(null)).await.0, 200);
+    app.train().await;
     let (_, retrained) = app.get("/api/recommend/user-5").await;
     assert!(retrained.get("cached").is_none(), "{retrained}");
 

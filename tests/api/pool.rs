@@ -208,6 +208,10 @@ async fn overflow_closes_when_idle_and_old_connections_are_recycled() {
     let err = pool.acquire().await.err().expect("ceiling reached");
     assert!(err.is_busy(), "{err}");
     assert_eq!(pool.status().timeouts_total, 1);
+    // A caller that gives up while waiting (its future dropped) no longer counts as waiting.
+    let gave_up = tokio::time::timeout(Duration::from_millis(50), pool.acquire()).await;
+    assert!(gave_up.is_err());
+    assert_eq!(pool.status().waiting, 0, "a cancelled wait is uncounted");
     drop(held);
     let mut st = pool.status();
     for _ in 0..50 {

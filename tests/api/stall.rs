@@ -53,8 +53,7 @@ async fn feedback_and_fast_answer_while_slow_requests_run() {
         c.orchestrator.deadline = 0.0;
     })
     .await;
-    let (s, body) = app.post("/api/admin/train", json!(null)).await;
-    assert_eq!(s, 200, "{body}");
+    app.train().await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let slow: Vec<_> = (0..8)
@@ -113,4 +112,52 @@ async fn feedback_and_fast_answer_while_slow_requests_run() {
     assert_eq!(s, 200);
     let stored = seen["items"].as_array().unwrap().len();
     assert_eq!(stored, 20, "every acknowledged event is stored: {seen}");
+}
+
+/// Training over HTTP is a job: the request answers 202 at once with the job's id and
+/// `Location`, a second request while it runs gets 409 naming it, and the job reports its
+/// snapshot when it ends. A client giving up never cancels a fit halfway.
+#[tokio::test]
+async fn training_is_a_job_not_a_held_request() {
+    let app = spawn_app_with(Backend::Sqlite, |c| {
+        c.demo.seed_if_empty = true;
+        c.recommend.train_interval = 3600.0;
+    })
+    .await;
+    let first = app
+        .client
+        .post(app.url("/api/admin/train"))
+        .json(&json!(null))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status().as_u16(), 202);
+    let location = first.headers()["location"].to_str().unwrap().to_string();
+    let job: serde_json::Value = first.json().await.unwrap();
+    assert_eq!(location, format!("/api/admin/train/{}", job["id"]));
+    assert_eq!(job["status"], "running", "{job}");
+    let (s, second) = app.post("/api/admin/train", json!(null)).await;
+    if s == 409 {
+        assert_eq!(second["job"]["id"], job["id"], "{second}");
+        assert_eq!(second["error"], "training_running");
+    } else {
+        // The first one was already over (a fast machine): then this one is a new job.
+        assert_eq!(s, 202, "{second}");
+        let (_, first_now) = app.get(&location).await;
+        assert_ne!(first_now["status"], "running", "{first_now}");
+    }
+    let started = Instant::now();
+    let done = loop {
+        let (s, j) = app.get(&location).await;
+        assert_eq!(s, 200, "{j}");
+        if j["status"] != "running" {
+            break j;
+        }
+        assert!(started.elapsed() < Duration::from_secs(600));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert!(done["snapshot"]["version"].as_u64().unwrap() >= 1, "{done}");
+    let (s, b) = app.get("/api/admin/train/999999").await;
+    assert_eq!((s, b["field"].as_str()), (404, Some("id")));
 }

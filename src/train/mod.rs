@@ -7,8 +7,13 @@
 //! logged and counted. Runs happen every `recommend.train_interval` seconds and early once
 //! `recommend.retrain_after_events` feedback events have arrived (at most once a minute).
 //!
+//! Training the admin route asks for runs as a job (`jobs`): the route answers at once, the job
+//! is a task of its own.
+//!
 //! Models live in the engine's item index space (the live catalogue's compact ids at the time of the
 //! run), so a request scores the user's exact in-memory history against them.
+
+mod jobs;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,6 +31,7 @@ use crate::eval::{self, EvalData};
 use crate::metrics::Metrics;
 use crate::policy::FeedbackPolicy;
 use crate::store::{self, Store};
+pub use jobs::{Job, Jobs, Status, Trained};
 
 /// Why a training run failed.
 #[derive(Debug, thiserror::Error)]
@@ -175,6 +181,8 @@ pub struct Trainer {
     version: AtomicU64,
     /// One run at a time: an admin-triggered run waits for a background run, and vice versa.
     running: tokio::sync::Mutex<()>,
+    /// Runs the admin route started.
+    jobs: Jobs,
 }
 
 /// What one call to [`Trainer::run`] did.
@@ -206,7 +214,38 @@ impl Trainer {
             cluster,
             version: AtomicU64::new(0),
             running: tokio::sync::Mutex::new(()),
+            jobs: Jobs::default(),
         }
+    }
+
+    /// Starts training now as a job (the admin route); `Err` is the job already running.
+    pub fn start_job(self: &Arc<Self>) -> Result<Job, Job> {
+        let trainer = self.clone();
+        self.jobs.start(async move {
+            match trainer.train_once().await {
+                Ok(s) => Ok(Trained {
+                    version: s.version,
+                    trained_at: s.trained_at,
+                    users: s.user_rows.len(),
+                    items: s.n_items,
+                    interactions: s.train.nnz(),
+                    fit_seconds: s.fit_seconds,
+                }),
+                Err(e) => {
+                    tracing::error!(error = %e, "training job failed");
+                    Err(match e {
+                        Error::Busy => "another replica kept the training lock".to_string(),
+                        Error::Store(e) if e.is_busy() => "the database was busy".to_string(),
+                        _ => "training failed (see the server log)".to_string(),
+                    })
+                }
+            }
+        })
+    }
+
+    /// A training job by id (running, or among the latest finished).
+    pub fn job(&self, id: u64) -> Option<Job> {
+        self.jobs.get(id)
     }
 
     /// Trains now (the admin route). In a cluster it waits while another replica trains, up to
