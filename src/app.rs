@@ -41,6 +41,8 @@ pub struct App {
     /// Membership in a cluster sharing `cluster.connection_budget`; `None` without a budget.
     pub cluster: Option<Arc<Cluster>>,
     pub started_at: Instant,
+    /// Set when the shutdown deadline has passed: requests still running answer 503.
+    pub stopping: tokio::sync::watch::Sender<bool>,
     /// Background tasks stopped at shutdown.
     tasks: parking_lot::Mutex<Option<Tasks>>,
 }
@@ -147,6 +149,7 @@ impl App {
             trainer,
             cluster,
             started_at: Instant::now(),
+            stopping: tokio::sync::watch::Sender::new(false),
             tasks: parking_lot::Mutex::new(Some(Tasks {
                 writer: writer_task,
                 reranker,

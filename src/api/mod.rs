@@ -16,7 +16,7 @@ mod ops;
 mod recommend;
 mod users;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -38,6 +38,8 @@ pub use error::Error;
 use extract::BodyLimit;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// How long connections get to deliver their 503 once the shutdown deadline passed.
+const DROP_AFTER_STOP: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The complete HTTP service.
 pub fn router(state: AppState) -> Router {
@@ -129,13 +131,38 @@ pub async fn serve(
         };
         cluster.advertise_default(format!("http://{}", SocketAddr::new(host, addr.port())));
     }
-    axum::serve(
+    // On the signal, in-flight requests get `http.shutdown_timeout`; then those still running are
+    // answered 503 (the request middleware watches `stopping`), and a connection that still does
+    // not finish is dropped a moment later.
+    let grace = seconds(state.config.http.shutdown_timeout);
+    let (signalled, mut on_signal) = tokio::sync::watch::channel(false);
+    let server = axum::serve(
         listener,
         router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("HTTP server")?;
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = signalled.send(true);
+    });
+    let deadline = {
+        let state = state.clone();
+        async move {
+            if on_signal.wait_for(|s| *s).await.is_err() {
+                return std::future::pending().await;
+            }
+            tokio::time::sleep(grace).await;
+            tracing::warn!(
+                seconds = grace.as_secs_f64(),
+                "http.shutdown_timeout passed: answering the requests still running 503"
+            );
+            let _ = state.stopping.send(true);
+            tokio::time::sleep(DROP_AFTER_STOP).await;
+        }
+    };
+    tokio::select! {
+        served = server.into_future() => served.context("HTTP server")?,
+        _ = deadline => tracing::warn!("dropping connections that did not finish"),
+    }
     tracing::info!("HTTP server stopped; committing queued feedback");
     state.shutdown().await;
     Ok(())
@@ -149,12 +176,17 @@ async fn method_not_allowed() -> Error {
     Error::MethodNotAllowed
 }
 
-/// Answers 503 when a request runs past `http.request_timeout`.
+/// Answers 503 when a request runs past `http.request_timeout`, or is still running when the
+/// shutdown deadline passes.
 async fn request_timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let limit = seconds(state.config.http.request_timeout);
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(response) => response,
-        Err(_) => Error::Timeout.into_response(),
+    let mut stopping = state.stopping.subscribe();
+    tokio::select! {
+        answer = tokio::time::timeout(limit, next.run(req)) => match answer {
+            Ok(response) => response,
+            Err(_) => Error::Timeout.into_response(),
+        },
+        _ = stopping.wait_for(|stop| *stop) => Error::ShuttingDown.into_response(),
     }
 }
 

@@ -101,7 +101,7 @@ pub fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(opts) => serve::run(opts, config).await,
             Command::Migrate(opts) => migrate::run(opts, config).await,
@@ -112,7 +112,11 @@ pub fn main() -> anyhow::Result<()> {
             Command::Reset(opts) => reset::run(opts, config).await,
             Command::Config(_) => unreachable!("handled above"),
         }
-    })
+    });
+    // Blocking work still running (a recommendation whose client is gone, a training fit) does
+    // not hold the exit: dropping the runtime would wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 #[cfg(test)]

@@ -13,6 +13,9 @@ pub struct HttpConfig {
     pub bind: String,
     /// Seconds a request may take before it is answered 503.
     pub request_timeout: f64,
+    /// Seconds in-flight requests get after SIGTERM; then they are answered 503, queued feedback is
+    /// committed and the process exits.
+    pub shutdown_timeout: f64,
     /// Largest accepted request body in bytes; larger bodies get 413.
     pub max_body_bytes: usize,
     /// When set, write and admin routes require it (`Authorization: Bearer …` or `X-API-Key`).
@@ -29,6 +32,7 @@ impl Default for HttpConfig {
         Self {
             bind: "127.0.0.1:8080".into(),
             request_timeout: 30.0,
+            shutdown_timeout: 30.0,
             max_body_bytes: 16 * 1024 * 1024,
             api_key: None,
             protect_reads: false,
@@ -43,6 +47,7 @@ impl HttpConfig {
         serde_json::json!({
             "bind": self.bind,
             "request_timeout": self.request_timeout,
+            "shutdown_timeout": self.shutdown_timeout,
             "max_body_bytes": self.max_body_bytes,
             "api_key": if self.api_key.is_some() { "***" } else { "" },
             "protect_reads": self.protect_reads,
@@ -77,6 +82,13 @@ impl HttpConfig {
             0.01,
             3600.0,
             "0.01..=3600 seconds",
+        )?;
+        secs(
+            self.shutdown_timeout,
+            "http.shutdown_timeout",
+            0.0,
+            3600.0,
+            "0..=3600 seconds",
         )?;
         check(
             (1024..=1 << 30).contains(&self.max_body_bytes),

@@ -181,6 +181,122 @@ async fn serve_logs_json_with_request_ids_and_stops_on_sigterm() {
     );
 }
 
+/// SIGTERM while slow requests run: they get `http.shutdown_timeout` (1 s here), then answer 503,
+/// and the process exits, instead of serving the whole queue first (over a minute before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_the_server_within_its_shutdown_timeout() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("s.db").display());
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_reco"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--database-url", &url])
+        .env("RECO_HTTP__SHUTDOWN_TIMEOUT", "1")
+        .env("RECO_ORCHESTRATOR__DEADLINE", "0")
+        .env("RECO_ORCHESTRATOR__WORKERS", "1")
+        .env("RECO_LOG__LEVEL", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = stdout.next_line().await.unwrap().expect("a line on stdout");
+    let base = first
+        .strip_prefix("reco is listening on ")
+        .expect(&first)
+        .to_string();
+    let client = reqwest::Client::new();
+    let slow = format!("{base}/api/recommend/user-1?engine=quality&n=1000");
+    // The demo data trains at start; wait until `quality` answers as itself.
+    let started = std::time::Instant::now();
+    loop {
+        let r: serde_json::Value = client
+            .get(&slow)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if r["engine"] == "quality" {
+            break;
+        }
+        assert!(started.elapsed().as_secs() < 300, "never trained: {r}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Far more work than the deadline: 300 slow requests queue behind one worker.
+    let requests: Vec<_> = (0..300)
+        .map(|_| {
+            let (client, slow) = (client.clone(), slow.clone());
+            tokio::spawn(async move {
+                match client.get(&slow).send().await {
+                    Ok(r) => r.status().as_u16(),
+                    Err(_) => 0,
+                }
+            })
+        })
+        .collect();
+    loop {
+        let m = client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let waiting = m
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("reco_engine_jobs_waiting ")?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or(0.0);
+        if waiting >= 50.0 {
+            break;
+        }
+        assert!(
+            started.elapsed().as_secs() < 300,
+            "the slow requests never queued"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let pid = child.id().unwrap().to_string();
+    let term = std::time::Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().await.unwrap();
+    let took = term.elapsed().as_secs_f64();
+    assert!(status.success(), "{status:?}");
+    let mut statuses = Vec::new();
+    for r in requests {
+        statuses.push(r.await.unwrap());
+    }
+    let unavailable = statuses.iter().filter(|&&s| s == 503).count();
+    eprintln!(
+        "exited {took:.1} s after SIGTERM; answers: {} x 200, {unavailable} x 503, {} dropped",
+        statuses.iter().filter(|&&s| s == 200).count(),
+        statuses.iter().filter(|&&s| s == 0).count()
+    );
+    // 1 s of grace, 2 s to deliver the 503s, up to 1 s for blocking work: generous on a busy
+    // machine, far below the minute the queue would take.
+    assert!(took < 15.0, "exited {took:.1} s after SIGTERM");
+    assert!(
+        unavailable > 0,
+        "requests still running at the deadline are answered 503"
+    );
+    assert!(
+        statuses.iter().all(|s| [0, 200, 503].contains(s)),
+        "{statuses:?}"
+    );
+}
+
 #[test]
 fn database_passwords_never_reach_the_output() {
     let out = reco()
