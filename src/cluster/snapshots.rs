@@ -62,8 +62,15 @@ impl SnapshotStore {
 
     /// Stores an encoded snapshot as `version` (one transaction), and deletes all but the newest
     /// `keep_snapshots`.
+    ///
+    /// Cancellation-safe: the header row is written incomplete and marked complete last, so no
+    /// reader ever takes a partial snapshot; and the connection is closed, not returned, if this
+    /// future is dropped before the end (the server then rolls the transaction back), so no later
+    /// user of the pool finds itself inside the abandoned transaction.
     pub async fn publish(&self, version: u64, bytes: &[u8]) -> Result<(), Error> {
         let mut conn = self.pool.acquire().await?;
+        // Also behind a transaction-mode pooler, whose checkouts are committed when returned.
+        conn.discard_on_drop();
         let pool = &self.pool;
         conn.begin_transaction().await?;
         let write = async {
@@ -72,7 +79,7 @@ impl SnapshotStore {
                 "INSERT INTO reco_snapshots (version, trained_by, trained_ms, chunks, bytes, complete) \
                  VALUES ($1, $2, ",
                 server_ms!(),
-                ", $3, $4, TRUE)"
+                ", $3, $4, FALSE)"
             ))
             .bind(version as i64)
             .bind(&self.replica_id)
@@ -88,9 +95,14 @@ impl SnapshotStore {
                     .execute(&mut *conn)
                     .await?;
             }
+            pool.query("UPDATE reco_snapshots SET complete = TRUE WHERE version = $1")
+                .bind(version as i64)
+                .execute(&mut *conn)
+                .await?;
+            // Leftovers of an abandoned publish (incomplete), and all but the newest complete.
             pool.query(AssertSqlSafe(format!(
-                "DELETE FROM reco_snapshots WHERE version NOT IN \
-                 (SELECT version FROM reco_snapshots ORDER BY version DESC LIMIT {})",
+                "DELETE FROM reco_snapshots WHERE NOT complete OR version NOT IN \
+                 (SELECT version FROM reco_snapshots WHERE complete ORDER BY version DESC LIMIT {})",
                 self.keep
             )))
             .execute(&mut *conn)
@@ -101,10 +113,13 @@ impl SnapshotStore {
         match write {
             Ok(()) => {
                 conn.commit_transaction().await?;
+                conn.keep_on_drop();
                 Ok(())
             }
             Err(e) => {
-                let _ = conn.rollback_transaction().await;
+                if conn.rollback_transaction().await.is_ok() {
+                    conn.keep_on_drop();
+                }
                 Err(e)
             }
         }

@@ -66,8 +66,14 @@ impl Conn {
     }
 
     /// Starts a transaction (behind a transaction-mode pooler one is always open: nothing to do).
+    ///
+    /// Cancellation-safe: until the transaction is committed or rolled back, the connection is
+    /// closed on drop instead of returned, so a caller whose future is dropped mid-transaction
+    /// never hands the next user a connection inside an open transaction (where single-statement
+    /// writes would be acknowledged and then lost).
     pub async fn begin_transaction(&mut self) -> Result<(), Error> {
         if !self.pooled_transaction {
+            self.discard_on_drop();
             self.execute("BEGIN").await?;
         }
         Ok(())
@@ -79,6 +85,7 @@ impl Conn {
             return self.finish().await;
         }
         self.execute("COMMIT").await?;
+        self.keep_on_drop();
         Ok(())
     }
 
@@ -92,6 +99,7 @@ impl Conn {
             return Ok(());
         }
         self.execute("ROLLBACK").await?;
+        self.keep_on_drop();
         Ok(())
     }
 

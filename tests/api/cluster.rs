@@ -294,3 +294,56 @@ async fn replicas_starting_together_back_off_instead_of_holding_the_reserve_twic
         "backends over the budget for more than a moment: {samples:?}"
     );
 }
+
+/// A publish cancelled halfway (its future dropped, as a request timeout or shutdown would) leaves
+/// no connection inside an open transaction (where later single-statement writes would be
+/// acknowledged and lost) and no partial snapshot; the same version publishes cleanly after.
+#[tokio::test]
+async fn a_cancelled_publish_leaves_no_open_transaction_and_no_partial_snapshot() {
+    let name = format!(
+        "reco_p_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    );
+    let a = first_replica(&name).await;
+    let mut watch = pg_connect(&a.db_url).await;
+    let snapshots = a.state.cluster.as_ref().unwrap().snapshots();
+    // The training at start publishes first (under the training lock, which this test does not
+    // take): wait for it.
+    until(
+        &mut watch,
+        &name,
+        Duration::from_secs(120),
+        "the first snapshot",
+        || async { snapshots.latest_published().await.unwrap().is_some() },
+    )
+    .await;
+    let version = snapshots.next_version().await.unwrap();
+    let big = vec![7u8; 256 << 20];
+    let cancelled =
+        tokio::time::timeout(Duration::from_millis(300), snapshots.publish(version, &big)).await;
+    assert!(cancelled.is_err(), "the publish was still running");
+    let in_transaction = || {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
+             AND state LIKE 'idle in transaction%'",
+        )
+        .bind(&name)
+    };
+    until(
+        &mut watch,
+        &name,
+        Duration::from_secs(30),
+        "no backend left idle in a transaction",
+        || async {
+            let mut c = pg_connect(&a.db_url).await;
+            in_transaction().fetch_one(&mut c).await.unwrap() == 0
+        },
+    )
+    .await;
+    let latest = snapshots.latest_published().await.unwrap();
+    assert!(latest.is_none_or(|p| p.version < version), "{latest:?}");
+    snapshots.publish(version, &[1, 2, 3]).await.unwrap();
+    let latest = snapshots.latest_published().await.unwrap().unwrap();
+    assert_eq!(latest.version, version);
+    assert_eq!(snapshots.fetch(version).await.unwrap(), [1, 2, 3]);
+}
