@@ -43,14 +43,72 @@ pub struct Snapshot {
     pub fit_seconds: f64,
 }
 
+/// What every encoded snapshot starts with: a tag and the format's version. A build reads only its
+/// own format (postcard is not self-describing: another layout would decode into garbage).
+const MAGIC: &[u8; 8] = b"RECOSNAP";
+/// Bumped whenever `Snapshot` or a model it holds changes shape.
+pub const FORMAT: u32 = 2;
+
 impl Snapshot {
-    /// The snapshot as bytes (postcard: compact, and serde-driven like the rest of reco).
+    /// The snapshot as bytes: [`MAGIC`], [`FORMAT`], then postcard (compact, and serde-driven like
+    /// the rest of reco).
     pub fn encode(&self) -> Vec<u8> {
-        postcard::to_stdvec(self).expect("a snapshot serialises")
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&FORMAT.to_le_bytes());
+        postcard::to_extend(self, out).expect("a snapshot serialises")
     }
 
+    /// Decodes a snapshot and checks that it fits this build: its format, and every model's shape
+    /// against the item count, so that a bad snapshot is refused once (with a log line by the
+    /// caller) instead of panicking in every request that reads it.
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
-        postcard::from_bytes(bytes).map_err(|e| e.to_string())
+        let Some(rest) = bytes.strip_prefix(MAGIC) else {
+            return Err("not a reco snapshot (or one from a build before format 2)".into());
+        };
+        let (format, body) = rest.split_at_checked(4).ok_or("truncated header")?;
+        let format = u32::from_le_bytes(format.try_into().expect("four bytes"));
+        if format != FORMAT {
+            return Err(format!(
+                "snapshot format {format}; this build reads format {FORMAT}"
+            ));
+        }
+        let snapshot: Snapshot = postcard::from_bytes(body).map_err(|e| e.to_string())?;
+        snapshot.check_shape()?;
+        Ok(snapshot)
+    }
+
+    /// Whether every model agrees with `n_items` and the trained users (what serving indexes by).
+    fn check_shape(&self) -> Result<(), String> {
+        let n = self.n_items;
+        let users = self.train.n_rows;
+        let factors = |name: &str, f: usize, items: &[f32], users_f: &[f32]| {
+            (items.len() == n * f && users_f.len() == users * f)
+                .then_some(())
+                .ok_or(format!("{name} factors do not match {n} items and {users} users"))
+        };
+        let neighbours = |name: &str, lists: &[Vec<(u32, f32)>]| {
+            (lists.len() == n && lists.iter().flatten().all(|&(i, _)| (i as usize) < n))
+                .then_some(())
+                .ok_or(format!("{name} neighbours do not match {n} items"))
+        };
+        let checks = [
+            (self.item_ids.len() == n, "item ids"),
+            (self.train.n_cols == n, "the training matrix"),
+            (self.train.indices.iter().all(|&i| (i as usize) < n), "the training matrix's items"),
+            (self.user_rows.values().all(|&r| (r as usize) < users), "the user rows"),
+            (self.popularity.scores.len() == n, "popularity"),
+            (self.popular_order.iter().all(|&i| (i as usize) < n), "the popular order"),
+            (self.quality_weights.len() == 4, "the quality weights"),
+            (self.categories.len() == n, "the item categories"),
+            (self.bpr.item_bias.len() == n, "the BPR item biases"),
+        ];
+        if let Some((_, what)) = checks.iter().find(|(ok, _)| !ok) {
+            return Err(format!("{what} do not match {n} items and {users} users"));
+        }
+        factors("ALS", self.als.factors, &self.als.item_factors, &self.als.user_factors)?;
+        factors("BPR", self.bpr.factors, &self.bpr.item_factors, &self.bpr.user_factors)?;
+        neighbours("item-to-item", &self.itemknn.neighbours)?;
+        neighbours("content", &self.content.neighbours)
     }
 
     /// The models `enhanced` generates candidates from.

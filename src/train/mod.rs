@@ -438,3 +438,58 @@ async fn next_published(rx: &mut Option<tokio::sync::watch::Receiver<u64>>) -> O
 
 /// How long the admin route waits for another replica's training before giving up.
 const TRAIN_NOW_WAIT: Duration = Duration::from_secs(600);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small but real training run: 30 users over 12 items in two categories.
+    fn trained() -> Snapshot {
+        let n_items = 12;
+        let item_ids = (0..n_items).map(|i| Arc::from(format!("i{i}"))).collect();
+        let user_rows = (0..30u32).map(|u| (Arc::from(format!("u{u}")), u)).collect();
+        let interactions = (0..30u32)
+            .flat_map(|u| (0..4).map(move |k| (u, (u + k * 3) % n_items as u32, 1.0, 1_700_000_000)))
+            .collect();
+        let texts = (0..n_items)
+            .map(|i| ItemText {
+                title: format!("item {i}"),
+                description: String::new(),
+                categories: vec![if i % 2 == 0 { "even" } else { "odd" }.to_string()],
+                labels: vec![],
+            })
+            .collect();
+        let data = TrainingData {
+            n_items,
+            item_ids,
+            user_rows,
+            interactions,
+            texts,
+        };
+        fit(data, 1, 14.0)
+    }
+
+    /// A snapshot round-trips; one of another format, or whose models do not fit its item count,
+    /// is refused with a reason instead of being installed (and panicking in requests).
+    #[test]
+    fn snapshots_carry_their_format_and_are_shape_checked() {
+        let snapshot = trained();
+        let bytes = snapshot.encode();
+        let back = Snapshot::decode(&bytes).expect("round trip");
+        assert_eq!((back.version, back.n_items), (1, 12));
+
+        let mut other_format = bytes.clone();
+        other_format[8] = other_format[8].wrapping_add(1);
+        let err = Snapshot::decode(&other_format).err().unwrap();
+        assert!(err.contains("format"), "{err}");
+        assert!(Snapshot::decode(b"garbage").is_err());
+
+        let mut misshapen = trained();
+        misshapen.itemknn.neighbours[0].push((99, 1.0));
+        let err = Snapshot::decode(&misshapen.encode()).err().unwrap();
+        assert!(err.contains("item-to-item"), "{err}");
+        let mut misshapen = trained();
+        misshapen.als.item_factors.pop();
+        assert!(Snapshot::decode(&misshapen.encode()).is_err());
+    }
+}
