@@ -44,18 +44,61 @@ pub struct App {
     /// Set when the shutdown deadline has passed: requests still running answer 503.
     pub stopping: tokio::sync::watch::Sender<bool>,
     /// Background tasks stopped at shutdown.
-    tasks: parking_lot::Mutex<Option<Tasks>>,
+    tasks: Arc<parking_lot::Mutex<Option<Tasks>>>,
+    /// Background tasks that ended before shutdown, with why: `/health/ready` reports them (503).
+    failures: Arc<parking_lot::Mutex<Vec<(&'static str, String)>>>,
 }
 
-struct Tasks {
-    /// Ends by itself after [`FeedbackWriter::close`], once queued feedback is committed.
-    writer: JoinHandle<()>,
-    /// Endless; aborted at shutdown.
-    reranker: JoinHandle<()>,
-    /// Endless; aborted at shutdown (a run in progress is abandoned, the snapshot stays).
-    trainer: JoinHandle<()>,
-    /// Cluster heartbeats; aborted at shutdown, before the pool shrinks and closes.
-    heartbeat: Option<JoinHandle<()>>,
+/// The feedback writer's task name; it ends by itself after `FeedbackWriter::close`, once queued
+/// feedback is committed.
+const WRITER: &str = "feedback writer";
+
+/// The background tasks: the feedback writer, the re-ranker, the trainer (aborted at shutdown: a
+/// run in progress is abandoned, the snapshot stays) and the cluster heartbeat (aborted before the
+/// pool shrinks and closes). Every one of them runs until shutdown; one that ends earlier is found
+/// by the watchdog.
+struct Tasks(Vec<(&'static str, JoinHandle<()>)>);
+
+/// Every second, takes the tasks that ended (they should not before shutdown), logs why and
+/// records it for `/health/ready`. Ends when shutdown takes the tasks.
+fn spawn_watchdog(
+    tasks: Arc<parking_lot::Mutex<Option<Tasks>>>,
+    failures: Arc<parking_lot::Mutex<Vec<(&'static str, String)>>>,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let ended: Vec<(&'static str, JoinHandle<()>)> = {
+                let mut guard = tasks.lock();
+                let Some(Tasks(list)) = guard.as_mut() else {
+                    return;
+                };
+                let (done, running) = std::mem::take(list)
+                    .into_iter()
+                    .partition(|(_, h)| h.is_finished());
+                *list = running;
+                done
+            };
+            for (name, handle) in ended {
+                let reason = match handle.await {
+                    Ok(()) => "ended".to_string(),
+                    Err(e) if e.is_panic() => {
+                        let panic = e.into_panic();
+                        let text = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        format!("panicked: {text}")
+                    }
+                    Err(_) => "cancelled".to_string(),
+                };
+                tracing::error!(task = name, %reason, "a background task stopped; the server is not ready");
+                failures.lock().push((name, reason));
+            }
+        }
+    });
 }
 
 /// The shared state handed to every handler.
@@ -138,6 +181,15 @@ impl App {
             cluster.clone(),
         ));
         let trainer_task = trainer.clone().spawn();
+        let mut list = vec![
+            (WRITER, writer_task),
+            ("re-ranker", reranker),
+            ("trainer", trainer_task),
+        ];
+        list.extend(heartbeat.map(|h| ("cluster heartbeat", h)));
+        let tasks = Arc::new(parking_lot::Mutex::new(Some(Tasks(list))));
+        let failures = Arc::default();
+        spawn_watchdog(tasks.clone(), Arc::clone(&failures));
         Ok(AppState(Arc::new(App {
             config,
             pool,
@@ -150,26 +202,35 @@ impl App {
             cluster,
             started_at: Instant::now(),
             stopping: tokio::sync::watch::Sender::new(false),
-            tasks: parking_lot::Mutex::new(Some(Tasks {
-                writer: writer_task,
-                reranker,
-                trainer: trainer_task,
-                heartbeat,
-            })),
+            tasks,
+            failures,
         })))
+    }
+
+    /// Background tasks that stopped before shutdown, and why (empty when all run).
+    pub fn task_failures(&self) -> Vec<(&'static str, String)> {
+        self.failures.lock().clone()
+    }
+
+    /// Fault injection for tests: aborts the named background task as a crash would.
+    #[doc(hidden)]
+    pub fn abort_task(&self, name: &str) {
+        if let Some(Tasks(list)) = self.tasks.lock().as_ref() {
+            for (_, h) in list.iter().filter(|(n, _)| *n == name) {
+                h.abort();
+            }
+        }
     }
 
     /// Commits queued feedback, stops background tasks and closes the pool.
     pub async fn shutdown(&self) {
-        self.catalogue.close().await;
+        // Taken first: the watchdog stops, and the writer ending on close is no failure.
         let tasks = self.tasks.lock().take();
-        if let Some(tasks) = tasks {
-            tasks.reranker.abort();
-            tasks.trainer.abort();
-            if let Some(h) = tasks.heartbeat {
-                h.abort();
-            }
-            if let Err(e) = tasks.writer.await {
+        self.catalogue.close().await;
+        for (name, handle) in tasks.map(|t| t.0).unwrap_or_default() {
+            if name != WRITER {
+                handle.abort();
+            } else if let Err(e) = handle.await {
                 tracing::error!(error = %e, "feedback writer ended abnormally");
             }
         }

@@ -25,9 +25,14 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         Ok(_) => state.store.migrations_current().await.ok(),
         Err(_) => None,
     };
-    let ok = ping.is_ok() && migrations == Some(true);
+    let failures = state.task_failures();
+    let ok = ping.is_ok() && migrations == Some(true) && failures.is_empty();
     let body = json!({
         "status": if ok { "ready" } else { "not_ready" },
+        "stopped_tasks": failures
+            .iter()
+            .map(|(task, reason)| json!({ "task": task, "reason": reason }))
+            .collect::<Vec<_>>(),
         "database": match &ping {
             Ok(rtt) => json!({ "reachable": true, "round_trip_ms": rtt.as_secs_f64() * 1000.0 }),
             Err(e) => json!({ "reachable": false, "reason": if e.is_busy() { "busy" } else { "unreachable" } }),

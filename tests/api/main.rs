@@ -9,6 +9,7 @@ mod cluster;
 mod dashboard;
 mod diagnose;
 mod engines;
+mod faults;
 mod feedback;
 mod helpers;
 mod monitor;
