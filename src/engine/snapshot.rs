@@ -84,7 +84,9 @@ impl Snapshot {
         let factors = |name: &str, f: usize, items: &[f32], users_f: &[f32]| {
             (items.len() == n * f && users_f.len() == users * f)
                 .then_some(())
-                .ok_or(format!("{name} factors do not match {n} items and {users} users"))
+                .ok_or(format!(
+                    "{name} factors do not match {n} items and {users} users"
+                ))
         };
         let neighbours = |name: &str, lists: &[Vec<(u32, f32)>]| {
             (lists.len() == n && lists.iter().flatten().all(|&(i, _)| (i as usize) < n))
@@ -94,10 +96,19 @@ impl Snapshot {
         let checks = [
             (self.item_ids.len() == n, "item ids"),
             (self.train.n_cols == n, "the training matrix"),
-            (self.train.indices.iter().all(|&i| (i as usize) < n), "the training matrix's items"),
-            (self.user_rows.values().all(|&r| (r as usize) < users), "the user rows"),
+            (
+                self.train.indices.iter().all(|&i| (i as usize) < n),
+                "the training matrix's items",
+            ),
+            (
+                self.user_rows.values().all(|&r| (r as usize) < users),
+                "the user rows",
+            ),
             (self.popularity.scores.len() == n, "popularity"),
-            (self.popular_order.iter().all(|&i| (i as usize) < n), "the popular order"),
+            (
+                self.popular_order.iter().all(|&i| (i as usize) < n),
+                "the popular order",
+            ),
             (self.quality_weights.len() == 4, "the quality weights"),
             (self.categories.len() == n, "the item categories"),
             (self.bpr.item_bias.len() == n, "the BPR item biases"),
@@ -105,8 +116,18 @@ impl Snapshot {
         if let Some((_, what)) = checks.iter().find(|(ok, _)| !ok) {
             return Err(format!("{what} do not match {n} items and {users} users"));
         }
-        factors("ALS", self.als.factors, &self.als.item_factors, &self.als.user_factors)?;
-        factors("BPR", self.bpr.factors, &self.bpr.item_factors, &self.bpr.user_factors)?;
+        factors(
+            "ALS",
+            self.als.factors,
+            &self.als.item_factors,
+            &self.als.user_factors,
+        )?;
+        factors(
+            "BPR",
+            self.bpr.factors,
+            &self.bpr.item_factors,
+            &self.bpr.user_factors,
+        )?;
         neighbours("item-to-item", &self.itemknn.neighbours)?;
         neighbours("content", &self.content.neighbours)
     }

@@ -447,9 +447,13 @@ mod tests {
     fn trained() -> Snapshot {
         let n_items = 12;
         let item_ids = (0..n_items).map(|i| Arc::from(format!("i{i}"))).collect();
-        let user_rows = (0..30u32).map(|u| (Arc::from(format!("u{u}")), u)).collect();
+        let user_rows = (0..30u32)
+            .map(|u| (Arc::from(format!("u{u}")), u))
+            .collect();
         let interactions = (0..30u32)
-            .flat_map(|u| (0..4).map(move |k| (u, (u + k * 3) % n_items as u32, 1.0, 1_700_000_000)))
+            .flat_map(|u| {
+                (0..4).map(move |k| (u, (u + k * 3) % n_items as u32, 1.0, 1_700_000_000))
+            })
             .collect();
         let texts = (0..n_items)
             .map(|i| ItemText {

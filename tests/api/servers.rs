@@ -127,6 +127,22 @@ impl PrivatePg {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
+    /// `pg_ctl restart -m fast`: every connection is terminated (57P01), the server stops and
+    /// starts again; returns once it accepts connections.
+    pub fn restart_fast(&self) {
+        let ok = as_postgres(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .arg("-l")
+            .arg(self.dir.path().join("log"))
+            .args(["-m", "fast", "-w", "restart"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "pg_ctl restart:\n{}", self.log());
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
