@@ -336,8 +336,10 @@ async fn kill_9_mid_write_loses_no_acknowledged_event() {
         "{liked} is w1's, never recommended to w1: {r}"
     );
     drop(replica);
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
 }
