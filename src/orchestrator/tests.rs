@@ -1,0 +1,110 @@
+//! The orchestrator's unit tests: traffic split, bounded caches.
+
+use super::*;
+use crate::config::VariantConfig;
+
+fn orchestrator(variants: Vec<VariantConfig>) -> Orchestrator {
+    let config = OrchestratorConfig {
+        variants,
+        ..Default::default()
+    };
+    Orchestrator::new(
+        Arc::new(Engine::new(FeedbackPolicy::default(), 0.0)),
+        &config,
+        FeedbackPolicy::default(),
+        Arc::new(Metrics::new()),
+    )
+}
+
+/// The answer cache and the impressions are bounded in bytes (long answers evict sooner), and
+/// ids the engine does not know leave nothing in either.
+#[tokio::test]
+async fn caches_are_bounded_in_bytes_and_ignore_unknown_users() {
+    let engine = Arc::new(Engine::new(FeedbackPolicy::default(), 0.0));
+    let item = |i: usize| crate::store::Item {
+        id: format!("item-{i}"),
+        categories: vec![],
+        labels: serde_json::json!({}),
+        title: String::new(),
+        description: String::new(),
+        timestamp: chrono::Utc::now(),
+        hidden: false,
+    };
+    engine.upsert_items(&(0..2000).map(item).collect::<Vec<_>>());
+    let like = |u: usize| Feedback {
+        user_id: format!("user-{u}"),
+        item_id: "item-0".into(),
+        feedback_type: "like".into(),
+        value: 1.0,
+        timestamp: chrono::Utc::now(),
+    };
+    engine.add_feedback(&(0..200).map(like).collect::<Vec<_>>());
+    engine.rerank();
+    let config = OrchestratorConfig {
+        cache_memory_mb: 1,
+        ..Default::default()
+    };
+    let metrics = Arc::new(Metrics::new());
+    let o = Orchestrator::new(engine, &config, FeedbackPolicy::default(), metrics);
+    let request = Request {
+        n: 1000,
+        ..Default::default()
+    };
+    for u in 0..500 {
+        let served = o
+            .recommend(&format!("stranger-{u}"), request.clone(), EngineKind::Auto)
+            .await;
+        assert_eq!(served.rec.items.len(), 1000);
+    }
+    let cache = o.cache.as_ref().unwrap();
+    assert_eq!((cache.len(), o.impressions.len()), (0, 0), "unknown users");
+    for u in 0..200 {
+        o.recommend(&format!("user-{u}"), request.clone(), EngineKind::Auto)
+            .await;
+    }
+    assert!(cache.weight() <= 1 << 20, "{} bytes", cache.weight());
+    // 1,000 items weigh ~55 KB: far fewer than the 200 users fit in 1 MiB.
+    assert!(
+        (5..40).contains(&cache.len()),
+        "{} answers cached",
+        cache.len()
+    );
+    assert!(o.impressions.len() <= 200);
+}
+
+#[test]
+fn variants_split_traffic_by_share_and_stay_put() {
+    let o = orchestrator(vec![
+        VariantConfig {
+            name: "control".into(),
+            engine: EngineKind::Quality,
+            share: 75,
+        },
+        VariantConfig {
+            name: "treatment".into(),
+            engine: EngineKind::Enhanced,
+            share: 25,
+        },
+    ]);
+    let n = 20_000;
+    let treated = (0..n)
+        .filter(|u| &*o.assign(&format!("user-{u}")).0 == "treatment")
+        .count();
+    let share = treated as f64 / n as f64;
+    assert!((share - 0.25).abs() < 0.02, "{share}");
+    assert_eq!(o.assign("user-7"), o.assign("user-7"), "stable");
+    let (name, engine) = o.assign("user-7");
+    assert_eq!(
+        engine,
+        if &*name == "control" {
+            EngineKind::Quality
+        } else {
+            EngineKind::Enhanced
+        }
+    );
+    let plain = orchestrator(vec![]);
+    assert_eq!(
+        plain.assign("anyone"),
+        (Arc::from(DEFAULT_VARIANT), EngineKind::Smart)
+    );
+}
