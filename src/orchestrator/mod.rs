@@ -5,9 +5,9 @@
 //! answer until that user's next feedback, the next item change or the next trained snapshot.
 //!
 //! Every engine but `fast` and `popularity` (whose work is a walk of precomputed lists) runs the
-//! same way, whether `auto` chose it, the request named it, or it answers a session: on a blocking
-//! thread, at most `orchestrator.workers` at once, under `orchestrator.deadline` (the wait for a
-//! worker included). When it misses the deadline the `fast` answer is returned and counted (a late
+//! same way, whether `auto` chose it, the request named it, or it answers a session: on one of
+//! `orchestrator.workers` threads of its own at a lower CPU priority, under
+//! `orchestrator.deadline` (the wait for a thread included). When it misses the deadline the `fast` answer is returned and counted (a late
 //! `auto` answer still fills the cache; a job that had not started yet never starts). So slow
 //! requests queue among themselves, never in front of writes, health checks or `fast`.
 //!
@@ -29,7 +29,6 @@ use quick_cache::sync::Cache;
 mod cache;
 
 use cache::{AnswerCache, BySize, Cached, Impression};
-use tokio::sync::Semaphore;
 
 use crate::config::{OrchestratorConfig, seconds};
 use crate::engine::{Engine, EngineKind, Recommendation, Request, Who};
@@ -68,8 +67,8 @@ pub struct Orchestrator {
     policy: FeedbackPolicy,
     metrics: Arc<Metrics>,
     deadline: Option<Duration>,
-    /// One permit per engine job running off the async workers.
-    workers: Arc<Semaphore>,
+    /// The threads engine jobs run on, off the async workers (see [`engine_workers`]).
+    workers: rayon::ThreadPool,
     click_window: Duration,
     variants: Vec<Variant>,
     cache: Option<Arc<AnswerCache>>,
@@ -89,6 +88,33 @@ impl GaugeGuard {
 impl Drop for GaugeGuard {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+/// The engine workers: `n` threads of their own, at a lower CPU priority than the rest of the
+/// process (nice 10, on Linux), so that on a loaded machine the kernel runs the async workers
+/// (writes, health checks, `fast`) first and slow requests take what is left. A job queues until a
+/// thread is free; the queue is bounded in time by the deadline (a job whose caller gave up never
+/// starts). rayon is the pool, as for training; the priority is set through `libc` because the
+/// standard library has no per-thread priority.
+fn engine_workers(n: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .thread_name(|i| format!("reco-engine-{i}"))
+        .start_handler(|_| lower_priority())
+        .panic_handler(|_| tracing::error!("an engine job panicked; fast answered instead"))
+        .build()
+        .expect("engine worker threads start")
+}
+
+/// Lowers the calling thread's scheduling priority (Linux nice values are per thread).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority on this thread's own id has no memory-safety effect; failure (no
+    // permission) only leaves the priority as it was.
+    unsafe {
+        let tid = libc::gettid() as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
     }
 }
 
@@ -134,7 +160,7 @@ impl Orchestrator {
             policy,
             metrics,
             deadline: (config.deadline > 0.0).then(|| seconds(config.deadline)),
-            workers: Arc::new(Semaphore::new(workers(config.workers))),
+            workers: engine_workers(workers(config.workers)),
             click_window: seconds(config.click_window),
             variants,
             cache: (capacity > 0).then(|| {
@@ -275,26 +301,22 @@ impl Orchestrator {
             return (job(&request), false);
         }
         let started = Instant::now();
-        let workers = self.workers.clone();
         let query = request.clone();
-        let (waiting, running) = (
-            self.metrics.engine_jobs_waiting.clone(),
-            self.metrics.engine_jobs_running.clone(),
-        );
-        let run = async move {
-            let permit = {
-                // Decremented by the guard, also when the deadline drops this future.
-                let _waiting = GaugeGuard::inc(waiting);
-                workers.acquire_owned().await.ok()?
-            };
-            tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                let _running = GaugeGuard::inc(running);
-                job(&query)
-            })
-            .await
-            .ok()
-        };
+        let running = self.metrics.engine_jobs_running.clone();
+        // Decremented when the job starts, or when it is dropped unstarted.
+        let waiting = GaugeGuard::inc(self.metrics.engine_jobs_waiting.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.workers.spawn(move || {
+            drop(waiting);
+            // Past the deadline while queued: nobody waits for it, so it never starts.
+            if tx.is_closed() {
+                return;
+            }
+            let _running = GaugeGuard::inc(running);
+            let _ = tx.send(job(&query));
+        });
+        // A job that panicked drops its sender: `fast` answers.
+        let run = async move { rx.await.ok() };
         let answer = match self.deadline {
             None => run.await,
             // The timer has millisecond resolution: an answer is also late when it arrived after
