@@ -10,6 +10,15 @@ fn reco() -> Command {
     c
 }
 
+/// The base URL a spawned `reco serve` prints first on stdout.
+async fn listening_on(child: &mut tokio::process::Child) -> String {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = stdout.next_line().await.unwrap().expect("a line on stdout");
+    let base = first.strip_prefix("reco is listening on ").expect(&first);
+    base.to_string()
+}
+
 #[test]
 fn config_redacts_secrets() {
     let dir = tempfile::tempdir().unwrap();
@@ -108,7 +117,7 @@ fn migrate_creates_the_schema() {
 /// `reco serve` as a process: JSON logs carrying the request id, graceful stop on SIGTERM.
 #[tokio::test]
 async fn serve_logs_json_with_request_ids_and_stops_on_sigterm() {
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    use tokio::io::AsyncReadExt;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("s.db").display());
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_reco"))
@@ -131,12 +140,7 @@ async fn serve_logs_json_with_request_ids_and_stops_on_sigterm() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = stdout.next_line().await.unwrap().expect("a line on stdout");
-    let base = first
-        .strip_prefix("reco is listening on ")
-        .expect(&first)
-        .to_string();
+    let base = listening_on(&mut child).await;
     let r = reqwest::Client::new()
         .get(format!("{base}/api/popular"))
         .header("x-request-id", "req-abc-123")
@@ -185,7 +189,6 @@ async fn serve_logs_json_with_request_ids_and_stops_on_sigterm() {
 /// and the process exits, instead of serving the whole queue first (over a minute before).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ends_the_server_within_its_shutdown_timeout() {
-    use tokio::io::{AsyncBufReadExt, BufReader};
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("s.db").display());
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_reco"))
@@ -199,12 +202,7 @@ async fn sigterm_ends_the_server_within_its_shutdown_timeout() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = stdout.next_line().await.unwrap().expect("a line on stdout");
-    let base = first
-        .strip_prefix("reco is listening on ")
-        .expect(&first)
-        .to_string();
+    let base = listening_on(&mut child).await;
     let client = reqwest::Client::new();
     let slow = format!("{base}/api/recommend/user-1?engine=quality&n=1000");
     // The demo data trains at start; wait until `quality` answers as itself.
@@ -245,15 +243,7 @@ async fn sigterm_ends_the_server_within_its_shutdown_timeout() {
             .text()
             .await
             .unwrap();
-        let waiting = m
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("reco_engine_jobs_waiting ")?
-                    .parse::<f64>()
-                    .ok()
-            })
-            .unwrap_or(0.0);
-        if waiting >= 50.0 {
+        if crate::helpers::sample(&m, "reco_engine_jobs_waiting ") >= 50.0 {
             break;
         }
         assert!(

@@ -5,7 +5,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::engines::{ids, reasons};
-use crate::helpers::{Backend, TestApp, spawn_app_with};
+use crate::helpers::{Backend, TestApp, sample, spawn_app_with};
 use reco::config::VariantConfig;
 use reco::engine::EngineKind;
 
@@ -37,14 +37,6 @@ async fn seen_by(app: &TestApp, user: &str) -> Vec<String> {
         .iter()
         .map(|f| f["item_id"].as_str().unwrap().to_string())
         .collect()
-}
-
-/// The value of one Prometheus sample, 0 when absent.
-fn sample(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[tokio::test]

@@ -8,15 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{Backend, TestApp, spawn_app_with};
-
-/// The value of one Prometheus sample, 0 when absent.
-fn sample(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
+use crate::helpers::{Backend, TestApp, sample, spawn_app_with};
 
 /// Loops `path` until `stop`; returns (status, seconds) of every answer.
 fn hammer(
