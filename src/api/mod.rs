@@ -123,13 +123,10 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // The configuration requires `cluster.advertise_url` for a bind on every interface, so the
+    // listener's own address is one others can reach.
     if let (Some(cluster), Ok(addr)) = (&state.cluster, listener.local_addr()) {
-        let host = if addr.ip().is_unspecified() {
-            std::net::IpAddr::from([127, 0, 0, 1])
-        } else {
-            addr.ip()
-        };
-        cluster.advertise_default(format!("http://{}", SocketAddr::new(host, addr.port())));
+        cluster.advertise_default(format!("http://{addr}"));
     }
     // On the signal, in-flight requests get `http.shutdown_timeout`; then those still running are
     // answered 503 (the request middleware watches `stopping`), and a connection that still does

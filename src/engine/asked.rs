@@ -1,6 +1,7 @@
 //! [`Asked`]: one request as every engine sees it (the query, the user's live history and trained
-//! row, the catalogue, the snapshot and the live ranking: all immutable values, no lock), with the steps every engine shares: what
-//! the user has seen, their liked items, and picking a list that ends with live popularity.
+//! row, the catalogue, the snapshot and the live ranking: all immutable values, no lock), with the
+//! steps every engine shares: what the user has seen, their liked items, and picking a list that
+//! ends with live popularity.
 
 use std::collections::HashSet;
 

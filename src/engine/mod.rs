@@ -7,10 +7,11 @@
 //! moment a write is acknowledged. A request never touches the database.
 //!
 //! Files: the live state (`state`: items, histories classified by the feedback policy,
-//! popularity), the catalogue a request reads and its filter walk (`items`), the trained models (`snapshot`), the live order (`ranking`), what a request
-//! asks and gets (`request`), one request's context and the steps every engine shares
-//! (`asked`), and the engines as free functions over it (`fast`, `models` for `quality` and
-//! `enhanced`, `smart`, `similar`). This file composes them; they never import it.
+//! popularity), the catalogue a request reads and its filter walk (`items`), the trained models
+//! (`snapshot`), the live order (`ranking`), what a request asks and gets (`request`), one
+//! request's context and the steps every engine shares (`asked`), and the engines as free
+//! functions over it (`fast`, `models` for `quality` and `enhanced`, `smart`, `similar`). This
+//! file composes them; they never import it.
 //!
 //! Concurrency: the catalogue and histories sit behind one `RwLock` that writers hold only to apply
 //! a committed change and readers only to clone two `Arc`s (the catalogue, `items`, and the

@@ -4,7 +4,7 @@
 //!
 //! What a request reads is shared, not borrowed: the catalogue is an `Arc<Items>` and each
 //! user's history an `Arc<UserHistory>`, both changed copy-on-write, so a request clones two
-//! `Arc`s under the lock ([`State::view`]) and scores without it.
+//! `Arc`s under the lock ([`State::items`], [`State::user_history`]) and scores without it.
 
 use std::collections::HashMap;
 use std::sync::Arc;

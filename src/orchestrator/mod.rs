@@ -7,8 +7,9 @@
 //! Every engine but `fast` and `popularity` (whose work is a walk of precomputed lists) runs the
 //! same way, whether `auto` chose it, the request named it, or it answers a session: on one of
 //! `orchestrator.workers` threads of its own at a lower CPU priority, under
-//! `orchestrator.deadline` (the wait for a thread included). When it misses the deadline the `fast` answer is returned and counted (a late
-//! `auto` answer still fills the cache; a job that had not started yet never starts). So slow
+//! `orchestrator.deadline` (the wait for a thread included). When it misses the deadline the
+//! `fast` answer is returned and counted (a late `auto` answer still fills the cache; a job that
+//! had not started yet never starts). So slow
 //! requests queue among themselves, never in front of writes, health checks or `fast`.
 //!
 //! It also attributes clicks: the last recommendation shown to each user is remembered, and
@@ -195,7 +196,7 @@ impl Orchestrator {
     /// engine through the workers and the deadline.
     pub async fn recommend(&self, user_id: &str, request: Request, kind: EngineKind) -> Served {
         let started = Instant::now();
-        let served = if kind == EngineKind::Auto {
+        let (served, known) = if kind == EngineKind::Auto {
             self.auto(user_id, request).await
         } else {
             let engine = self.engine.clone();
@@ -204,14 +205,15 @@ impl Orchestrator {
             let (rec, fallback) = self
                 .bounded(kind, NO_VARIANT, job, request, Who::User(user_id))
                 .await;
-            Served {
+            let served = Served {
                 rec,
                 variant: None,
                 cached: false,
                 fallback,
-            }
+            };
+            (served, false)
         };
-        self.record(user_id, &served, started.elapsed());
+        self.record(user_id, &served, known, started.elapsed());
         served
     }
 
@@ -244,7 +246,9 @@ impl Orchestrator {
         served
     }
 
-    async fn auto(&self, user_id: &str, request: Request) -> Served {
+    /// `auto`'s answer, and whether the engine knows the user (only known users are cached and
+    /// leave an impression).
+    async fn auto(&self, user_id: &str, request: Request) -> (Served, bool) {
         let (variant, kind) = self.assign(user_id);
         let user: Arc<str> = Arc::from(user_id);
         // Unknown users are not cached: a stream of made-up ids must not fill the cache.
@@ -254,12 +258,13 @@ impl Orchestrator {
             && same_query(&hit.request, &request)
             && hit.variant == variant
         {
-            return Served {
+            let served = Served {
                 rec: hit.rec.clone(),
                 variant: Some(variant),
                 cached: true,
                 fallback: false,
             };
+            return (served, true);
         }
         let job = {
             let engine = self.engine.clone();
@@ -278,12 +283,13 @@ impl Orchestrator {
         let (rec, fallback) = self
             .bounded(kind, &variant, job, request, Who::User(user_id))
             .await;
-        Served {
+        let served = Served {
             rec,
             variant: Some(variant),
             cached: false,
             fallback,
-        }
+        };
+        (served, freshness.is_some())
     }
 
     /// Runs `job` for `kind` on a worker under the deadline; `fast` for `who` answers a miss (or a
@@ -341,7 +347,7 @@ impl Orchestrator {
     }
 
     /// Metrics and the impression for click attribution.
-    fn record(&self, user_id: &str, served: &Served, took: Duration) {
+    fn record(&self, user_id: &str, served: &Served, known: bool, took: Duration) {
         let engine = served.rec.engine;
         self.metrics
             .record_engine(engine.name(), took.as_secs_f64());
@@ -357,7 +363,7 @@ impl Orchestrator {
             .record_impressions(variant, engine.name(), served.rec.items.len());
         // Unknown users leave no impression: made-up ids must not fill the map (a newcomer's
         // clicks count from their second visit).
-        if !self.engine.has_user(user_id) {
+        if !known {
             return;
         }
         let items = served.rec.items.len();

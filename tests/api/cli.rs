@@ -10,6 +10,18 @@ fn reco() -> Command {
     c
 }
 
+/// Sends SIGTERM to a spawned server.
+fn sigterm(child: &tokio::process::Child) {
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
 /// The base URL a spawned `reco serve` prints first on stdout.
 async fn listening_on(child: &mut tokio::process::Child) -> String {
     use tokio::io::{AsyncBufReadExt, BufReader};
@@ -149,14 +161,7 @@ async fn serve_logs_json_with_request_ids_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-request-id"], "req-abc-123");
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    sigterm(&child);
     let status = child.wait().await.unwrap();
     assert!(status.success(), "{status:?}");
     let mut err = String::new();
@@ -252,15 +257,8 @@ async fn sigterm_ends_the_server_within_its_shutdown_timeout() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let pid = child.id().unwrap().to_string();
     let term = std::time::Instant::now();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    sigterm(&child);
     let status = child.wait().await.unwrap();
     let took = term.elapsed().as_secs_f64();
     assert!(status.success(), "{status:?}");

@@ -206,15 +206,21 @@ impl TestApp {
     pub async fn train(&self) -> Value {
         let (s, job) = self.post("/api/admin/train", Value::Null).await;
         assert_eq!(s, 202, "{job}");
-        let path = format!("/api/admin/train/{}", job["id"]);
+        let job = self
+            .job_outcome(&format!("/api/admin/train/{}", job["id"]))
+            .await;
+        assert_eq!(job["status"], "succeeded", "training failed: {job}");
+        job["snapshot"].clone()
+    }
+
+    /// Polls the training job at `path` until it is no longer running; returns it.
+    pub async fn job_outcome(&self, path: &str) -> Value {
         let started = std::time::Instant::now();
         loop {
-            let (s, job) = self.get(&path).await;
+            let (s, job) = self.get(path).await;
             assert_eq!(s, 200, "{job}");
-            match job["status"].as_str() {
-                Some("running") => {}
-                Some("succeeded") => return job["snapshot"].clone(),
-                _ => panic!("training failed: {job}"),
+            if job["status"] != "running" {
+                return job;
             }
             assert!(started.elapsed().as_secs() < 600, "training never ended");
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;

@@ -138,16 +138,7 @@ async fn training_is_a_job_not_a_held_request() {
         let (_, first_now) = app.get(&location).await;
         assert_ne!(first_now["status"], "running", "{first_now}");
     }
-    let started = Instant::now();
-    let done = loop {
-        let (s, j) = app.get(&location).await;
-        assert_eq!(s, 200, "{j}");
-        if j["status"] != "running" {
-            break j;
-        }
-        assert!(started.elapsed() < Duration::from_secs(600));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let done = app.job_outcome(&location).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert!(done["snapshot"]["version"].as_u64().unwrap() >= 1, "{done}");
     let (s, b) = app.get("/api/admin/train/999999").await;
