@@ -159,6 +159,9 @@ impl App {
             ms = started.elapsed().as_millis() as u64,
             "recommender loaded"
         );
+        if let Some(c) = &cluster {
+            c.may_park();
+        }
         let reranker = engine.spawn_reranker(seconds(config.recommend.rerank_interval));
         let orchestrator = Arc::new(Orchestrator::new(
             engine.clone(),

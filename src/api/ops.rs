@@ -20,7 +20,15 @@ pub async fn live() -> Json<Value> {
 
 /// The database answers and every migration is applied; 503 otherwise.
 pub async fn ready(State(state): State<AppState>) -> Response {
-    let ping = state.pool.ping().await;
+    // Ceiling 0: the cluster budget has no room for this replica (see `cluster::membership`).
+    let parked = state.pool.ceiling() == 0;
+    let ping = if parked {
+        Err(crate::db::Error::Busy {
+            waited: std::time::Duration::ZERO,
+        })
+    } else {
+        state.pool.ping().await
+    };
     let migrations = match &ping {
         Ok(_) => state.store.migrations_current().await.ok(),
         Err(_) => None,
@@ -38,6 +46,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             Err(e) => json!({ "reachable": false, "reason": if e.is_busy() { "busy" } else { "unreachable" } }),
         },
         "migrations_current": migrations,
+        "parked": parked,
     });
     let status = if ok {
         StatusCode::OK

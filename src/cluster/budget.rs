@@ -1,13 +1,15 @@
 //! The arithmetic of the connection budget: each replica's share.
 
 /// A replica's share of the budget: `budget - reserve` split evenly over `live` replicas, the
-/// first `remainder` (oldest first) taking one more; never more than `max_each`.
+/// first `remainder` (oldest first) taking one more; never more than `max_each`. With more
+/// replicas than usable connections the newest get 0: they are parked (no connection between
+/// heartbeats) rather than each rounded up to one, which would pass the budget.
 pub fn share(budget: u32, reserve: u32, live: usize, rank: usize, max_each: u32) -> u32 {
     let live = live.max(1) as u32;
     let usable = budget.saturating_sub(reserve);
     let base = usable / live;
     let extra = u32::from((rank as u32) < usable % live);
-    (base + extra).min(max_each).max(1)
+    (base + extra).min(max_each)
 }
 
 /// How far a replica may move its ceiling after one heartbeat.
@@ -36,6 +38,9 @@ pub(super) fn next_move(
     let grow_to = target.min(room.max(recorded));
     if target < recorded || target < mine {
         Move::Shrink(target)
+    } else if recorded < mine {
+        // Registered again with less than the pool holds (its row had been counted out).
+        Move::Shrink(recorded)
     } else if grow_to > recorded {
         Move::Grow(grow_to)
     } else if recorded > mine {
@@ -59,11 +64,18 @@ mod tests {
         assert_eq!(share(15, 1, 1, 0, 15), 14);
         // Capped by the replica's own pool_size + max_overflow.
         assert_eq!(share(100, 1, 1, 0, 15), 15);
-        // Never zero: a replica needs its heartbeat connection.
-        assert_eq!(share(3, 1, 5, 4, 15), 1);
-        for live in 1..20usize {
-            let total: u32 = (0..live).map(|r| share(40, 1, live, r, 100)).sum();
-            assert!(total <= 39, "{live} replicas: {total}");
+        // More replicas than connections: the oldest get one each, the newest are parked.
+        let five: Vec<u32> = (0..5).map(|r| share(3, 1, 5, r, 15)).collect();
+        assert_eq!(five, [1, 1, 0, 0, 0]);
+        for budget in 1..45 {
+            for live in 1..50usize {
+                let total: u32 = (0..live).map(|r| share(budget, 1, live, r, 100)).sum();
+                assert_eq!(
+                    total,
+                    (budget - 1).min(100 * live as u32),
+                    "{budget}/{live}"
+                );
+            }
         }
     }
 
@@ -75,5 +87,9 @@ mod tests {
         assert_eq!(next_move(15, 1, 7, 1, 1, 13), Move::Stay);
         assert_eq!(next_move(15, 1, 4, 7, 7, 7), Move::Shrink(4));
         assert_eq!(next_move(15, 1, 7, 7, 3, 7), Move::Catch(7));
+        // Registered again within the room left (2), holding 5: down to what is recorded.
+        assert_eq!(next_move(15, 1, 7, 2, 5, 12), Move::Shrink(2));
+        // Parked: nothing recorded, nothing held, no room.
+        assert_eq!(next_move(3, 1, 0, 0, 0, 2), Move::Stay);
     }
 }

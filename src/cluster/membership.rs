@@ -14,11 +14,15 @@
 //! share until it is declared dead; its connections closed when its process ended.
 //!
 //! Heartbeats use one connection the replica keeps for the purpose, so that a saturated pool cannot
-//! delay them past `dead_after`. Times are the database server's clock, so replicas with skewed
-//! clocks agree on who is alive.
+//! delay them past `dead_after`; when it breaks, the next one is opened under the permit the old
+//! one held ([`Slot`]), never queued behind request traffic. A replica the budget has no room for
+//! (more replicas than connections) is parked: ceiling 0, no connection between heartbeats, each
+//! heartbeat one short connection through `join_reserve` as a starting replica's first one. Its
+//! `/health/ready` is red (the pool cannot be pinged) until an older replica leaves. Times are the
+//! database server's clock, so replicas with skewed clocks agree on who is alive.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::Row;
@@ -30,7 +34,7 @@ use super::lock::{TrainingLock, try_training_lock};
 use super::snapshots::SnapshotStore;
 use super::sql::{backends_on_server, lock_key, server_ms};
 use crate::config::{ClusterConfig, seconds};
-use crate::db::{Conn, Pool};
+use crate::db::{Conn, Pool, Slot};
 
 /// How long a starting replica keeps backing off a full budget before it registers anyway (the
 /// others then shrink for it).
@@ -57,8 +61,14 @@ pub struct Cluster {
     dead_after: Duration,
     snapshots: SnapshotStore,
     url: parking_lot::Mutex<Option<String>>,
-    /// The connection heartbeats run on.
-    coordination: tokio::sync::Mutex<Option<Conn>>,
+    /// What heartbeats run on.
+    coordination: tokio::sync::Mutex<Hold>,
+    /// Registered at least once: a later registration (the row was counted out) takes only the
+    /// room left.
+    registered: AtomicBool,
+    /// Set once the engine is in memory ([`Cluster::may_park`]): before, a replica whose share is
+    /// 0 keeps its one connection (inside `join_reserve`) to load what it will serve.
+    may_park: AtomicBool,
     /// The newest complete snapshot in the database, as of the last heartbeat.
     published: watch::Sender<u64>,
     /// When the last heartbeat succeeded (ms after `epoch`).
@@ -66,6 +76,27 @@ pub struct Cluster {
     epoch: Instant,
     /// Live replicas at the last heartbeat.
     live: AtomicU32,
+}
+
+/// What the heartbeat keeps between beats.
+enum Hold {
+    /// Nothing: before the first beat, or parked at ceiling 0.
+    Nothing,
+    /// The permit of a connection that broke, kept for the next one.
+    Slot(Slot),
+    Conn(Conn),
+}
+
+/// How a heartbeat ended.
+enum Beat {
+    /// Keep the connection for the next beat, so a saturated pool cannot delay it.
+    Keep,
+    /// The share is one connection (or none, while the engine is still loading): kept by the
+    /// heartbeat it would leave nothing for the engine, the writer and the trainer, so it goes
+    /// back to the pool between beats.
+    Lend,
+    /// The share is 0 and the engine is loaded: give back the heartbeat's own permit and park.
+    Park,
 }
 
 /// What one heartbeat read from the registry.
@@ -133,7 +164,9 @@ impl Cluster {
             heartbeat: seconds(config.heartbeat),
             dead_after: seconds(config.dead_after),
             url: parking_lot::Mutex::new(config.advertise_url.clone()),
-            coordination: tokio::sync::Mutex::new(None),
+            coordination: tokio::sync::Mutex::new(Hold::Nothing),
+            registered: AtomicBool::new(false),
+            may_park: AtomicBool::new(false),
             published: watch::channel(0).0,
             last_beat_ms: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -160,6 +193,12 @@ impl Cluster {
     /// Live replicas (this one included) as of the last heartbeat.
     pub fn live_replicas(&self) -> u32 {
         self.live.load(Ordering::Relaxed)
+    }
+
+    /// Lets heartbeats park this replica when its share is 0: its engine is loaded and it can
+    /// answer reads without the database.
+    pub fn may_park(&self) {
+        self.may_park.store(true, Ordering::Relaxed);
     }
 
     /// Sets the URL recorded for this replica unless one was configured.
@@ -217,29 +256,78 @@ impl Cluster {
     /// One heartbeat: record liveness, drop dead replicas, then move this replica's ceiling toward
     /// its share (shrinking before recording, recording before growing).
     pub async fn beat(&self) -> Result<(), Error> {
-        let mut guard = self.coordination.lock().await;
-        let stale = guard.as_ref().is_some_and(|c| c.is_stale());
-        if stale {
-            *guard = None;
-        }
-        if guard.is_none() {
-            *guard = Some(self.pool.acquire().await?);
-        }
-        let conn = guard.as_mut().expect("just set");
-        let result = self.beat_on(conn).await;
-        if result.is_err() {
-            // The session's state is unknown (a transaction may be open): replace it next time.
-            if let Some(mut c) = guard.take() {
-                c.discard_on_drop();
+        let mut hold = self.coordination.lock().await;
+        let mut conn = self.connection(&mut hold).await?;
+        let result = self.beat_on(&mut conn).await;
+        match result {
+            // A parked replica's connection is outside the gate: closed before the next beat
+            // opens another through the reserve.
+            Ok(Beat::Keep | Beat::Lend) if !conn.holds_permit() => drop(conn.into_slot().await),
+            Ok(Beat::Keep) => *hold = Hold::Conn(conn),
+            // Back to the pool; the next beat checks out again.
+            Ok(Beat::Lend) => drop(conn),
+            Ok(Beat::Park) => {
+                drop(conn.into_slot().await);
+                self.park().await?;
             }
-        } else {
-            self.last_beat_ms
-                .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+            Err(e) => {
+                // The session's state is unknown (a transaction may be open): replace the
+                // connection next time, under the same permit.
+                *hold = conn.into_slot().await.map_or(Hold::Nothing, Hold::Slot);
+                return Err(e);
+            }
         }
-        result
+        self.last_beat_ms
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        Ok(())
     }
 
-    async fn beat_on(&self, conn: &mut Conn) -> Result<(), Error> {
+    /// The heartbeat's connection: the one kept, a new one under a kept permit, a first one from
+    /// the pool (bounded well below `dead_after`), or a parked replica's short one.
+    async fn connection(&self, hold: &mut Hold) -> Result<Conn, Error> {
+        let mut slot = match std::mem::replace(hold, Hold::Nothing) {
+            Hold::Conn(c) if !c.is_stale() => return Ok(c),
+            Hold::Conn(c) => c.into_slot().await,
+            Hold::Slot(s) => Some(s),
+            Hold::Nothing => None,
+        };
+        if slot.is_some() {
+            let conn = self.pool.acquire_in(&mut slot).await;
+            if let Some(s) = slot {
+                *hold = Hold::Slot(s);
+            }
+            return Ok(conn?);
+        }
+        if self.pool.ceiling() == 0 {
+            return Ok(self.pool.acquire_parked().await?);
+        }
+        let wait = self.pool.settings().pool_timeout.min(self.dead_after / 3);
+        let conn = tokio::time::timeout(wait, self.pool.acquire())
+            .await
+            .map_err(|_| crate::db::Error::Busy { waited: wait })??;
+        conn.hold_on_purpose();
+        Ok(conn)
+    }
+
+    /// Lowers the pool to 0 (the heartbeat's permit already given back) and records what it
+    /// reached over a parked connection.
+    async fn park(&self) -> Result<(), Error> {
+        let wait = self.pool.settings().pool_timeout.min(self.dead_after / 3);
+        let reached = self.pool.set_ceiling(0, wait).await;
+        let mut conn = self.pool.acquire_parked().await?;
+        conn.begin_transaction().await?;
+        self.record_ceiling(&mut conn, reached).await?;
+        conn.commit_transaction().await?;
+        tracing::warn!(
+            budget = self.budget,
+            live = self.live_replicas(),
+            "parked: the connection budget has no room for this replica; reads are served from \
+             memory, writes answer 503, until an older replica leaves"
+        );
+        Ok(())
+    }
+
+    async fn beat_on(&self, conn: &mut Conn) -> Result<Beat, Error> {
         let pool = &self.pool;
         let mine = pool.ceiling();
         conn.begin_transaction().await?;
@@ -266,6 +354,12 @@ impl Cluster {
             seen.others,
         );
         match step {
+            Move::Shrink(0) if conn.holds_permit() => {
+                conn.commit_transaction().await?;
+                if self.may_park.load(Ordering::Relaxed) {
+                    return Ok(Beat::Park);
+                }
+            }
             Move::Shrink(target) => {
                 // The lock is not needed (others only gain room once the row is lowered).
                 conn.commit_transaction().await?;
@@ -287,7 +381,11 @@ impl Cluster {
             }
             Move::Stay => conn.commit_transaction().await?,
         }
-        Ok(())
+        Ok(if seen.target <= 1 {
+            Beat::Lend
+        } else {
+            Beat::Keep
+        })
     }
 
     /// Under the budget's lock (in the caller's transaction): records this replica's heartbeat,
@@ -304,18 +402,14 @@ impl Cluster {
             .fetch_one(&mut **conn)
             .await?
             .try_get(0)?;
-        pool.query(
-            "INSERT INTO reco_replicas (id, url, application_name, started_ms, heartbeat_ms, ceiling) \
-             VALUES ($1, $2, $3, $4, $4, $5) \
-             ON CONFLICT (id) DO UPDATE SET heartbeat_ms = excluded.heartbeat_ms, url = excluded.url",
-        )
-        .bind(&self.id)
-        .bind(url)
-        .bind(&self.application_name)
-        .bind(now)
-        .bind(mine as i32)
-        .execute(&mut **conn)
-        .await?;
+        let updated = pool
+            .query("UPDATE reco_replicas SET heartbeat_ms = $1, url = $2 WHERE id = $3")
+            .bind(now)
+            .bind(url.clone())
+            .bind(&self.id)
+            .execute(&mut **conn)
+            .await?
+            .rows_affected();
         let dead = pool
             .query(
                 "DELETE FROM reco_replicas WHERE application_name = $1 AND heartbeat_ms < $2 \
@@ -329,6 +423,22 @@ impl Cluster {
             let id: String = row.try_get(0)?;
             let ceiling: i32 = row.try_get(1)?;
             tracing::warn!(replica = %id, ceiling, "replica missed its heartbeats: its share is handed out");
+        }
+        if updated == 0 {
+            let ceiling = self.registration_ceiling(conn, mine).await?;
+            pool.query(
+                "INSERT INTO reco_replicas \
+                 (id, url, application_name, started_ms, heartbeat_ms, ceiling) \
+                 VALUES ($1, $2, $3, $4, $4, $5)",
+            )
+            .bind(&self.id)
+            .bind(url)
+            .bind(&self.application_name)
+            .bind(now)
+            .bind(ceiling as i32)
+            .execute(&mut **conn)
+            .await?;
+            self.registered.store(true, Ordering::Relaxed);
         }
         let rows = pool
             .query(
@@ -373,6 +483,40 @@ impl Cluster {
         Ok(seen)
     }
 
+    /// The ceiling a registration records. The first one records what the pool holds (one
+    /// connection, inside `join_reserve`; the others shrink for it). A replica whose row was
+    /// counted out (it missed heartbeats for `dead_after`) and that comes back records only the
+    /// room left, since the others may have taken its share meanwhile; it then shrinks to that.
+    async fn registration_ceiling(&self, conn: &mut Conn, mine: u32) -> Result<u32, Error> {
+        if !self.registered.load(Ordering::Relaxed) {
+            return Ok(mine);
+        }
+        let pool = &self.pool;
+        let held: i64 = pool
+            .query(
+                "SELECT CAST(coalesce(sum(ceiling), 0) AS BIGINT) FROM reco_replicas \
+                 WHERE application_name = $1",
+            )
+            .bind(&self.application_name)
+            .fetch_one(&mut **conn)
+            .await?
+            .try_get(0)?;
+        let on_server = backends_on_server(pool, conn, &self.application_name).await?;
+        let others_on_server = (on_server.max(0) as u32).saturating_sub(pool.open_connections());
+        let others = (held.max(0) as u32).max(others_on_server);
+        let room = self
+            .budget
+            .saturating_sub(self.reserve)
+            .saturating_sub(others);
+        tracing::warn!(
+            held = mine,
+            room,
+            "this replica had been counted out (no heartbeat for dead_after): registering again \
+             within the room left"
+        );
+        Ok(mine.min(room))
+    }
+
     async fn record_ceiling(&self, conn: &mut Conn, ceiling: u32) -> Result<(), Error> {
         self.pool
             .query("UPDATE reco_replicas SET ceiling = $1 WHERE id = $2")
@@ -387,15 +531,17 @@ impl Cluster {
     /// it. The row stays until `dead_after` passes, so no replica grows while this one's last
     /// connection may still be open.
     pub async fn leave(&self) {
-        self.pool.set_ceiling(1, Duration::from_secs(5)).await;
-        let mut guard = self.coordination.lock().await;
-        if let Some(conn) = guard.as_mut()
+        if self.pool.ceiling() > 1 {
+            self.pool.set_ceiling(1, Duration::from_secs(5)).await;
+        }
+        let mut hold = self.coordination.lock().await;
+        if let Hold::Conn(conn) = &mut *hold
             && conn.begin_transaction().await.is_ok()
         {
-            let _ = self.record_ceiling(conn, 1).await;
+            let _ = self.record_ceiling(conn, self.pool.ceiling()).await;
             let _ = conn.commit_transaction().await;
         }
-        if let Some(mut conn) = guard.take() {
+        if let Hold::Conn(mut conn) = std::mem::replace(&mut *hold, Hold::Nothing) {
             conn.discard_on_drop();
         }
     }

@@ -18,6 +18,8 @@ pub(super) struct Checkout {
     pub taken_at: Instant,
     /// Already reported as a suspected leak (reported once, not on every scan).
     pub reported: bool,
+    /// Held on purpose for as long as the process runs (the cluster heartbeat's): never a leak.
+    pub kept: bool,
 }
 
 /// All live checkouts of one pool.
@@ -44,9 +46,17 @@ impl Checkouts {
                 location,
                 taken_at,
                 reported: false,
+                kept: false,
             },
         );
         id
+    }
+
+    /// Marks a checkout as held on purpose (see [`Checkout::kept`]).
+    pub(super) fn keep(&self, id: u64) {
+        if let Some(c) = self.live.lock().get_mut(&id) {
+            c.kept = true;
+        }
     }
 
     pub(super) fn remove(&self, id: u64) -> Option<Checkout> {
@@ -64,7 +74,7 @@ impl Checkouts {
             .live
             .lock()
             .values()
-            .filter(|c| now.duration_since(c.taken_at) >= threshold)
+            .filter(|c| !c.kept && now.duration_since(c.taken_at) >= threshold)
             .map(|c| LeakSuspect {
                 location: c.location.to_string(),
                 held_seconds: now.duration_since(c.taken_at).as_secs_f64(),
@@ -83,7 +93,7 @@ impl Checkouts {
         let mut out = Vec::new();
         for c in self.live.lock().values_mut() {
             let held = now.duration_since(c.taken_at);
-            if !c.reported && held >= threshold {
+            if !c.reported && !c.kept && held >= threshold {
                 c.reported = true;
                 out.push((c.location, held));
             }
@@ -116,5 +126,9 @@ mod tests {
         );
         assert!(c.remove(id).unwrap().reported);
         assert_eq!(c.len(), 1);
+        let kept = c.insert(here, old);
+        c.keep(kept);
+        assert!(c.newly_leaked(Duration::from_secs(1)).is_empty());
+        assert!(c.suspects(Duration::from_secs(1)).is_empty());
     }
 }

@@ -1,6 +1,7 @@
 //! A checked-out connection: [`Conn`] derefs to the driver's connection, runs the transactions of
 //! a transaction-mode pooler, and gives its permit back only once the connection is idle again.
 
+use std::panic::Location;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -10,6 +11,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::error::Error;
 use super::shared::{BACKEND_EXIT_GRACE, PoolInner};
+use crate::config::Pooler;
 use crate::metrics::CloseReason;
 
 /// A checked-out connection. Derefs to the driver's connection; returns to the pool on drop,
@@ -22,7 +24,8 @@ pub struct Conn {
     pub(super) checkout_id: u64,
     pub(super) taken_at: Instant,
     pub(super) pool: Arc<PoolInner>,
-    /// `None` only during drop.
+    /// The gate's permit; `None` during drop, after [`Conn::into_slot`], and for a parked
+    /// replica's heartbeat connection ([`super::Pool::acquire_parked`]).
     pub(super) permit: Option<OwnedSemaphorePermit>,
     /// Close the connection instead of returning it (its session state cannot be trusted).
     pub(super) discard: bool,
@@ -31,7 +34,95 @@ pub struct Conn {
     pub(super) pooled_transaction: bool,
 }
 
+/// A permit of the pool's gate kept without a connection: the cluster heartbeat's place in the
+/// ceiling. A heartbeat whose connection broke (a database restart, a terminated backend, a rebuild)
+/// reconnects under the permit it already holds ([`super::Pool::acquire_in`]) instead of queueing
+/// for one behind request traffic, where it could wait up to `pool_timeout`, past `dead_after`.
+pub struct Slot {
+    /// `None` only during drop.
+    permit: Option<OwnedSemaphorePermit>,
+    pool: Arc<PoolInner>,
+}
+
+impl Slot {
+    pub(super) fn into_parts(mut self) -> (OwnedSemaphorePermit, Arc<PoolInner>) {
+        let permit = self.permit.take().expect("present until drop");
+        (permit, self.pool.clone())
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            self.pool.release(permit);
+        }
+    }
+}
+
 impl Conn {
+    /// Registers a checkout of `conn` (under `permit`, if any) and, behind a transaction-mode
+    /// pooler, opens its transaction.
+    pub(super) async fn checked_out(
+        pool: Arc<PoolInner>,
+        conn: sqlx::pool::PoolConnection<sqlx::Any>,
+        permit: Option<OwnedSemaphorePermit>,
+        location: &'static Location<'static>,
+        generation: u64,
+    ) -> Result<Conn, Error> {
+        use sqlx_core::transaction::TransactionManager;
+        let taken_at = Instant::now();
+        let checkout_id = pool.checkouts.insert(location, taken_at);
+        let pooled = pool.pooler == Pooler::Transaction;
+        let mut conn = Conn {
+            conn: Some(conn),
+            generation,
+            checkout_id,
+            taken_at,
+            pool,
+            permit,
+            discard: false,
+            pooled_transaction: false,
+        };
+        if pooled {
+            let c: &mut AnyConnection = &mut conn;
+            if let Err(e) = <sqlx::Any as sqlx::Database>::TransactionManager::begin(c, None).await
+            {
+                conn.discard_on_drop();
+                return Err(Error::Driver(e));
+            }
+            conn.pooled_transaction = true;
+        }
+        Ok(conn)
+    }
+
+    /// Closes the connection and keeps its permit (see [`Slot`]). Returns once the connection is
+    /// closed and its server backend had a moment to exit, so the next connection under the same
+    /// permit does not overlap it on the server.
+    /// Without a permit (a parked heartbeat's connection) it only closes the connection.
+    pub async fn into_slot(mut self) -> Option<Slot> {
+        if let Some(conn) = self.conn.take() {
+            self.pool.metrics.record_close(CloseReason::Other);
+            let _ = conn.close().await;
+            tokio::time::sleep(BACKEND_EXIT_GRACE).await;
+        }
+        let permit = self.permit.take()?;
+        Some(Slot {
+            permit: Some(permit),
+            pool: self.pool.clone(),
+        })
+    }
+
+    /// Whether this checkout holds a permit of the gate (not a parked heartbeat's connection).
+    pub fn holds_permit(&self) -> bool {
+        self.permit.is_some()
+    }
+
+    /// Marks this checkout as held on purpose for as long as the process runs: the leak detector
+    /// leaves it alone.
+    pub fn hold_on_purpose(&self) {
+        self.pool.checkouts.keep(self.checkout_id);
+    }
+
     /// Commits the work done so far. Behind a transaction-mode pooler a checkout is one
     /// transaction (sqlx prepares and executes a statement in two round trips, and between them the
     /// pooler may hand the client another server connection unless a transaction pins it), so a
@@ -141,6 +232,7 @@ impl Drop for Conn {
         // one is still on its way back, and the driver would open another: more connections than
         // the ceiling. `return_to_pool` is the driver's own drop handler, run eagerly.
         if !(self.discard || self.generation < self.pool.generation.load(Ordering::Relaxed))
+            && self.permit.is_some()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
             && let (Some(mut conn), Some(permit)) = (self.conn.take(), self.permit.take())
         {
@@ -167,15 +259,21 @@ impl Drop for Conn {
         }
         // Taken before a rebuild: close it rather than return it, and release the permit only
         // once it is closed (and its server backend had a moment to exit).
-        if (self.discard || self.generation < self.pool.generation.load(Ordering::Relaxed))
-            && let (Some(conn), Some(permit)) = (self.conn.take(), self.permit.take())
+        // A connection without a permit (a parked heartbeat's) is never kept either.
+        if (self.discard
+            || self.permit.is_none()
+            || self.generation < self.pool.generation.load(Ordering::Relaxed))
+            && let Some(conn) = self.conn.take()
         {
             self.pool.metrics.record_close(CloseReason::Rebuilt);
             let pool = self.pool.clone();
+            let permit = self.permit.take();
             tokio::spawn(async move {
                 let _ = conn.close().await;
                 tokio::time::sleep(BACKEND_EXIT_GRACE).await;
-                pool.release(permit);
+                if let Some(permit) = permit {
+                    pool.release(permit);
+                }
             });
         }
         if let Some(permit) = self.permit.take() {

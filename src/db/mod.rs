@@ -28,7 +28,7 @@ mod pool;
 mod shared;
 
 pub use checkout::LeakSuspect;
-pub use conn::Conn;
+pub use conn::{Conn, Slot};
 pub use connect::connect_direct;
 pub use error::Error;
 pub use pool::{Pool, PoolStatus, Rebuilt};

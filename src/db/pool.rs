@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
 use serde::Serialize;
-use sqlx::{AnyConnection, Connection};
+use sqlx::Connection;
 use tokio::sync::Semaphore;
 
 use super::checkout::{Checkouts, LeakSuspect};
-use super::conn::Conn;
+use super::conn::{Conn, Slot};
 use super::connect::{connect_options, pool_options};
 use super::error::Error;
 use super::shared::{BACKEND_EXIT_GRACE, PoolInner, PoolSettings};
@@ -156,6 +156,51 @@ impl Pool {
         async move { acquire(inner, location).await }
     }
 
+    /// Checks out a connection under the permit `slot` holds, without queueing at the gate (see
+    /// [`Slot`]); the checkout is held on purpose, so it is never reported as a leak. The slot is
+    /// taken only once a connection was had, so a failed attempt can be retried under it.
+    pub async fn acquire_in(&self, slot: &mut Option<Slot>) -> Result<Conn, Error> {
+        let inner = &self.inner;
+        let generation = inner.generation.load(Ordering::Relaxed);
+        let conn = self.driver_checkout().await?;
+        let Some((permit, inner)) = slot.take().map(Slot::into_parts) else {
+            return Err(Error::Closed);
+        };
+        let conn =
+            Conn::checked_out(inner, conn, Some(permit), Location::caller(), generation).await?;
+        self.inner.checkouts.keep(conn.checkout_id);
+        Ok(conn)
+    }
+
+    /// A connection outside the gate, for a replica parked at ceiling 0 by the cluster budget: its
+    /// heartbeat runs on one short connection through `cluster.join_reserve`, as a starting
+    /// replica's first one does. Closed when dropped.
+    pub async fn acquire_parked(&self) -> Result<Conn, Error> {
+        let generation = self.inner.generation.load(Ordering::Relaxed);
+        let conn = self.driver_checkout().await?;
+        let mut conn = Conn::checked_out(
+            self.inner.clone(),
+            conn,
+            None,
+            Location::caller(),
+            generation,
+        )
+        .await?;
+        conn.discard_on_drop();
+        Ok(conn)
+    }
+
+    /// A connection from the driver's pool within `pool_timeout`, past the gate.
+    async fn driver_checkout(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, Error> {
+        let timeout = self.inner.settings.pool_timeout;
+        match tokio::time::timeout(timeout, self.inner.sqlx.acquire()).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(sqlx::Error::PoolClosed)) => Err(Error::Closed),
+            Ok(Err(sqlx::Error::PoolTimedOut)) | Err(_) => Err(Error::Busy { waited: timeout }),
+            Ok(Err(e)) => Err(Error::Driver(e)),
+        }
+    }
+
     /// A statement for this pool's database. Behind a transaction-mode pooler it is sent unnamed
     /// (parsed for each execution): a named prepared statement lives on one server connection,
     /// and the pooler hands the next transaction another one.
@@ -251,7 +296,8 @@ impl Pool {
         self.inner.ceiling.load(Ordering::Relaxed)
     }
 
-    /// Changes the ceiling (clamped to `1..=pool_size + max_overflow`) and returns it. Lowering
+    /// Changes the ceiling (clamped to `0..=pool_size + max_overflow`; 0 parks a replica the
+    /// cluster budget has no room for) and returns it. Lowering
     /// waits until the pool really holds no more than the new ceiling: free permits are taken at
     /// once, busy ones as their checkouts end (ahead of queued checkouts), idle connections beyond
     /// it are closed, and the server is given a moment to end their backends. Only then may
@@ -262,7 +308,7 @@ impl Pool {
     pub async fn set_ceiling(&self, ceiling: u32, wait: Duration) -> u32 {
         let inner = &self.inner;
         let _one_change = inner.resizing.lock().await;
-        let target = ceiling.clamp(1, inner.settings.ceiling().max(1));
+        let target = ceiling.min(inner.settings.ceiling().max(1));
         let current = inner.ceiling.load(Ordering::Relaxed);
         if target >= current {
             let add = target - current;
@@ -406,30 +452,7 @@ async fn acquire(
             return Err(Error::Busy { waited });
         }
     };
-    let taken_at = Instant::now();
-    let checkout_id = inner.checkouts.insert(location, taken_at);
-    let pooled = inner.pooler == Pooler::Transaction;
-    let mut checkout = Ok(Conn {
-        conn: Some(conn),
-        generation,
-        checkout_id,
-        taken_at,
-        pool: inner,
-        permit: Some(permit),
-        discard: false,
-        pooled_transaction: false,
-    });
-    if pooled {
-        use sqlx_core::transaction::TransactionManager;
-        let conn = checkout.as_mut().expect("just built");
-        let c: &mut AnyConnection = conn;
-        if let Err(e) = <sqlx::Any as sqlx::Database>::TransactionManager::begin(c, None).await {
-            conn.discard_on_drop();
-            return Err(Error::Driver(e));
-        }
-        conn.pooled_transaction = true;
-    }
-    checkout
+    Conn::checked_out(inner, conn, Some(permit), location, generation).await
 }
 
 /// Runs a few times per `leak_threshold` (at least every second) until the pool is dropped:

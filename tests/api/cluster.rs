@@ -10,7 +10,7 @@ use crate::helpers::{
     Backend, TestApp, count_backends, pg_connect, sample_backends, spawn_app_with,
 };
 
-fn clustered(c: &mut reco::config::Config, url: &str, name: &str) {
+pub(crate) fn clustered(c: &mut reco::config::Config, url: &str, name: &str) {
     c.db.url = secrecy::SecretString::from(url.to_string());
     c.db.application_name = name.to_string();
     c.db.pool_timeout = 60.0;
@@ -23,7 +23,7 @@ fn clustered(c: &mut reco::config::Config, url: &str, name: &str) {
 }
 
 /// The first replica of cluster `name`, on a fresh database the others then join.
-async fn first_replica(name: &str) -> TestApp {
+pub(crate) async fn first_replica(name: &str) -> TestApp {
     spawn_app_with(Backend::Postgres, |c| {
         let url = secrecy::ExposeSecret::expose_secret(&c.db.url).to_string();
         clustered(c, &url, name);
@@ -31,7 +31,7 @@ async fn first_replica(name: &str) -> TestApp {
     .await
 }
 
-async fn ceiling(app: &TestApp) -> u64 {
+pub(crate) async fn ceiling(app: &TestApp) -> u64 {
     let (s, p) = app.get("/api/admin/pool").await;
     assert_eq!(s, 200, "{p}");
     p["ceiling"].as_u64().unwrap()
@@ -39,7 +39,7 @@ async fn ceiling(app: &TestApp) -> u64 {
 
 /// Polls until `done` holds (or panics after `within`), sampling reco's backends meanwhile; returns
 /// the highest count seen.
-async fn until<F, Fut>(
+pub(crate) async fn until<F, Fut>(
     conn: &mut sqlx::PgConnection,
     name: &str,
     within: Duration,

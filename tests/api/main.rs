@@ -12,6 +12,7 @@ mod engines;
 mod faults;
 mod feedback;
 mod helpers;
+mod membership;
 mod monitor;
 mod movielens;
 mod orchestrator;
