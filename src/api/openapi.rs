@@ -295,7 +295,14 @@ fn parameters(path: &str, method: &str) -> Vec<Value> {
     let mut out: Vec<Value> = path
         .split('/')
         .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-        .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string", "maxLength": 256 } }))
+        .map(|name| {
+            let schema = if path.starts_with("/api/admin/train/") {
+                json!({ "type": "integer", "minimum": 1 })
+            } else {
+                json!({ "type": "string", "minLength": 1, "maxLength": 256 })
+            };
+            json!({ "name": name, "in": "path", "required": true, "schema": schema })
+        })
         .collect();
     let query = |name: &str, schema: Value| json!({ "name": name, "in": "query", "required": false, "schema": schema });
     if method == "get"
@@ -327,7 +334,10 @@ fn parameters(path: &str, method: &str) -> Vec<Value> {
         }
     }
     if path.starts_with("/api/feedback/") {
-        out.push(query("type", json!({ "type": "string" })));
+        out.push(query(
+            "type",
+            json!({ "type": "string", "minLength": 1, "maxLength": 64 }),
+        ));
     }
     out
 }
@@ -340,6 +350,8 @@ fn schemas() -> Value {
         "id": id, "categories": { "type": "array", "items": id, "maxItems": 100 }, "labels": labels,
         "title": { "type": "string" }, "description": { "type": "string" }, "timestamp": ts, "hidden": { "type": "boolean" }
     });
+    let mut patch_props = item_props.clone();
+    patch_props.as_object_mut().unwrap().remove("id");
     let page = |of: &str| {
         json!({ "type": "object", "properties": {
         "items": { "type": "array", "items": { "$ref": format!("#/components/schemas/{of}") } },
@@ -350,16 +362,16 @@ fn schemas() -> Value {
     json!({
         "Item": { "type": "object", "properties": item_props, "required": ["id", "categories", "labels", "title", "description", "timestamp", "hidden"] },
         "ItemInput": { "type": "object", "properties": item_props, "required": ["id"], "additionalProperties": false },
-        "ItemInputBatch": { "type": "array", "items": { "$ref": "#/components/schemas/ItemInput" }, "minItems": 1, "maxItems": 10000 },
-        "ItemPatch": { "type": "object", "properties": item_props, "additionalProperties": false },
+        "ItemInputBatch": { "type": "array", "items": { "$ref": "#/components/schemas/ItemInput" }, "minItems": 1, "maxItems": 10000, "x-unique-by": "id", "description": "ids are unique within a batch" },
+        "ItemPatch": { "type": "object", "properties": patch_props, "additionalProperties": false },
         "ItemPage": page("Item"),
         "User": { "type": "object", "properties": { "id": id, "labels": labels, "created_at": ts } },
         "UserInput": { "type": "object", "properties": { "id": id, "labels": labels }, "required": ["id"], "additionalProperties": false },
-        "UserInputBatch": { "type": "array", "items": { "$ref": "#/components/schemas/UserInput" }, "minItems": 1, "maxItems": 10000 },
+        "UserInputBatch": { "type": "array", "items": { "$ref": "#/components/schemas/UserInput" }, "minItems": 1, "maxItems": 10000, "x-unique-by": "id", "description": "ids are unique within a batch" },
         "UserPatch": { "type": "object", "properties": { "labels": labels }, "additionalProperties": false },
         "UserPage": page("User"),
         "Feedback": { "type": "object", "properties": {
-            "user_id": id, "item_id": id, "type": { "type": "string", "maxLength": 64 },
+            "user_id": id, "item_id": id, "type": { "type": "string", "minLength": 1, "maxLength": 64 },
             "value": { "type": "number", "default": 1.0 }, "timestamp": ts },
             "required": ["user_id", "item_id", "type"], "additionalProperties": false },
         "FeedbackBatch": { "type": "array", "items": { "$ref": "#/components/schemas/Feedback" }, "minItems": 1, "maxItems": 10000 },
@@ -406,16 +418,23 @@ fn build() -> Value {
     let mut paths = Map::new();
     for (method, path, summary, request, response, access) in ROUTES {
         // Starting a job answers 202 Accepted; everything else 200.
-        let ok = if *method == "post" && *path == "/api/admin/train" {
-            "202"
-        } else {
-            "200"
+        let ok = match (*method, *response) {
+            ("post", _) if *path == "/api/admin/train" => "202",
+            (_, "Empty") => "204",
+            _ => "200",
+        };
+        // The two pages that are not JSON say what they are.
+        let media = match *path {
+            "/metrics" => "text/plain",
+            "/dashboard" => "text/html",
+            _ => "application/json",
         };
         let mut op = json!({
             "summary": summary,
             "parameters": parameters(path, method),
             "responses": {
-                ok: { "description": "OK", "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{response}") } } } },
+                ok: if *response == "Empty" { json!({ "description": "Done; no body" }) } else {
+                    json!({ "description": "OK", "content": { media: { "schema": { "$ref": format!("#/components/schemas/{response}") } } } }) },
                 "4XX": { "description": "Bad input, unknown id or missing key", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
                 "503": { "description": "Database busy: retry after the Retry-After header", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
             }

@@ -15,6 +15,7 @@ mod helpers;
 mod membership;
 mod monitor;
 mod movielens;
+mod openapi;
 mod orchestrator;
 mod pool;
 mod quality;
