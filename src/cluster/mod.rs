@@ -1,5 +1,5 @@
 //! Replicas sharing one PostgreSQL: the registry with heartbeats and each replica's share of
-//! `cluster.connection_budget` (`membership`, with the arithmetic in [`budget`]), the training
+//! `cluster.connection_budget` (`membership` and `registry`, with the arithmetic in [`budget`]), the training
 //! lock (`lock`), and the trained snapshots one replica publishes for the others to load
 //! (`snapshots`). Only used with a budget; a single server never touches these tables.
 
@@ -7,6 +7,7 @@ pub mod budget;
 mod error;
 mod lock;
 mod membership;
+mod registry;
 mod snapshots;
 mod sql;
 

@@ -407,9 +407,10 @@ async fn the_ceiling_can_be_lowered_and_raised_while_running() {
         w.await.unwrap();
     }
     lowering_goes_ahead_of_queued_checkouts(&pool, &mut watch, &name).await;
-    // Never above the configured pool_size + max_overflow, never below 1.
+    // Never above the configured pool_size + max_overflow; 0 (a parked replica) closes them all.
     assert_eq!(pool.set_ceiling(50, Duration::ZERO).await, 10);
-    assert_eq!(pool.set_ceiling(0, Duration::from_secs(60)).await, 1);
+    assert_eq!(pool.set_ceiling(0, Duration::from_secs(60)).await, 0);
+    assert_eq!(pool.status().size, 0);
 }
 
 /// Lowered from 6 to 2 while 6 checkouts are out and 40 tasks queue for connections: returning
