@@ -36,7 +36,7 @@ pub use feedback::FeedbackConfig;
 pub use http::HttpConfig;
 pub use log::{LogConfig, LogFormat};
 pub use monitor::MonitorConfig;
-pub use orchestrator::{OrchestratorConfig, VariantConfig};
+pub use orchestrator::{OrchestratorConfig, VariantConfig, WorkerPriority};
 pub use recommend::RecommendConfig;
 pub use redact::{display_url, redact_url};
 pub use rules::ConfigError;

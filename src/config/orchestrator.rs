@@ -15,6 +15,10 @@ pub struct OrchestratorConfig {
     /// Engines other than `fast` and `popularity` run on at most this many threads at once, off
     /// the async workers (0 = one per CPU core): slow requests queue among themselves.
     pub workers: u32,
+    /// The CPU class of those threads: `idle` (Linux `SCHED_IDLE`: they run on time nothing else
+    /// wants, and a request's async worker preempts them at once) or `nice` (nice 10: they keep a
+    /// small share of a saturated machine, at the price of `fast` latency next to them).
+    pub worker_priority: WorkerPriority,
     /// Users whose last answer is kept until their next feedback or the next training (0 = off).
     pub cache_size: u64,
     /// MiB the cached answers may take, and as much again the impressions kept for click
@@ -26,6 +30,14 @@ pub struct OrchestratorConfig {
     /// An experiment: variants with traffic shares, chosen by a stable hash of the user id.
     /// Empty: every user gets `smart`.
     pub variants: Vec<VariantConfig>,
+}
+
+/// See [`OrchestratorConfig::worker_priority`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerPriority {
+    Idle,
+    Nice,
 }
 
 /// One arm of an experiment.
@@ -45,6 +57,7 @@ impl Default for OrchestratorConfig {
         Self {
             deadline: 0.05,
             workers: 0,
+            worker_priority: WorkerPriority::Idle,
             cache_size: 100_000,
             cache_memory_mb: 64,
             click_window: 1800.0,

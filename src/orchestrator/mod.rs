@@ -31,7 +31,7 @@ mod cache;
 
 use cache::{AnswerCache, BySize, Cached, Impression};
 
-use crate::config::{OrchestratorConfig, seconds};
+use crate::config::{OrchestratorConfig, WorkerPriority, seconds};
 use crate::engine::{Engine, EngineKind, Recommendation, Request, Who};
 use crate::metrics::Metrics;
 use crate::policy::FeedbackPolicy;
@@ -93,29 +93,39 @@ impl Drop for GaugeGuard {
 }
 
 /// The engine workers: `n` threads of their own, at a lower CPU priority than the rest of the
-/// process (nice 10, on Linux), so that on a loaded machine the kernel runs the async workers
+/// process (`orchestrator.worker_priority`, on Linux), so that on a loaded machine the kernel runs the async workers
 /// (writes, health checks, `fast`) first and slow requests take what is left. A job queues until a
 /// thread is free; the queue is bounded in time by the deadline (a job whose caller gave up never
 /// starts). rayon is the pool, as for training; the priority is set through `libc` because the
 /// standard library has no per-thread priority.
-fn engine_workers(n: usize) -> rayon::ThreadPool {
+fn engine_workers(n: usize, priority: WorkerPriority) -> rayon::ThreadPool {
     rayon::ThreadPoolBuilder::new()
         .num_threads(n)
         .thread_name(|i| format!("reco-engine-{i}"))
-        .start_handler(|_| lower_priority())
+        .start_handler(move |_| lower_priority(priority))
         .panic_handler(|_| tracing::error!("an engine job panicked; fast answered instead"))
         .build()
         .expect("engine worker threads start")
 }
 
-/// Lowers the calling thread's scheduling priority (Linux nice values are per thread).
-fn lower_priority() {
+/// Lowers the calling thread's CPU priority. `Idle` puts it in Linux's `SCHED_IDLE` class (nice
+/// 10 where that is refused): it runs only on CPU time no normal thread wants, and an async worker
+/// woken by a request preempts it at once; at nice 10 a woken async worker can still wait behind a
+/// running engine job for the scheduler's next decision. On a machine saturated by other work,
+/// idle-class jobs wait, miss `orchestrator.deadline` and `fast` answers (what the deadline is
+/// for). `Nice` keeps them a small share of a saturated machine instead.
+fn lower_priority(priority: WorkerPriority) {
     #[cfg(target_os = "linux")]
-    // SAFETY: setpriority on this thread's own id has no memory-safety effect; failure (no
-    // permission) only leaves the priority as it was.
+    // SAFETY: sched_setscheduler and setpriority on this thread's own id have no memory-safety
+    // effect; failure only leaves the scheduling as it was.
     unsafe {
-        let tid = libc::gettid() as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+        let param = libc::sched_param { sched_priority: 0 };
+        if priority == WorkerPriority::Nice
+            || libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0
+        {
+            let tid = libc::gettid() as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+        }
     }
 }
 
@@ -161,7 +171,7 @@ impl Orchestrator {
             policy,
             metrics,
             deadline: (config.deadline > 0.0).then(|| seconds(config.deadline)),
-            workers: engine_workers(workers(config.workers)),
+            workers: engine_workers(workers(config.workers), config.worker_priority),
             click_window: seconds(config.click_window),
             variants,
             cache: (capacity > 0).then(|| {

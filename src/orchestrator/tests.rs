@@ -108,3 +108,25 @@ fn variants_split_traffic_by_share_and_stay_put() {
         (Arc::from(DEFAULT_VARIANT), EngineKind::Smart)
     );
 }
+
+/// Engine worker threads run in the CPU class configured: Linux's idle class by default, nice 10
+/// when asked (the main thread keeps its own).
+#[cfg(target_os = "linux")]
+#[test]
+fn engine_workers_run_in_the_configured_cpu_class() {
+    let class = |priority| {
+        let pool = engine_workers(1, priority);
+        // SAFETY: reads this thread's own scheduling policy and nice value.
+        pool.install(|| unsafe {
+            let tid = libc::gettid() as libc::id_t;
+            (
+                libc::sched_getscheduler(0),
+                libc::getpriority(libc::PRIO_PROCESS, tid),
+            )
+        })
+    };
+    assert_eq!(class(WorkerPriority::Idle).0, libc::SCHED_IDLE);
+    assert_eq!(class(WorkerPriority::Nice), (libc::SCHED_OTHER, 10));
+    // SAFETY: as above, for the test's own thread.
+    assert_eq!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_OTHER);
+}

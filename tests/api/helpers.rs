@@ -109,6 +109,9 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
     config.http.request_timeout = 600.0;
     // A named engine answers as itself even on a busy machine (the deadline has its own tests).
     config.orchestrator.deadline = 30.0;
+    // Tests keep both cores busy with each other: idle-class engine threads could wait for most
+    // of a run. The idle class's effect is measured by scripts/bench-stall.sh.
+    config.orchestrator.worker_priority = reco::config::WorkerPriority::Nice;
     config.recommend.rerank_interval = 0.05;
     let (db_url, pg_database, dir) = match backend {
         Backend::Sqlite => {
