@@ -31,6 +31,29 @@ pub(crate) async fn first_replica(name: &str) -> TestApp {
     .await
 }
 
+/// Replicas A and B of a new cluster (`prefix` and a random suffix), settled at 7 + 7, and a
+/// connection of the test's own to the server.
+pub(crate) async fn two_replicas(prefix: &str) -> (String, TestApp, TestApp, sqlx::PgConnection) {
+    let name = format!(
+        "{prefix}_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    );
+    let a = first_replica(&name).await;
+    let url = a.db_url.clone();
+    let b = spawn_app_with(Backend::Postgres, |c| clustered(c, &url, &name)).await;
+    let mut watch = pg_connect(&url).await;
+    at_seven(&mut watch, &name, &a, &b).await;
+    (name, a, b, watch)
+}
+
+/// Waits until A and B settle at 7 + 7; returns the most backends seen meanwhile.
+async fn at_seven(watch: &mut sqlx::PgConnection, name: &str, a: &TestApp, b: &TestApp) -> i64 {
+    until(watch, name, Duration::from_secs(120), "7 + 7", || async {
+        (ceiling(a).await, ceiling(b).await) == (7, 7)
+    })
+    .await
+}
+
 pub(crate) async fn ceiling(app: &TestApp) -> u64 {
     let (s, p) = app.get("/api/admin/pool").await;
     assert_eq!(s, 200, "{p}");
@@ -91,14 +114,7 @@ async fn replicas_share_the_budget_and_one_trains_for_all() {
 
     // B joins: the two settle at 7 + 7, and the backends never pass the budget meanwhile.
     let b = spawn_app_with(Backend::Postgres, |c| clustered(c, &url, &name)).await;
-    let peak = until(
-        &mut watch,
-        &name,
-        Duration::from_secs(120),
-        "7 + 7",
-        || async { (ceiling(&a).await, ceiling(&b).await) == (7, 7) },
-    )
-    .await;
+    let peak = at_seven(&mut watch, &name, &a, &b).await;
     assert!(peak <= 15, "peak {peak} reco backends, budget 15");
 
     // B did not train: it loaded A's snapshot, and answers as A does.
@@ -213,22 +229,8 @@ async fn training_lock_is_exclusive(a: &TestApp, b: &TestApp) {
 /// after another; all four then settle at their shares.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_starting_together_back_off_instead_of_holding_the_reserve_twice() {
-    let name = format!(
-        "reco_j_{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..10]
-    );
-    let a = first_replica(&name).await;
+    let (name, a, b, mut watch) = two_replicas("reco_j").await;
     let url = a.db_url.clone();
-    let b = spawn_app_with(Backend::Postgres, |c| clustered(c, &url, &name)).await;
-    let mut watch = pg_connect(&url).await;
-    until(
-        &mut watch,
-        &name,
-        Duration::from_secs(120),
-        "7 + 7",
-        || async { (ceiling(&a).await, ceiling(&b).await) == (7, 7) },
-    )
-    .await;
     // Training holds the training lock's connection while it checks out others: wait for A's
     // first run and B's load to end, or holding the rest would starve it (on a busy machine they
     // can still be running here).

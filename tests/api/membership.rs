@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cluster::{ceiling, clustered, first_replica, until};
+use crate::cluster::{ceiling, clustered, first_replica, two_replicas, until};
 use crate::helpers::{Backend, TestApp, pg_connect, sample_backends, spawn_app_with};
 
 fn cluster_name(prefix: &str) -> String {
@@ -179,19 +179,7 @@ async fn a_replica_past_the_budget_is_parked_until_room_frees_up() {
 /// recorded ceilings never pass the budget meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_counted_out_registers_again_within_the_room_left() {
-    let name = cluster_name("reco_r");
-    let a = first_replica(&name).await;
-    let url = a.db_url.clone();
-    let b = spawn_app_with(Backend::Postgres, |c| clustered(c, &url, &name)).await;
-    let mut watch = pg_connect(&url).await;
-    until(
-        &mut watch,
-        &name,
-        Duration::from_secs(120),
-        "7 + 7",
-        || async { (ceiling(&a).await, ceiling(&b).await) == (7, 7) },
-    )
-    .await;
+    let (name, a, b, mut watch) = two_replicas("reco_r").await;
     // Under the budget's lock, as a heartbeat would: B is counted out and A records 12.
     let b_id = b.state.cluster.as_ref().unwrap().id().to_string();
     let a_id = a.state.cluster.as_ref().unwrap().id().to_string();
