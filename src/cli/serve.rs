@@ -1,5 +1,7 @@
 //! `reco serve`: run the HTTP server.
 
+use std::io::Write;
+
 use crate::api;
 use crate::app::{App, shutdown_signal};
 use crate::config::{Config, Overrides};
@@ -46,11 +48,17 @@ pub async fn run(_opts: Opts, config: Config) -> anyhow::Result<()> {
         .into_iter()
         .next()
         .map(|u| u.id);
-    println!("reco is listening on http://{addr}");
-    match example_user {
-        Some(user) => println!("try: curl 'http://{addr}/api/recommend/{user}?n=10'"),
-        None => println!("try: curl 'http://{addr}/api/popular?n=10'"),
-    }
+    // Written, not `println!`ed: a closed stdout (`reco serve | head -1`, a supervisor that stopped
+    // reading) must not panic a running server.
+    let example = match example_user {
+        Some(user) => format!("/api/recommend/{user}?n=10"),
+        None => "/api/popular?n=10".to_string(),
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "reco is listening on http://{addr}");
+    let _ = writeln!(out, "try: curl 'http://{addr}{example}'");
+    let _ = out.flush();
+    drop(out);
     tracing::info!(%addr, backend = ?state.pool.backend(), "serving");
     api::serve(state, listener, shutdown_signal()).await
 }
