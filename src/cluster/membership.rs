@@ -289,7 +289,7 @@ impl Cluster {
         if self.pool.ceiling() == 0 {
             return Ok(self.pool.acquire_parked().await?);
         }
-        let wait = self.pool.settings().pool_timeout.min(self.dead_after / 3);
+        let wait = self.short_wait();
         let conn = tokio::time::timeout(wait, self.pool.acquire())
             .await
             .map_err(|_| crate::db::Error::Busy { waited: wait })??;
@@ -297,10 +297,16 @@ impl Cluster {
         Ok(conn)
     }
 
+    /// How long a heartbeat may wait for the pool (a checkout, a shrink): well below `dead_after`,
+    /// since the next heartbeats wait meanwhile.
+    fn short_wait(&self) -> Duration {
+        self.pool.settings().pool_timeout.min(self.dead_after / 3)
+    }
+
     /// Lowers the pool to 0 (the heartbeat's permit already given back) and records what it
     /// reached over a parked connection.
     async fn park(&self) -> Result<(), Error> {
-        let wait = self.pool.settings().pool_timeout.min(self.dead_after / 3);
+        let wait = self.short_wait();
         let reached = self.pool.set_ceiling(0, wait).await;
         let mut conn = self.pool.acquire_parked().await?;
         conn.begin_transaction().await?;
@@ -352,7 +358,7 @@ impl Cluster {
                 // The lock is not needed (others only gain room once the row is lowered).
                 conn.commit_transaction().await?;
                 // Bounded well below `dead_after`: heartbeats wait while this runs.
-                let wait = pool.settings().pool_timeout.min(self.dead_after / 3);
+                let wait = self.short_wait();
                 let reached = pool.set_ceiling(target, wait).await;
                 conn.begin_transaction().await?;
                 self.record_ceiling(conn, reached).await?;

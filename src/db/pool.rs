@@ -160,12 +160,12 @@ impl Pool {
     /// [`Slot`]); the checkout is held on purpose, so it is never reported as a leak. The slot is
     /// taken only once a connection was had, so a failed attempt can be retried under it.
     pub async fn acquire_in(&self, slot: &mut Option<Slot>) -> Result<Conn, Error> {
-        let inner = &self.inner;
-        let generation = inner.generation.load(Ordering::Relaxed);
-        let conn = self.driver_checkout().await?;
-        let Some((permit, inner)) = slot.take().map(Slot::into_parts) else {
+        if slot.is_none() {
             return Err(Error::Closed);
-        };
+        }
+        let generation = self.inner.generation.load(Ordering::Relaxed);
+        let conn = self.driver_checkout().await?;
+        let (permit, inner) = slot.take().map(Slot::into_parts).expect("checked above");
         let conn =
             Conn::checked_out(inner, conn, Some(permit), Location::caller(), generation).await?;
         self.inner.checkouts.keep(conn.checkout_id);
@@ -194,10 +194,8 @@ impl Pool {
     async fn driver_checkout(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, Error> {
         let timeout = self.inner.settings.pool_timeout;
         match tokio::time::timeout(timeout, self.inner.sqlx.acquire()).await {
-            Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(sqlx::Error::PoolClosed)) => Err(Error::Closed),
-            Ok(Err(sqlx::Error::PoolTimedOut)) | Err(_) => Err(Error::Busy { waited: timeout }),
-            Ok(Err(e)) => Err(Error::Driver(e)),
+            Ok(result) => result.map_err(|e| driver_error(e, timeout)),
+            Err(_) => Err(Error::Busy { waited: timeout }),
         }
     }
 
@@ -423,13 +421,11 @@ async fn acquire(
             .acquire_owned()
             .await
             .map_err(|_| Error::Closed)?;
-        let conn = inner.sqlx.acquire().await.map_err(|e| match e {
-            sqlx::Error::PoolClosed => Error::Closed,
-            sqlx::Error::PoolTimedOut => Error::Busy {
-                waited: started.elapsed(),
-            },
-            other => Error::Driver(other),
-        })?;
+        let conn = inner
+            .sqlx
+            .acquire()
+            .await
+            .map_err(|e| driver_error(e, started.elapsed()))?;
         Ok::<_, Error>((permit, conn))
     })
     .await;
@@ -453,6 +449,15 @@ async fn acquire(
         }
     };
     Conn::checked_out(inner, conn, Some(permit), location, generation).await
+}
+
+/// The pool's error for a failed checkout from the driver's pool, after `waited`.
+fn driver_error(e: sqlx::Error, waited: Duration) -> Error {
+    match e {
+        sqlx::Error::PoolClosed => Error::Closed,
+        sqlx::Error::PoolTimedOut => Error::Busy { waited },
+        other => Error::Driver(other),
+    }
 }
 
 /// Runs a few times per `leak_threshold` (at least every second) until the pool is dropped:

@@ -212,15 +212,9 @@ impl Orchestrator {
             let engine = self.engine.clone();
             let user: Arc<str> = Arc::from(user_id);
             let job = move |q: &Request| engine.recommend(Who::User(&user), &q.query(), kind);
-            let (rec, fallback) = self
+            let served = self
                 .bounded(kind, NO_VARIANT, job, request, Who::User(user_id))
                 .await;
-            let served = Served {
-                rec,
-                variant: None,
-                cached: false,
-                fallback,
-            };
             (served, false)
         };
         self.record(user_id, &served, known, started.elapsed());
@@ -242,15 +236,9 @@ impl Orchestrator {
             let session = session.clone();
             move |q: &Request| engine.recommend(Who::Session(&session), &q.query(), kind)
         };
-        let (rec, fallback) = self
+        let served = self
             .bounded(kind, NO_VARIANT, job, request, Who::Session(&session))
             .await;
-        let served = Served {
-            rec,
-            variant: None,
-            cached: false,
-            fallback,
-        };
         self.metrics
             .record_engine(served.rec.engine.name(), started.elapsed().as_secs_f64());
         served
@@ -290,21 +278,19 @@ impl Orchestrator {
                 rec
             }
         };
-        let (rec, fallback) = self
+        let served = self
             .bounded(kind, &variant, job, request, Who::User(user_id))
             .await;
         let served = Served {
-            rec,
             variant: Some(variant),
-            cached: false,
-            fallback,
+            ..served
         };
         (served, freshness.is_some())
     }
 
     /// Runs `job` for `kind` on a worker under the deadline; `fast` for `who` answers a miss (or a
-    /// job that failed), counted under `variant`. `fast` and `popularity` answer inline. Returns
-    /// the answer and whether it is the fallback.
+    /// job that failed), counted under `variant`. `fast` and `popularity` answer inline. The
+    /// answer comes back computed (not cached), with no variant set.
     async fn bounded(
         &self,
         kind: EngineKind,
@@ -312,9 +298,15 @@ impl Orchestrator {
         job: impl FnOnce(&Request) -> Recommendation + Send + 'static,
         request: Request,
         who: Who<'_>,
-    ) -> (Recommendation, bool) {
+    ) -> Served {
+        let served = |rec, fallback| Served {
+            rec,
+            variant: None,
+            cached: false,
+            fallback,
+        };
         if matches!(kind, EngineKind::Fast | EngineKind::Popularity) {
-            return (job(&request), false);
+            return served(job(&request), false);
         }
         let started = Instant::now();
         let query = request.clone();
@@ -345,13 +337,13 @@ impl Orchestrator {
                 .filter(|_| started.elapsed() <= deadline),
         };
         match answer {
-            Some(rec) => (rec, false),
+            Some(rec) => served(rec, false),
             None => {
                 self.metrics.record_fallback(variant, kind.name());
                 let fast = self
                     .engine
                     .recommend(who, &request.query(), EngineKind::Fast);
-                (fast, true)
+                served(fast, true)
             }
         }
     }
