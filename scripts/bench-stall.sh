@@ -45,17 +45,22 @@ phase() { # name: fast and feedback side by side for DURATION seconds
   wrk -t1 -c8 -d"${DURATION}s" --latency -s scripts/bench/feedback.lua "http://127.0.0.1:$PORT/api/feedback" > "$OUT/$1.feedback.txt"
   wait $f
 }
+trained() { curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^reco_train_runs_total/ { n += $2 } END { print n + 0 }'; }
+before=$(trained)
 phase alone
-wrk -t1 -c16 -d"$((DURATION + 10))s" --latency -s scripts/bench/quality_1000.lua "http://127.0.0.1:$PORT" > "$OUT/slow.quality.txt" &
+after_alone=$(trained)
+wrk -t1 -c16 -d"$((DURATION + 10))s" --latency -s "${SLOW_SCRIPT:-scripts/bench/quality_1000.lua}" "http://127.0.0.1:$PORT" > "$OUT/slow.quality.txt" &
 SLOW=$!
 sleep 5
 phase slow
 wait $SLOW
 metrics=$(curl -s "http://127.0.0.1:$PORT/metrics")
+after_slow=$(trained)
 
 echo "phase scenario rps p50_ms p99_ms" | tee "$OUT/results.txt"
 for p in alone slow; do for s in fast feedback; do echo "$p $s $(parse "$OUT/$p.$s.txt")" | tee -a "$OUT/results.txt"; done; done
 echo "slow quality_n1000 $(parse "$OUT/slow.quality.txt")" | tee -a "$OUT/results.txt"
 awk '$1 == "alone" { a[$2] = $5 } $1 == "slow" { s[$2] = $5 } END {
   for (k in a) printf "p99 ratio with the slow clients, %s: %.2fx\n", k, s[k] / a[k] }' "$OUT/results.txt"
-echo "$metrics" | grep -E '^reco_deadline_fallbacks_total|^reco_engine_jobs' || true
+echo "training runs during the phases: alone $((after_alone - before)), slow $((after_slow - after_alone))"
+echo "$metrics" | grep -E '^reco_deadline_fallbacks_total|^reco_engine_jobs|^reco_train_runs_total|^reco_train_seconds_(sum|count)' || true

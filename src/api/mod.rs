@@ -27,6 +27,7 @@ use axum::http::{HeaderName, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
+use axum::serve::ListenerExt;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -133,6 +134,14 @@ pub async fn serve(
     // not finish is dropped a moment later.
     let grace = seconds(state.config.http.shutdown_timeout);
     let (signalled, mut on_signal) = tokio::sync::watch::channel(false);
+    // Responses go out as they are written: with Nagle's algorithm on, the tail of a response
+    // can wait for the client's delayed acknowledgement of the previous segment (up to 40 ms on
+    // Linux), as every production HTTP server knows.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY could not be set on a connection");
+        }
+    });
     let server = axum::serve(
         listener,
         router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),

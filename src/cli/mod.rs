@@ -98,9 +98,12 @@ pub fn main() -> anyhow::Result<()> {
         return config_cmd::run(opts, &config);
     }
     crate::telemetry::init(&config.log);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if config.orchestrator.pin_async_workers {
+        builder.on_thread_park(crate::orchestrator::pin_async_worker);
+    }
+    let runtime = builder.build()?;
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(opts) => serve::run(opts, config).await,

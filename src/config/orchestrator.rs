@@ -19,6 +19,9 @@ pub struct OrchestratorConfig {
     /// wants, and a request's async worker preempts them at once) or `nice` (nice 10: they keep a
     /// small share of a saturated machine, at the price of `fast` latency next to them).
     pub worker_priority: WorkerPriority,
+    /// Each async worker (the threads that answer requests) runs on a CPU of its own: the kernel
+    /// can otherwise stack them on one CPU while engine jobs fill the others.
+    pub pin_async_workers: bool,
     /// Users whose last answer is kept until their next feedback or the next training (0 = off).
     pub cache_size: u64,
     /// MiB the cached answers may take, and as much again the impressions kept for click
@@ -58,6 +61,7 @@ impl Default for OrchestratorConfig {
             deadline: 0.05,
             workers: 0,
             worker_priority: WorkerPriority::Idle,
+            pin_async_workers: true,
             cache_size: 100_000,
             cache_memory_mb: 64,
             click_window: 1800.0,

@@ -275,8 +275,16 @@ impl Engine {
     /// interacted with, hidden and excluded items, items past their time-to-live and items outside
     /// the requested categories; with no trained models every engine answers with popularity.
     pub fn recommend(&self, who: Who<'_>, q: &Query<'_>, kind: EngineKind) -> Recommendation {
-        // The lock is held only to take the request's immutable inputs.
-        let (s, history, row_of) = {
+        self.inputs(who).recommend(q, kind)
+    }
+
+    /// What a recommendation for `who` reads, as immutable values: the state lock is held only
+    /// to clone them. Taken on the caller's thread, so that an engine job (run at a lower CPU
+    /// priority) never holds a lock a normal-priority thread can wait for: an idle-class thread
+    /// preempted inside the read lock would stall the feedback writer, and every reader queued
+    /// behind it, until the idle class ran again (priority inversion).
+    pub fn inputs(&self, who: Who<'_>) -> Inputs {
+        let (items, history, user) = {
             let state = self.state.read();
             match who {
                 Who::User(id) => (state.items(), state.user_history(id), Some(id)),
@@ -287,40 +295,17 @@ impl Engine {
                 ),
             }
         };
-        let (s, history) = (&*s, history.as_deref());
-        let ranking = self.ranking.load();
-        let Some(snap) = self.snapshot.load_full() else {
-            return Recommendation {
-                engine: EngineKind::Popularity,
-                route: None,
-                items: popular_for(s, history, &ranking, q),
-            };
-        };
-        let asked = Asked {
-            s,
-            history,
-            row: row_of
-                .and_then(|id| snap.user_rows.get(id))
+        let snapshot = self.snapshot.load_full();
+        Inputs {
+            row: user
+                .zip(snapshot.as_deref())
+                .and_then(|(id, snap)| snap.user_rows.get(id))
                 .map(|&r| r as usize),
-            q,
-            snap: &snap,
-            ranking: &ranking,
-            diversity: self.diversity,
-        };
-        let (engine, route, items) = match kind {
-            EngineKind::Fast => (kind, None, fast::recommend(&asked)),
-            EngineKind::Quality => (kind, None, models::quality(&asked)),
-            EngineKind::Enhanced => (kind, None, models::enhanced(&asked)),
-            EngineKind::Smart | EngineKind::Auto => {
-                let (route, items) = smart::recommend(&asked);
-                (EngineKind::Smart, Some(route), items)
-            }
-            EngineKind::Popularity => (kind, None, popular_for(s, history, &ranking, q)),
-        };
-        Recommendation {
-            engine,
-            route,
             items,
+            history,
+            snapshot,
+            ranking: self.ranking.load_full(),
+            diversity: self.diversity,
         }
     }
 
@@ -359,6 +344,55 @@ impl Engine {
             |_| false,
             |_, meta| (meta.timestamp_ms as f64 / 1000.0, "latest".to_string()),
         )
+    }
+}
+
+/// One recommendation's inputs, taken by [`Engine::inputs`]: computing on them takes no lock.
+pub struct Inputs {
+    items: Arc<Items>,
+    history: Option<Arc<UserHistory>>,
+    /// The user's row in the snapshot's factor models, when they were trained.
+    row: Option<usize>,
+    snapshot: Option<Arc<Snapshot>>,
+    ranking: Arc<Ranking>,
+    diversity: f32,
+}
+
+impl Inputs {
+    /// The chosen engine's answer (see [`Engine::recommend`]).
+    pub fn recommend(&self, q: &Query<'_>, kind: EngineKind) -> Recommendation {
+        let (s, history, ranking) = (&*self.items, self.history.as_deref(), &*self.ranking);
+        let Some(snap) = self.snapshot.as_deref() else {
+            return Recommendation {
+                engine: EngineKind::Popularity,
+                route: None,
+                items: popular_for(s, history, ranking, q),
+            };
+        };
+        let asked = Asked {
+            s,
+            history,
+            row: self.row,
+            q,
+            snap,
+            ranking,
+            diversity: self.diversity,
+        };
+        let (engine, route, items) = match kind {
+            EngineKind::Fast => (kind, None, fast::recommend(&asked)),
+            EngineKind::Quality => (kind, None, models::quality(&asked)),
+            EngineKind::Enhanced => (kind, None, models::enhanced(&asked)),
+            EngineKind::Smart | EngineKind::Auto => {
+                let (route, items) = smart::recommend(&asked);
+                (EngineKind::Smart, Some(route), items)
+            }
+            EngineKind::Popularity => (kind, None, popular_for(s, history, ranking, q)),
+        };
+        Recommendation {
+            engine,
+            route,
+            items,
+        }
     }
 }
 

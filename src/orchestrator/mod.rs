@@ -18,7 +18,8 @@
 //! judged by. It applies no writes: the catalogue (`crate::catalogue`) applies them to the engine
 //! (whose generations make cached answers stale) and reports committed feedback here.
 //!
-//! Files: the cached answers and impressions, weighed in bytes (`cache`); this file composes them.
+//! Files: the cached answers and impressions, weighed in bytes (`cache`); where the threads run
+//! (`cpu`); this file composes them.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,8 +29,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use quick_cache::sync::Cache;
 
 mod cache;
+mod cpu;
 
 use cache::{AnswerCache, BySize, Cached, Impression};
+use cpu::lower_priority;
+pub use cpu::pin_async_worker;
 
 use crate::config::{OrchestratorConfig, WorkerPriority, seconds};
 use crate::engine::{Engine, EngineKind, Recommendation, Request, Who};
@@ -106,27 +110,6 @@ fn engine_workers(n: usize, priority: WorkerPriority) -> rayon::ThreadPool {
         .panic_handler(|_| tracing::error!("an engine job panicked; fast answered instead"))
         .build()
         .expect("engine worker threads start")
-}
-
-/// Lowers the calling thread's CPU priority. `Idle` puts it in Linux's `SCHED_IDLE` class (nice
-/// 10 where that is refused): it runs only on CPU time no normal thread wants, and an async worker
-/// woken by a request preempts it at once; at nice 10 a woken async worker can still wait behind a
-/// running engine job for the scheduler's next decision. On a machine saturated by other work,
-/// idle-class jobs wait, miss `orchestrator.deadline` and `fast` answers (what the deadline is
-/// for). `Nice` keeps them a small share of a saturated machine instead.
-fn lower_priority(priority: WorkerPriority) {
-    #[cfg(target_os = "linux")]
-    // SAFETY: sched_setscheduler and setpriority on this thread's own id have no memory-safety
-    // effect; failure only leaves the scheduling as it was.
-    unsafe {
-        let param = libc::sched_param { sched_priority: 0 };
-        if priority == WorkerPriority::Nice
-            || libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0
-        {
-            let tid = libc::gettid() as libc::id_t;
-            libc::setpriority(libc::PRIO_PROCESS, tid, 10);
-        }
-    }
 }
 
 /// The worker count `orchestrator.workers` asks for (0: one per CPU core).
@@ -209,9 +192,8 @@ impl Orchestrator {
         let (served, known) = if kind == EngineKind::Auto {
             self.auto(user_id, request).await
         } else {
-            let engine = self.engine.clone();
-            let user: Arc<str> = Arc::from(user_id);
-            let job = move |q: &Request| engine.recommend(Who::User(&user), &q.query(), kind);
+            let inputs = self.engine.inputs(Who::User(user_id));
+            let job = move |q: &Request| inputs.recommend(&q.query(), kind);
             let served = self
                 .bounded(kind, NO_VARIANT, job, request, Who::User(user_id))
                 .await;
@@ -230,14 +212,10 @@ impl Orchestrator {
         kind: EngineKind,
     ) -> Served {
         let started = Instant::now();
-        let engine = self.engine.clone();
-        let session = Arc::new(items);
-        let job = {
-            let session = session.clone();
-            move |q: &Request| engine.recommend(Who::Session(&session), &q.query(), kind)
-        };
+        let inputs = self.engine.inputs(Who::Session(&items));
+        let job = move |q: &Request| inputs.recommend(&q.query(), kind);
         let served = self
-            .bounded(kind, NO_VARIANT, job, request, Who::Session(&session))
+            .bounded(kind, NO_VARIANT, job, request, Who::Session(&items))
             .await;
         self.metrics
             .record_engine(served.rec.engine.name(), started.elapsed().as_secs_f64());
@@ -265,11 +243,11 @@ impl Orchestrator {
             return (served, true);
         }
         let job = {
-            let engine = self.engine.clone();
+            let inputs = self.engine.inputs(Who::User(user_id));
             let cache = self.cache.clone();
             let variant = variant.clone();
             move |request: &Request| {
-                let rec = engine.recommend(Who::User(&user), &request.query(), kind);
+                let rec = inputs.recommend(&request.query(), kind);
                 if let (Some(cache), Some(freshness)) = (cache, freshness) {
                     let entry =
                         Cached::new(&user, request.clone(), variant, freshness, rec.clone());

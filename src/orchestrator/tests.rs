@@ -130,3 +130,57 @@ fn engine_workers_run_in_the_configured_cpu_class() {
     // SAFETY: as above, for the test's own thread.
     assert_eq!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_OTHER);
 }
+
+/// With the park hook, each async worker ends up on a CPU of its own (as many as the process may
+/// use), and a worker's mask never changes again.
+#[cfg(target_os = "linux")]
+#[test]
+fn async_workers_are_pinned_one_per_cpu() {
+    use std::collections::HashMap;
+    use std::time::{Duration, Instant};
+    // SAFETY: reads the calling thread's own CPU mask into a zeroed set of the size passed.
+    let mask = || unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set);
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect::<Vec<_>>()
+    };
+    let cpus = mask();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cpus.len())
+        .on_thread_park(crate::orchestrator::pin_async_worker)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut seen: HashMap<std::thread::ThreadId, Vec<usize>> = HashMap::new();
+    let started = Instant::now();
+    // Every worker parks and picks up tasks sooner or later: sample until each was seen pinned.
+    while seen.values().filter(|m| m.len() == 1).count() < cpus.len() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "workers seen: {seen:?}"
+        );
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                runtime.spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    (std::thread::current().id(), mask())
+                })
+            })
+            .collect();
+        for task in tasks {
+            let (thread, m) = runtime.block_on(task).unwrap();
+            seen.insert(thread, m);
+        }
+    }
+    let mut pinned: Vec<usize> = seen
+        .values()
+        .filter(|m| m.len() == 1)
+        .map(|m| m[0])
+        .collect();
+    pinned.sort_unstable();
+    assert_eq!(pinned, cpus, "one worker on each CPU the process may use");
+    // The test's own thread is not a worker: its mask is untouched.
+    assert_eq!(mask(), cpus);
+}
