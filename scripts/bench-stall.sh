@@ -3,11 +3,12 @@
 # 16 clients looping the most expensive request (`engine=quality&n=1000`), on MovieLens-100K in
 # PostgreSQL, one release server, default configuration.
 #
-#   ./scripts/bench-stall.sh        # 20 s per phase
+#   ./scripts/bench-stall.sh        # ROUNDS=3 rounds, DURATION=20 s per phase
 #
 # Phase "alone": wrk sends `fast` reads (c=16) and feedback (c=8) side by side.
 # Phase "slow":  the same, while another wrk keeps 16 connections looping quality n=1000.
-# Prints p50/p99 of `fast` and of feedback in both phases, and their ratios.
+# Each round runs both phases; prints p50/p99 of `fast` and of feedback per phase and round, each
+# round's p99 ratio and the median ratio.
 # Uses $RECO_BENCH_DATABASE_URL like scripts/bench.sh; RECO_BIN=path runs that binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,7 @@ ADMIN_URL=${RECO_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres
 DB_URL=${ADMIN_URL%/*}/reco_bench
 ML=${RECO_DATASETS_DIR:-../shared/datasets}/ml-100k
 DURATION=${DURATION:-20}
+ROUNDS=${ROUNDS:-3}
 PORT=${PORT:-18182}
 OUT=${OUT:-bench-out-stall}
 mkdir -p "$OUT"
@@ -47,20 +49,33 @@ phase() { # name: fast and feedback side by side for DURATION seconds
 }
 trained() { curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^reco_train_runs_total/ { n += $2 } END { print n + 0 }'; }
 before=$(trained)
-phase alone
-after_alone=$(trained)
-wrk -t1 -c16 -d"$((DURATION + 10))s" --latency -s "${SLOW_SCRIPT:-scripts/bench/quality_1000.lua}" "http://127.0.0.1:$PORT" > "$OUT/slow.quality.txt" &
-SLOW=$!
-sleep 5
-phase slow
-wait $SLOW
+# Rounds alternate the two phases in one server's life, so that a stall of the machine (another
+# process, autovacuum, a checkpoint) lands in one round instead of deciding the whole comparison.
+for r in $(seq "$ROUNDS"); do
+  phase "alone$r"
+  wrk -t1 -c16 -d"$((DURATION + 5))s" --latency -s "${SLOW_SCRIPT:-scripts/bench/quality_1000.lua}" "http://127.0.0.1:$PORT" > "$OUT/slow$r.quality.txt" &
+  SLOW=$!
+  sleep 3
+  phase "slow$r"
+  wait $SLOW
+done
 metrics=$(curl -s "http://127.0.0.1:$PORT/metrics")
-after_slow=$(trained)
 
-echo "phase scenario rps p50_ms p99_ms" | tee "$OUT/results.txt"
-for p in alone slow; do for s in fast feedback; do echo "$p $s $(parse "$OUT/$p.$s.txt")" | tee -a "$OUT/results.txt"; done; done
-echo "slow quality_n1000 $(parse "$OUT/slow.quality.txt")" | tee -a "$OUT/results.txt"
-awk '$1 == "alone" { a[$2] = $5 } $1 == "slow" { s[$2] = $5 } END {
-  for (k in a) printf "p99 ratio with the slow clients, %s: %.2fx\n", k, s[k] / a[k] }' "$OUT/results.txt"
-echo "training runs during the phases: alone $((after_alone - before)), slow $((after_slow - after_alone))"
+echo "round phase scenario rps p50_ms p99_ms" | tee "$OUT/results.txt"
+for r in $(seq "$ROUNDS"); do
+  for p in alone slow; do for s in fast feedback; do
+    echo "$r $p $s $(parse "$OUT/$p$r.$s.txt")" | tee -a "$OUT/results.txt"
+  done; done
+  echo "$r slow quality_n1000 $(parse "$OUT/slow$r.quality.txt")" | tee -a "$OUT/results.txt"
+done
+# Per scenario: each round's p99 ratio, their median, and the medians of the p99s themselves.
+awk 'function median(v, n,   i, j, t) { for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j-1] > v[j]; j--) { t = v[j]; v[j] = v[j-1]; v[j-1] = t }
+       return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2 }
+  NR > 1 && $3 != "quality_n1000" { p99[$3, $2, $1] = $6; rounds = $1 > rounds ? $1 : rounds; kinds[$3] = 1 }
+  END { for (k in kinds) { line = ""
+      for (r = 1; r <= rounds; r++) { ratio[r] = p99[k, "slow", r] / p99[k, "alone", r]; a[r] = p99[k, "alone", r]; s[r] = p99[k, "slow", r]
+        line = line sprintf(" %.2fx", ratio[r]) }
+      printf "p99 ratio with the slow clients, %s, per round:%s; median %.2fx; median p99 alone %.2f ms, slow %.2f ms\n",
+        k, line, median(ratio, rounds), median(a, rounds), median(s, rounds) } }' "$OUT/results.txt"
+echo "training runs during the rounds: $(( $(trained) - before ))"
 echo "$metrics" | grep -E '^reco_deadline_fallbacks_total|^reco_engine_jobs|^reco_train_runs_total|^reco_train_seconds_(sum|count)' || true
