@@ -100,13 +100,17 @@ async fn a_batch_is_stored_exactly_as_sent() {
         assert_eq!(s, 200, "{backend:?}: {body}");
         let (s, page) = app.get("/api/users/u-exact/feedback?limit=100").await;
         assert_eq!(s, 200, "{backend:?}: {page}");
-        let got: Vec<(String, String, f64)> = page["items"]
+        let mut got: Vec<(String, String, f64)> = page["items"]
             .as_array()
             .unwrap()
             .iter()
             .map(|f| {
                 let id = f["item_id"].as_str().unwrap().to_owned();
-                (id, f["type"].as_str().unwrap().to_owned(), f["value"].as_f64().unwrap())
+                (
+                    id,
+                    f["type"].as_str().unwrap().to_owned(),
+                    f["value"].as_f64().unwrap(),
+                )
             })
             .collect();
         let mut want = vec![
@@ -116,16 +120,25 @@ async fn a_batch_is_stored_exactly_as_sent() {
             (items[3].to_owned(), "rating".to_owned(), 4.5),
         ];
         want.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut got_sorted = got.clone();
-        got_sorted.sort_by(|a, b| a.0.cmp(&b.0));
-        assert_eq!(got_sorted, want, "{backend:?}");
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(got, want, "{backend:?}");
         let stamp = |item: &str| {
-            let row = page["items"].as_array().unwrap().iter().find(|f| f["item_id"] == item);
+            let row = page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["item_id"] == item);
             let t = row.unwrap()["timestamp"].as_str().unwrap().to_owned();
-            chrono::DateTime::parse_from_rfc3339(&t).unwrap().timestamp_millis()
+            chrono::DateTime::parse_from_rfc3339(&t)
+                .unwrap()
+                .timestamp_millis()
         };
         assert_eq!(stamp(items[0]), 1_704_164_645_678, "{backend:?}");
-        assert_eq!(stamp(items[3]), 1_588_748_889_010, "{backend:?}: the last row of a key wins");
+        assert_eq!(
+            stamp(items[3]),
+            1_588_748_889_010,
+            "{backend:?}: the last row of a key wins"
+        );
         assert_eq!(app.count("users").await, 1, "{backend:?}");
         assert_eq!(app.count("items").await, 4, "{backend:?}");
         for item in items {
