@@ -36,7 +36,7 @@ use cpu::lower_priority;
 pub use cpu::pin_async_worker;
 
 use crate::config::{OrchestratorConfig, WorkerPriority, seconds};
-use crate::engine::{Engine, EngineKind, Recommendation, Request, Who};
+use crate::engine::{Engine, EngineKind, Inputs, Recommendation, Request, Who};
 use crate::metrics::Metrics;
 use crate::policy::FeedbackPolicy;
 use crate::store::Feedback;
@@ -192,11 +192,9 @@ impl Orchestrator {
         let (served, known) = if kind == EngineKind::Auto {
             self.auto(user_id, request).await
         } else {
-            let inputs = self.engine.inputs(Who::User(user_id));
-            let job = move |q: &Request| inputs.recommend(&q.query(), kind);
-            let served = self
-                .bounded(kind, NO_VARIANT, job, request, Who::User(user_id))
-                .await;
+            let inputs = Arc::new(self.engine.inputs(Who::User(user_id)));
+            let job = move |i: &Inputs, q: &Request| i.recommend(&q.query(), kind);
+            let served = self.bounded(kind, NO_VARIANT, inputs, job, request).await;
             (served, false)
         };
         self.record(user_id, &served, known, started.elapsed());
@@ -212,11 +210,9 @@ impl Orchestrator {
         kind: EngineKind,
     ) -> Served {
         let started = Instant::now();
-        let inputs = self.engine.inputs(Who::Session(&items));
-        let job = move |q: &Request| inputs.recommend(&q.query(), kind);
-        let served = self
-            .bounded(kind, NO_VARIANT, job, request, Who::Session(&items))
-            .await;
+        let inputs = Arc::new(self.engine.inputs(Who::Session(&items)));
+        let job = move |i: &Inputs, q: &Request| i.recommend(&q.query(), kind);
+        let served = self.bounded(kind, NO_VARIANT, inputs, job, request).await;
         self.metrics
             .record_engine(served.rec.engine.name(), started.elapsed().as_secs_f64());
         served
@@ -242,11 +238,11 @@ impl Orchestrator {
             };
             return (served, true);
         }
+        let inputs = Arc::new(self.engine.inputs(Who::User(user_id)));
         let job = {
-            let inputs = self.engine.inputs(Who::User(user_id));
             let cache = self.cache.clone();
             let variant = variant.clone();
-            move |request: &Request| {
+            move |inputs: &Inputs, request: &Request| {
                 let rec = inputs.recommend(&request.query(), kind);
                 if let (Some(cache), Some(freshness)) = (cache, freshness) {
                     let entry =
@@ -256,9 +252,7 @@ impl Orchestrator {
                 rec
             }
         };
-        let served = self
-            .bounded(kind, &variant, job, request, Who::User(user_id))
-            .await;
+        let served = self.bounded(kind, &variant, inputs, job, request).await;
         let served = Served {
             variant: Some(variant),
             ..served
@@ -266,16 +260,16 @@ impl Orchestrator {
         (served, freshness.is_some())
     }
 
-    /// Runs `job` for `kind` on a worker under the deadline; `fast` for `who` answers a miss (or a
-    /// job that failed), counted under `variant`. `fast` and `popularity` answer inline. The
-    /// answer comes back computed (not cached), with no variant set.
+    /// Runs `job` for `kind` on `inputs` on a worker under the deadline; `fast` on the same inputs
+    /// answers a miss (or a job that failed), counted under `variant`. `fast` and `popularity`
+    /// answer inline. The answer comes back computed (not cached), with no variant set.
     async fn bounded(
         &self,
         kind: EngineKind,
         variant: &str,
-        job: impl FnOnce(&Request) -> Recommendation + Send + 'static,
+        inputs: Arc<Inputs>,
+        job: impl FnOnce(&Inputs, &Request) -> Recommendation + Send + 'static,
         request: Request,
-        who: Who<'_>,
     ) -> Served {
         let served = |rec, fallback| Served {
             rec,
@@ -284,10 +278,10 @@ impl Orchestrator {
             fallback,
         };
         if matches!(kind, EngineKind::Fast | EngineKind::Popularity) {
-            return served(job(&request), false);
+            return served(job(&inputs, &request), false);
         }
         let started = Instant::now();
-        let query = request.clone();
+        let (query, job_inputs) = (request.clone(), inputs.clone());
         let running = self.metrics.engine_jobs_running.clone();
         // Decremented when the job starts, or when it is dropped unstarted.
         let waiting = GaugeGuard::inc(self.metrics.engine_jobs_waiting.clone());
@@ -299,7 +293,7 @@ impl Orchestrator {
                 return;
             }
             let _running = GaugeGuard::inc(running);
-            let _ = tx.send(job(&query));
+            let _ = tx.send(job(&job_inputs, &query));
         });
         // A job that panicked drops its sender: `fast` answers.
         let run = async move { rx.await.ok() };
@@ -318,9 +312,7 @@ impl Orchestrator {
             Some(rec) => served(rec, false),
             None => {
                 self.metrics.record_fallback(variant, kind.name());
-                let fast = self
-                    .engine
-                    .recommend(who, &request.query(), EngineKind::Fast);
+                let fast = inputs.recommend(&request.query(), EngineKind::Fast);
                 served(fast, true)
             }
         }

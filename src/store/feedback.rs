@@ -77,10 +77,9 @@ impl Store {
     /// around. The users and items it creates are data-modifying CTEs of the same statement
     /// (the foreign keys are checked at its end, where they see them), inserted in id order like
     /// [`create_missing`], so concurrent writers take their locks in one order. A statement is
-    /// its own transaction: every row is written or none. The group commit's latency is mostly
-    /// waits for the database; under CPU contention each round trip waits to be scheduled twice
-    /// (backend and writer), so five round trips (`BEGIN`, users, items, feedback, `COMMIT`)
-    /// cost far more than one.
+    /// its own transaction (behind a transaction-mode pooler, the checkout's): every row is
+    /// written or none. Five round trips (`BEGIN`, users, items, feedback, `COMMIT`) took twice
+    /// as long under load and gave half the throughput (docs/BENCHMARKS.md).
     async fn insert_feedback_postgres(&self, rows: &[&Feedback], auto_create: bool) -> Result<()> {
         #[derive(serde::Serialize)]
         struct Row<'a> {
