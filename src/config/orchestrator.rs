@@ -22,6 +22,12 @@ pub struct OrchestratorConfig {
     /// Each async worker (the threads that answer requests) runs on a CPU of its own: the kernel
     /// can otherwise stack them on one CPU while engine jobs fill the others.
     pub pin_async_workers: bool,
+    /// The share of time an engine thread may run jobs back to back (1 = never rest): once it
+    /// has run for 4 ms or more, it sleeps for as long as keeps it at this share (1 ms at 0.8)
+    /// before its next job, so that the CPU goes idle for a moment. A database on the same host
+    /// commits an order of magnitude slower while CPUs never idle, however low the class of what
+    /// keeps them busy (docs/BENCHMARKS.md).
+    pub worker_duty: f64,
     /// Users whose last answer is kept until their next feedback or the next training (0 = off).
     pub cache_size: u64,
     /// MiB the cached answers may take, and as much again the impressions kept for click
@@ -62,6 +68,7 @@ impl Default for OrchestratorConfig {
             workers: 0,
             worker_priority: WorkerPriority::Idle,
             pin_async_workers: true,
+            worker_duty: 0.8,
             cache_size: 100_000,
             cache_memory_mb: 64,
             click_window: 1800.0,
@@ -92,6 +99,12 @@ impl OrchestratorConfig {
             "orchestrator.cache_memory_mb",
             self.cache_memory_mb,
             "1..=65536 MiB",
+        )?;
+        check(
+            (0.1..=1.0).contains(&self.worker_duty),
+            "orchestrator.worker_duty",
+            self.worker_duty,
+            "0.1..=1 (share of time)",
         )?;
         check(
             self.workers <= 256,

@@ -1,9 +1,11 @@
 //! Where the server's threads run: the engine workers in a lower CPU class
-//! ([`lower_priority`]), and each async worker on a CPU of its own ([`pin_async_worker`]). Both go
-//! through `libc` because the standard library and tokio have no per-thread priority or affinity.
+//! ([`lower_priority`]) and resting between stretches of work ([`Stretch`]), and each async worker
+//! on a CPU of its own ([`pin_async_worker`]). Priority and affinity go through `libc` because the
+//! standard library and tokio have no per-thread priority or affinity.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::config::WorkerPriority;
 
@@ -64,5 +66,67 @@ pub fn pin_async_worker() {
         let mut one: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut one);
         libc::sched_setaffinity(0, size, &one);
+    }
+}
+
+/// How long an engine thread runs jobs back to back before it rests (see [`Stretch`]).
+const STRETCH: Duration = Duration::from_millis(4);
+
+/// One engine thread's current stretch of back-to-back jobs, and when it must rest.
+///
+/// Why: a CPU kept busy without a break, even by the lowest class Linux has, made a PostgreSQL on
+/// the same host commit an order of magnitude slower: `SCHED_IDLE` only ranks threads within
+/// one scheduling group (reco's cgroup or session), so against the database the engine threads
+/// are a full-weight group, and a backend woken by its commit's disk write waited for the
+/// scheduler's tick behind them. Two idle-class burners: a one-client insert loop fell from
+/// ~5,500 to ~300-400 commits/s; the same burners resting 2 ms after every 8: ~5,800
+/// (docs/BENCHMARKS.md). So each engine thread rests after every stretch of `STRETCH` or more,
+/// for as long as keeps it at `orchestrator.worker_duty` of the time. (Putting the threads in a
+/// cgroup marked `cpu.idle` fixed the burners too, but in the stall benchmark it starved every
+/// engine job into a fallback and lengthened the commits further; not kept.)
+#[derive(Debug, Default)]
+pub(super) struct Stretch {
+    /// Start of the current stretch, and the end of its last job.
+    current: Option<(Instant, Instant)>,
+}
+
+impl Stretch {
+    /// A job starts at `now`: a gap of a rest's length or more since the last job ends the
+    /// stretch (the thread was idle anyway).
+    pub(super) fn job_starts(&mut self, now: Instant, duty: f64) {
+        let rest = rest_for(STRETCH, duty).max(Duration::from_micros(100));
+        self.current = match self.current {
+            Some((start, last)) if now.saturating_duration_since(last) < rest => Some((start, now)),
+            _ => Some((now, now)),
+        };
+    }
+
+    /// A job ended at `now`: how long to rest before the next one, if the stretch is long
+    /// enough (the stretch then ends).
+    pub(super) fn job_ends(&mut self, now: Instant, duty: f64) -> Option<Duration> {
+        let (start, _) = self.current?;
+        let ran = now.saturating_duration_since(start);
+        if duty >= 1.0 || ran < STRETCH {
+            self.current = Some((start, now));
+            return None;
+        }
+        self.current = None;
+        Some(rest_for(ran, duty))
+    }
+}
+
+/// The rest after running for `ran` that keeps a thread at `duty` of the time.
+fn rest_for(ran: Duration, duty: f64) -> Duration {
+    ran.mul_f64((1.0 - duty).max(0.0) / duty)
+}
+
+/// Runs `job` (which hands its answer over itself) as one of the calling engine thread's jobs,
+/// then rests if the thread's stretch calls for it: the rest delays only the next job.
+pub(super) fn run_then_rest(duty: f64, job: impl FnOnce()) {
+    thread_local!(static CURRENT: RefCell<Stretch> = RefCell::default());
+    CURRENT.with_borrow_mut(|s| s.job_starts(Instant::now(), duty));
+    job();
+    if let Some(rest) = CURRENT.with_borrow_mut(|s| s.job_ends(Instant::now(), duty)) {
+        std::thread::sleep(rest);
     }
 }

@@ -32,8 +32,8 @@ mod cache;
 mod cpu;
 
 use cache::{AnswerCache, BySize, Cached, Impression};
-use cpu::lower_priority;
 pub use cpu::pin_async_worker;
+use cpu::{lower_priority, run_then_rest};
 
 use crate::config::{OrchestratorConfig, WorkerPriority, seconds};
 use crate::engine::{Engine, EngineKind, Inputs, Recommendation, Request, Who};
@@ -74,6 +74,8 @@ pub struct Orchestrator {
     deadline: Option<Duration>,
     /// The threads engine jobs run on, off the async workers (see [`engine_workers`]).
     workers: rayon::ThreadPool,
+    /// `orchestrator.worker_duty`: the share of time a worker may run jobs back to back.
+    duty: f64,
     click_window: Duration,
     variants: Vec<Variant>,
     cache: Option<Arc<AnswerCache>>,
@@ -155,6 +157,7 @@ impl Orchestrator {
             metrics,
             deadline: (config.deadline > 0.0).then(|| seconds(config.deadline)),
             workers: engine_workers(workers(config.workers), config.worker_priority),
+            duty: config.worker_duty,
             click_window: seconds(config.click_window),
             variants,
             cache: (capacity > 0).then(|| {
@@ -286,14 +289,17 @@ impl Orchestrator {
         // Decremented when the job starts, or when it is dropped unstarted.
         let waiting = GaugeGuard::inc(self.metrics.engine_jobs_waiting.clone());
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let duty = self.duty;
         self.workers.spawn(move || {
             drop(waiting);
             // Past the deadline while queued: nobody waits for it, so it never starts.
             if tx.is_closed() {
                 return;
             }
-            let _running = GaugeGuard::inc(running);
-            let _ = tx.send(job(&job_inputs, &query));
+            run_then_rest(duty, || {
+                let _running = GaugeGuard::inc(running);
+                let _ = tx.send(job(&job_inputs, &query));
+            });
         });
         // A job that panicked drops its sender: `fast` answers.
         let run = async move { rx.await.ok() };

@@ -184,3 +184,59 @@ fn async_workers_are_pinned_one_per_cpu() {
     // The test's own thread is not a worker: its mask is untouched.
     assert_eq!(mask(), cpus);
 }
+
+/// An engine thread rests only after a stretch of 4 ms or more of back-to-back jobs, for as long
+/// as keeps it at `worker_duty` of the time; a gap between jobs (the thread was idle anyway)
+/// starts a new stretch; at duty 1 it never rests.
+#[test]
+fn engine_threads_rest_after_long_stretches_only() {
+    use cpu::Stretch;
+    use std::time::{Duration, Instant};
+    let ms = |n: f64| Duration::from_secs_f64(n / 1000.0);
+    let close = |rest: Option<Duration>, want: f64| {
+        let rest = rest.expect("a rest").as_secs_f64() * 1000.0;
+        assert!((rest - want).abs() < 0.001, "rested {rest} ms, want {want}");
+    };
+    let t0 = Instant::now();
+    let mut s = Stretch::default();
+    // Two short jobs back to back: the first leaves the stretch at 2 ms, the second makes it 5.
+    s.job_starts(t0, 0.8);
+    assert_eq!(s.job_ends(t0 + ms(2.0), 0.8), None);
+    s.job_starts(t0 + ms(2.0), 0.8);
+    close(s.job_ends(t0 + ms(5.0), 0.8), 1.25);
+    // After the rest a new stretch begins: 3 ms of work is not enough for another.
+    s.job_starts(t0 + ms(6.25), 0.8);
+    assert_eq!(s.job_ends(t0 + ms(9.25), 0.8), None);
+    // A gap of a rest's length (1 ms at 0.8) means the thread was idle: the stretch starts over.
+    s.job_starts(t0 + ms(10.5), 0.8);
+    assert_eq!(s.job_ends(t0 + ms(13.5), 0.8), None);
+    // One long job rests in proportion; at half duty as long as it ran.
+    s.job_starts(t0 + ms(20.0), 0.8);
+    close(s.job_ends(t0 + ms(30.0), 0.8), 2.5);
+    s.job_starts(t0 + ms(40.0), 0.5);
+    close(s.job_ends(t0 + ms(46.0), 0.5), 6.0);
+    // Duty 1: never.
+    s.job_starts(t0 + ms(50.0), 1.0);
+    assert_eq!(s.job_ends(t0 + ms(80.0), 1.0), None);
+}
+
+/// The rest happens on the worker between jobs, after the job's own work: at duty 0.5, jobs that
+/// each run 5 ms start at least 10 ms apart (a lower bound, so a loaded machine cannot fail it).
+#[test]
+fn a_resting_worker_spaces_its_jobs() {
+    use std::time::{Duration, Instant};
+    let spin = Duration::from_millis(5);
+    let mut starts = Vec::new();
+    for _ in 0..4 {
+        cpu::run_then_rest(0.5, || {
+            let start = Instant::now();
+            starts.push(start);
+            while start.elapsed() < spin {
+                std::hint::spin_loop();
+            }
+        });
+    }
+    for pair in starts.windows(2) {
+        assert!(pair[1] - pair[0] >= 2 * spin, "{:?}", pair[1] - pair[0]);
+    }
+}
