@@ -63,35 +63,34 @@ pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
         // Candidates: the touched items, and the popularity order's untouched items. The latter
         // come in descending score already (their score is popularity times a constant), so a
         // prefix pass needs only their head: walking and sorting the whole catalogue per request
-        // was half the server's CPU under `fast` load (docs/BENCHMARKS.md).
-        let untouched = || {
-            snap.popular_order
-                .iter()
-                .copied()
-                .filter(|&i| !sc.contains(i))
-        };
-        let total = sc.touched().len() + untouched().count();
-        let candidates = |prefix: usize| -> Vec<(f32, u32)> {
-            let mut touched: Vec<(f32, u32)> =
-                sc.touched().iter().map(|&i| (score(i), i)).collect();
-            if prefix >= total {
-                touched.extend(untouched().map(|i| (score(i), i)));
-                return touched;
+        // was half the server's CPU under `fast` load (docs/BENCHMARKS.md). Returns the
+        // candidates of a pass `prefix` deep, and whether they are all there are.
+        let candidates = |prefix: usize| -> (Vec<(f32, u32)>, bool) {
+            let mut order: Vec<(f32, u32)> = sc.touched().iter().map(|&i| (score(i), i)).collect();
+            let mut cut = order.len() > prefix;
+            if cut {
+                let kept = sorted_prefix(&mut order, prefix);
+                order.truncate(kept);
             }
-            let kept = sorted_prefix(&mut touched, prefix);
-            touched.truncate(kept);
             // The untouched head: `prefix` of them and any tied with the last (float rounding can
             // tie distinct popularities, and ties go by index).
             let (mut taken, mut last) = (0, None);
-            for i in untouched() {
+            for i in snap
+                .popular_order
+                .iter()
+                .copied()
+                .filter(|&i| !sc.contains(i))
+            {
                 let x = score(i);
                 if taken >= prefix && last != Some(x.to_bits()) {
+                    cut = true;
                     break;
                 }
                 (taken, last) = (taken + 1, Some(x.to_bits()));
-                touched.push((x, i));
+                order.push((x, i));
             }
-            touched
+            let complete = !cut && order.len() <= prefix;
+            (order, complete)
         };
         let explain = |i: u32, _: &ItemMeta| {
             let reason = if sc.contains(i) {
@@ -106,12 +105,11 @@ pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
         let depth = 4 * (q.n + q.exclude.len()) + history.map_or(0, |h| h.len()) + 50;
         let mut picked = Vec::new();
         for prefix in [depth, usize::MAX] {
-            let mut order = candidates(prefix);
+            let (mut order, complete) = candidates(prefix);
             let sorted = sorted_prefix(&mut order, prefix);
             let idx: Vec<u32> = order[..sorted].iter().map(|x| x.1).collect();
             // Complete: then everything else (items new since training, long tail), by live
             // popularity.
-            let complete = sorted == total;
             picked = if complete {
                 asked.pick(&[&idx], q, explain)
             } else {
