@@ -5,18 +5,18 @@
 
 use std::collections::HashSet;
 
+use super::history::History;
 use super::items::{ItemMeta, Items};
 use super::ranking::Ranking;
 use super::request::{Query, Scored};
 use super::snapshot::Snapshot;
-use super::state::{UserHistory, liked};
-use crate::algo::History;
+use crate::algo;
 
 /// One request as the engines see it.
 #[derive(Clone, Copy)]
 pub struct Asked<'a> {
     pub s: &'a Items,
-    pub history: Option<&'a UserHistory>,
+    pub history: Option<&'a History>,
     /// The user's row in the snapshot's factor models, when they were trained.
     pub row: Option<usize>,
     pub q: &'a Query<'a>,
@@ -29,17 +29,15 @@ pub struct Asked<'a> {
 impl<'a> Asked<'a> {
     /// Whether the user interacted with item `i` in any way (never recommended again).
     pub fn seen(&self, i: u32) -> bool {
-        self.history.is_some_and(|h| h.contains_key(&i))
+        self.history.is_some_and(|h| h.contains(i))
     }
 
-    /// The items the user liked (the policy's positive rule) below `n_items`, in the history's
-    /// order.
+    /// The items the user liked (the policy's positive rule) below `n_items`, by ascending index.
     pub fn liked_below(&self, n_items: usize) -> impl Iterator<Item = u32> + 'a {
         self.history
             .into_iter()
-            .flat_map(|h| h.iter())
-            .filter(move |(i, marks)| (**i as usize) < n_items && liked(marks))
-            .map(|(i, _)| *i)
+            .flat_map(|h| h.liked())
+            .take_while(move |&i| (i as usize) < n_items)
     }
 
     /// The liked items the snapshot's models know.
@@ -49,8 +47,7 @@ impl<'a> Asked<'a> {
 
     /// The liked, trained items sorted, each with weight 1: a model-ready history.
     pub fn liked_history(&self) -> Liked {
-        let mut items: Vec<u32> = self.liked_trained().collect();
-        items.sort_unstable();
+        let items: Vec<u32> = self.liked_trained().collect();
         let weights = vec![1.0; items.len()];
         Liked { items, weights }
     }
@@ -96,8 +93,8 @@ pub struct Liked {
 }
 
 impl Liked {
-    pub fn history(&self) -> History<'_> {
-        History {
+    pub fn history(&self) -> algo::History<'_> {
+        algo::History {
             items: &self.items,
             weights: &self.weights,
         }

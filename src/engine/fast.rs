@@ -102,7 +102,7 @@ pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
         };
         // Sorting every candidate is the expensive part: sort a prefix deep enough for the
         // filters, and everything only when the filters ate through it.
-        let depth = 4 * (q.n + q.exclude.len()) + history.map_or(0, |h| h.len()) + 50;
+        let depth = 4 * (q.n + q.exclude.len()) + history.map_or(0, |h| h.rows()) + 50;
         let mut picked = Vec::new();
         for prefix in [depth, usize::MAX] {
             let (mut order, complete) = candidates(prefix);

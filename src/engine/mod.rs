@@ -22,6 +22,7 @@
 
 mod asked;
 mod fast;
+mod history;
 mod items;
 mod models;
 mod ranking;
@@ -42,8 +43,9 @@ use parking_lot::RwLock;
 use crate::policy::FeedbackPolicy;
 use crate::store::{self, Feedback, Item, Store};
 use asked::Asked;
+use history::History;
 use items::Items;
-use state::{State, UserHistory};
+use state::State;
 
 pub use crate::algo::smart::Route;
 pub use crate::kinds::EngineKind;
@@ -288,11 +290,7 @@ impl Engine {
             let state = self.state.read();
             match who {
                 Who::User(id) => (state.items(), state.user_history(id), Some(id)),
-                Who::Session(items) => (
-                    state.items(),
-                    Some(Arc::new(state.session_history(items))),
-                    None,
-                ),
+                Who::Session(items) => (state.items(), Some(state.session_history(items)), None),
             }
         };
         let snapshot = self.snapshot.load_full();
@@ -350,7 +348,7 @@ impl Engine {
 /// One recommendation's inputs, taken by [`Engine::inputs`]: computing on them takes no lock.
 pub struct Inputs {
     items: Arc<Items>,
-    history: Option<Arc<UserHistory>>,
+    history: Option<History>,
     /// The user's row in the snapshot's factor models, when they were trained.
     row: Option<usize>,
     snapshot: Option<Arc<Snapshot>>,
@@ -361,7 +359,7 @@ pub struct Inputs {
 impl Inputs {
     /// The chosen engine's answer (see [`Engine::recommend`]).
     pub fn recommend(&self, q: &Query<'_>, kind: EngineKind) -> Recommendation {
-        let (s, history, ranking) = (&*self.items, self.history.as_deref(), &*self.ranking);
+        let (s, history, ranking) = (&*self.items, self.history.as_ref(), &*self.ranking);
         let Some(snap) = self.snapshot.as_deref() else {
             return Recommendation {
                 engine: EngineKind::Popularity,
@@ -398,16 +396,11 @@ impl Inputs {
 
 /// The most popular items the user has not interacted with; an unknown user gets the plain
 /// popular list.
-fn popular_for(
-    s: &Items,
-    seen: Option<&UserHistory>,
-    ranking: &Ranking,
-    q: &Query<'_>,
-) -> Vec<Scored> {
+fn popular_for(s: &Items, seen: Option<&History>, ranking: &Ranking, q: &Query<'_>) -> Vec<Scored> {
     s.pick(
         ranking.popular.iter().copied(),
         q,
-        |i| seen.is_some_and(|h| h.contains_key(&i)),
+        |i| seen.is_some_and(|h| h.contains(i)),
         |i, _| (ranking.popularity(i), "popular".to_string()),
     )
 }

@@ -41,13 +41,15 @@ pub struct Snapshot {
     pub categories: Vec<Box<[u32]>>,
     pub category_names: Vec<String>,
     pub fit_seconds: f64,
+    /// Seconds of each step of the fit (they overlap: see `eval::Steps`).
+    pub steps: Vec<(String, f64)>,
 }
 
 /// What every encoded snapshot starts with: a tag and the format's version. A build reads only its
 /// own format (postcard is not self-describing: another layout would decode into garbage).
 const MAGIC: &[u8; 8] = b"RECOSNAP";
 /// Bumped whenever `Snapshot` or a model it holds changes shape.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 
 impl Snapshot {
     /// The snapshot as bytes: [`MAGIC`], [`FORMAT`], then postcard (compact, and serde-driven like

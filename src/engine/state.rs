@@ -3,39 +3,21 @@
 //! [`FeedbackPolicy`]: only positive rows count as popularity and as "liked".
 //!
 //! What a request reads is shared, not borrowed: the catalogue is an `Arc<Items>` and each
-//! user's history an `Arc<UserHistory>`, both changed copy-on-write, so a request clones two
-//! `Arc`s under the lock ([`State::items`], [`State::user_history`]) and scores without it.
+//! user's history a [`History`] (compact rows in an `Arc`), the catalogue changed copy-on-write and
+//! a history replaced by the next on each write, so a request clones two `Arc`s under the lock ([`State::items`], [`State::user_history`]) and scores without it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::history::{Class, History, MAX_TYPES, Row};
 use super::items::{ItemMeta, Items};
-use crate::policy::{FeedbackPolicy, Signal};
+use crate::policy::FeedbackPolicy;
 use crate::store::{Feedback, Item};
-
-/// One feedback row of a user on an item: its type and what it means.
-#[derive(Debug, Clone)]
-pub struct Mark {
-    pub feedback_type: Arc<str>,
-    pub signal: Signal,
-}
-
-/// One user's interactions: item index → the feedback rows recorded for it.
-pub type UserHistory = HashMap<u32, Vec<Mark>>;
-
-/// Whether a history entry makes the item one the user liked: some row is positive and none is
-/// negative (the policy's rule).
-pub fn liked(marks: &[Mark]) -> bool {
-    marks
-        .iter()
-        .any(|m| matches!(m.signal, Signal::Positive(_)))
-        && !marks.iter().any(|m| m.signal == Signal::Negative)
-}
 
 #[derive(Default)]
 struct UserEntry {
-    history: Arc<UserHistory>,
+    history: History,
     deleted: bool,
     /// Bumped by every change to the history, so cached answers can tell they are stale.
     generation: u64,
@@ -49,6 +31,8 @@ pub struct State {
     popularity: Vec<f64>,
     user_index: HashMap<Arc<str>, u32>,
     users: Vec<UserEntry>,
+    /// Feedback types by the id a history row holds.
+    type_ids: HashMap<Arc<str>, u32>,
     /// Counts changed since the last ranking.
     dirty: AtomicBool,
 }
@@ -56,9 +40,8 @@ pub struct State {
 /// What the ranking is computed from: (index, popularity, timestamp, id) of live items.
 pub type RankingInputs = Vec<(u32, f64, i64, Arc<str>)>;
 
-fn is_positive(signal: Signal) -> bool {
-    matches!(signal, Signal::Positive(_))
-}
+/// The type of an anonymous session's rows.
+const SESSION: &str = "session";
 
 impl State {
     pub fn new(policy: FeedbackPolicy) -> Self {
@@ -69,6 +52,7 @@ impl State {
             popularity: Vec::new(),
             user_index: HashMap::new(),
             users: Vec::new(),
+            type_ids: HashMap::from([(Arc::from(SESSION), 0)]),
             dirty: AtomicBool::new(true),
         }
     }
@@ -154,8 +138,8 @@ impl State {
         self.popularity[idx as usize] = 0.0;
         // Its feedback was deleted with it (cascade).
         for user in &mut self.users {
-            if user.history.contains_key(&idx) {
-                Arc::make_mut(&mut user.history).remove(&idx);
+            if let Some(next) = user.history.without_item(idx) {
+                user.history = next;
             }
         }
         self.dirty.store(true, Ordering::Relaxed);
@@ -171,12 +155,25 @@ impl State {
         };
         let user = std::mem::take(&mut self.users[idx as usize]);
         self.users[idx as usize].generation = user.generation + 1;
-        for (item, marks) in user.history.iter() {
-            let positives = marks.iter().filter(|m| is_positive(m.signal)).count();
-            self.popularity[*item as usize] -= positives as f64;
+        for row in user.history.all() {
+            if row.class() == Class::Positive {
+                self.popularity[row.item() as usize] -= 1.0;
+            }
         }
         self.users[idx as usize].deleted = true;
         self.dirty.store(true, Ordering::Relaxed);
+    }
+
+    /// The id of a feedback type in history rows, interned on first use.
+    fn type_id(&mut self, feedback_type: &str) -> u32 {
+        if let Some(&id) = self.type_ids.get(feedback_type) {
+            return id;
+        }
+        // Types are short validated names; past the packing's range (a billion distinct types)
+        // they would share the last id, which only merges their rows.
+        let id = (self.type_ids.len() as u32).min(MAX_TYPES);
+        self.type_ids.insert(Arc::from(feedback_type), id);
+        id
     }
 
     pub fn add_feedback(&mut self, f: &Feedback) {
@@ -185,29 +182,15 @@ impl State {
         if self.items.get(i).is_some_and(|m| m.deleted) {
             self.items_mut().get_mut(i).deleted = false;
         }
-        self.users[u].generation += 1;
-        let signal = self.policy.signal(&f.feedback_type, f.value);
-        let marks = Arc::make_mut(&mut self.users[u].history)
-            .entry(i)
-            .or_default();
-        // The same key again updates its value: a rating may cross the threshold either way.
-        let before = match marks
-            .iter_mut()
-            .find(|m| *m.feedback_type == *f.feedback_type)
-        {
-            Some(mark) => std::mem::replace(&mut mark.signal, signal),
-            None => {
-                // Exactly one more: most entries hold one row, and a Vec's first push would
-                // otherwise reserve four (a history is most of the serving state's memory).
-                marks.reserve_exact(1);
-                marks.push(Mark {
-                    feedback_type: Arc::from(f.feedback_type.as_str()),
-                    signal,
-                });
-                Signal::Seen
-            }
-        };
-        let change = is_positive(signal) as i8 - is_positive(before) as i8;
+        let class = Class::from(self.policy.signal(&f.feedback_type, f.value));
+        let row = Row::new(i, self.type_id(&f.feedback_type), class);
+        let user = &mut self.users[u];
+        user.generation += 1;
+        // The same key again updates its class: a rating may cross the threshold either way.
+        let (next, before) = user.history.with(row);
+        user.history = next;
+        let positive = |c: Option<Class>| (c == Some(Class::Positive)) as i8;
+        let change = positive(Some(class)) - positive(before);
         if change != 0 {
             self.popularity[i as usize] += f64::from(change);
             self.dirty.store(true, Ordering::Relaxed);
@@ -221,26 +204,16 @@ impl State {
         ) else {
             return;
         };
-        self.users[u as usize].generation += 1;
         let entry = &mut self.users[u as usize];
-        if !entry.history.contains_key(&i) {
-            return;
-        }
-        let history = Arc::make_mut(&mut entry.history);
-        let Some(marks) = history.get_mut(&i) else {
+        entry.generation += 1;
+        let Some(&type_id) = self.type_ids.get(f.feedback_type.as_str()) else {
             return;
         };
-        let Some(pos) = marks
-            .iter()
-            .position(|m| *m.feedback_type == *f.feedback_type)
-        else {
+        let Some((next, removed)) = entry.history.without(i, type_id) else {
             return;
         };
-        let removed = marks.remove(pos);
-        if marks.is_empty() {
-            history.remove(&i);
-        }
-        if is_positive(removed.signal) {
+        entry.history = next;
+        if removed == Class::Positive {
             self.popularity[i as usize] -= 1.0;
             self.dirty.store(true, Ordering::Relaxed);
         }
@@ -269,16 +242,13 @@ impl State {
 
     /// An anonymous session's history from the item ids it touched (unknown ids are skipped).
     /// Every item of a session counts as liked.
-    pub fn session_history(&self, item_ids: &[String]) -> UserHistory {
-        let mark = Mark {
-            feedback_type: Arc::from("session"),
-            signal: Signal::Positive(1.0),
-        };
-        item_ids
+    pub fn session_history(&self, item_ids: &[String]) -> History {
+        let rows = item_ids
             .iter()
             .filter_map(|id| self.item_index.get(id.as_str()))
-            .map(|&i| (i, vec![mark.clone()]))
-            .collect()
+            .map(|&i| Row::new(i, self.type_ids[SESSION], Class::Positive))
+            .collect();
+        History::from_rows(rows)
     }
 
     /// How many times the user's history changed (0 for unknown users).
@@ -289,7 +259,7 @@ impl State {
     }
 
     /// The user's history as of now, for a request to read without the lock.
-    pub fn user_history(&self, id: &str) -> Option<Arc<UserHistory>> {
+    pub fn user_history(&self, id: &str) -> Option<History> {
         self.user_index
             .get(id)
             .map(|&u| self.users[u as usize].history.clone())

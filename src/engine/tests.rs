@@ -225,13 +225,7 @@ fn only_positive_feedback_is_popularity_and_a_like() {
     let liked = |e: &Engine, user: &str| -> Vec<u32> {
         let s = e.state.read();
         let history = s.user_history(user).unwrap_or_default();
-        let mut items: Vec<u32> = history
-            .iter()
-            .filter(|(_, marks)| state::liked(marks))
-            .map(|(i, _)| *i)
-            .collect();
-        items.sort_unstable();
-        items
+        history.liked().collect()
     };
     // A 2-star rating: seen (never recommended again), but no popularity and no like.
     let mut rating = fb("u8", "b", "rating");

@@ -28,6 +28,7 @@ pub struct EvalData {
     pub test: Vec<Vec<u32>>,
     /// Timestamp of each training positive, aligned with `train.indices`.
     pub train_times: Vec<i64>,
+    /// The ids of rows and columns; empty in training data (the trainer holds them).
     pub user_ids: Vec<String>,
     pub item_ids: Vec<String>,
     /// The newest training timestamp, at most the wall clock: "now" for time decay.
@@ -53,42 +54,22 @@ impl EvalData {
 
     /// Training data without a test part, from (user row, item, weight, timestamp) interactions:
     /// what background training fits on. Weights of repeated pairs add up; the newest time counts.
+    /// Takes the rows to sort them in place: at ten million interactions a copy or a map of
+    /// pairs would cost hundreds of megabytes.
     pub fn from_interactions(
         n_users: usize,
         n_items: usize,
-        interactions: &[(u32, u32, f32, i64)],
+        interactions: Vec<(u32, u32, f32, i64)>,
         item_texts: Vec<ItemText>,
     ) -> EvalData {
-        let mut times: HashMap<(u32, u32), i64> = HashMap::with_capacity(interactions.len());
-        for &(u, i, _, t) in interactions {
-            let e = times.entry((u, i)).or_insert(t);
-            *e = (*e).max(t);
-        }
-        let train = Csr::from_triplets(
-            n_users,
-            n_items,
-            interactions.iter().map(|&(u, i, w, _)| (u, i, w)).collect(),
-        );
-        let mut train_times = Vec::with_capacity(train.nnz());
-        for u in 0..train.n_rows {
-            for &i in train.row(u).0 {
-                train_times.push(times[&(u as u32, i)]);
-            }
-        }
+        let now = now_of(&interactions);
+        let (train, train_times) = matrix(n_users, n_items, interactions, i64::max);
         EvalData {
-            // "Now" for time decay: the newest event, but never past the wall clock, so that
-            // events dated in the future (clock skew, a bad import) count as new instead of
-            // making every real event look old. Data sets that end in the past (MovieLens) decay
-            // from their own end, as before.
-            now: interactions
-                .iter()
-                .map(|x| x.3)
-                .max()
-                .unwrap_or(0)
-                .min(chrono::Utc::now().timestamp()),
+            now,
             test: vec![Vec::new(); n_users],
-            user_ids: (0..n_users).map(|u| u.to_string()).collect(),
-            item_ids: (0..n_items).map(|i| i.to_string()).collect(),
+            // The trainer knows its rows' ids: a million strings here would only cost memory.
+            user_ids: Vec::new(),
+            item_ids: Vec::new(),
             train,
             train_times,
             item_texts,
@@ -117,7 +98,9 @@ impl EvalData {
                 }
             }
         }
-        let mut inner = build(self.user_ids.clone(), self.item_ids.clone(), train, test);
+        let mut inner = build(self.train.n_rows, self.train.n_cols, train, test);
+        inner.user_ids = self.user_ids.clone();
+        inner.item_ids = self.item_ids.clone();
         inner.item_texts = self.item_texts.clone();
         inner
     }
@@ -188,7 +171,7 @@ pub fn split(catalogue: &[String], positives: Vec<Positive>, train_fraction: f64
             }
         }
     }
-    build(users.ids, items.ids, train, test)
+    with_ids(users, items, train, test)
 }
 
 /// Item ids compare as numbers when both are numbers (MovieLens ids), else as text.
@@ -199,45 +182,92 @@ fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     }
 }
 
+/// "Now" for time decay of (user, item, weight, time) rows: the newest event, but never past the
+/// wall clock, so that events dated in the future (clock skew, a bad import) count as new instead
+/// of making every real event look old. Data sets that end in the past (MovieLens) decay from
+/// their own end.
+pub fn now_of(interactions: &[(u32, u32, f32, i64)]) -> i64 {
+    let newest = interactions.iter().map(|x| x.3).max().unwrap_or(0);
+    newest.min(chrono::Utc::now().timestamp())
+}
+
+/// Users × items from (user, item, weight, time) rows, and the time of each entry (aligned with
+/// its `indices`): rows of one pair merge, their weights summed and their times combined by
+/// `time` in the rows' order.
+fn matrix(
+    n_rows: usize,
+    n_cols: usize,
+    mut rows: Vec<(u32, u32, f32, i64)>,
+    time: fn(i64, i64) -> i64,
+) -> (Csr, Vec<i64>) {
+    // Stable, so that a pair's rows combine in the order given.
+    rows.sort_by_key(|&(u, i, _, _)| (u, i));
+    let mut indptr = vec![0usize; n_rows + 1];
+    let mut indices = Vec::with_capacity(rows.len());
+    let mut data: Vec<f32> = Vec::with_capacity(rows.len());
+    let mut times: Vec<i64> = Vec::with_capacity(rows.len());
+    let mut last = None;
+    for (u, i, w, t) in rows {
+        if last == Some((u, i)) {
+            *data.last_mut().expect("a previous entry") += w;
+            let newest = times.last_mut().expect("a previous entry");
+            *newest = time(*newest, t);
+            continue;
+        }
+        last = Some((u, i));
+        indptr[u as usize + 1] += 1;
+        indices.push(i);
+        data.push(w);
+        times.push(t);
+    }
+    for r in 0..n_rows {
+        indptr[r + 1] += indptr[r];
+    }
+    let matrix = Csr {
+        n_rows,
+        n_cols,
+        indptr,
+        indices,
+        data,
+    };
+    (matrix, times)
+}
+
+/// [`build`] with the interned ids.
+fn with_ids(users: Ids, items: Ids, train: Vec<(u32, u32, i64)>, test: Vec<Vec<u32>>) -> EvalData {
+    let mut data = build(users.ids.len(), items.ids.len(), train, test);
+    data.user_ids = users.ids;
+    data.item_ids = items.ids;
+    data
+}
+
+/// Evaluation data of `n_users` × `n_items` (ids and texts left empty for the caller) from
+/// training (user, item, time) rows and each user's test items.
 fn build(
-    user_ids: Vec<String>,
-    item_ids: Vec<String>,
+    n_users: usize,
+    n_items: usize,
     train: Vec<(u32, u32, i64)>,
     mut test: Vec<Vec<u32>>,
 ) -> EvalData {
-    let times: HashMap<(u32, u32), i64> = train.iter().map(|&(u, i, t)| ((u, i), t)).collect();
     let now = train.iter().map(|t| t.2).max().unwrap_or(0);
-    let matrix = Csr::from_triplets(
-        user_ids.len(),
-        item_ids.len(),
-        train.iter().map(|&(u, i, _)| (u, i, 1.0)).collect(),
-    );
-    // Duplicates were summed: back to presence.
-    let matrix = Csr {
-        data: vec![1.0; matrix.nnz()],
-        ..matrix
-    };
-    let mut train_times = Vec::with_capacity(matrix.nnz());
-    for u in 0..matrix.n_rows {
-        for &i in matrix.row(u).0 {
-            train_times.push(times[&(u as u32, i)]);
-        }
-    }
-    test.resize_with(user_ids.len(), Vec::new);
+    let rows = train.into_iter().map(|(u, i, t)| (u, i, 1.0, t)).collect();
+    // A repeated pair's last time counts; presence, not a count, is the weight.
+    let (mut matrix, train_times) = matrix(n_users, n_items, rows, |_, t| t);
+    matrix.data.fill(1.0);
+    test.resize_with(n_users, Vec::new);
     for (u, t) in test.iter_mut().enumerate() {
         t.sort_unstable();
         t.dedup();
         t.retain(|i| !matrix.contains(u, *i));
     }
-    let item_texts = vec![ItemText::default(); item_ids.len()];
     EvalData {
         train: matrix,
         test,
         train_times,
-        user_ids,
-        item_ids,
+        user_ids: Vec::new(),
+        item_ids: Vec::new(),
         now,
-        item_texts,
+        item_texts: vec![ItemText::default(); n_items],
     }
 }
 
@@ -330,7 +360,7 @@ pub fn from_files(train: &Path, test: &Path, min_rating: f64) -> anyhow::Result<
             test[users.index[u] as usize].push(items.index[i]);
         }
     }
-    Ok(build(users.ids, items.ids, train, test))
+    Ok(with_ids(users, items, train, test))
 }
 
 #[cfg(test)]
@@ -397,7 +427,7 @@ mod tests {
             .unwrap()
             .timestamp();
         let interactions = [(0, 0, 1.0, now - 3600), (1, 1, 1.0, far)];
-        let data = EvalData::from_interactions(2, 2, &interactions, vec![]);
+        let data = EvalData::from_interactions(2, 2, interactions.to_vec(), vec![]);
         assert!(data.now <= chrono::Utc::now().timestamp() && data.now >= now);
         let pop = crate::algo::popularity::fit(2, data.train_events(), data.now, Some(86_400.0));
         assert!(

@@ -7,6 +7,7 @@
 //! one test item, and catalogue coverage is the share of items recommended to anyone.
 
 mod data;
+mod steps;
 
 use std::time::Instant;
 
@@ -15,7 +16,8 @@ use serde::Serialize;
 
 use crate::algo::blend::{Blend, Diversity};
 use crate::algo::{self, History, Scorer, ndcg_at};
-pub use data::{EvalData, Positive, from_dataset, from_files, split};
+pub use data::{EvalData, Positive, from_dataset, from_files, now_of, split};
+pub use steps::{Steps, describe as describe_steps};
 
 /// Quality of one model on one split.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
@@ -123,15 +125,34 @@ pub struct Members {
 impl Members {
     /// Fits the interaction models in parallel; content depends only on the items' text, so a fit
     /// on the same catalogue is reused (on 100,000 items it is the slowest model).
-    pub fn fit_with_content(data: &EvalData, content: algo::content::Content) -> Members {
+    /// `steps` times each fit under `label` (`"als"`, or `"validation als"` with the label
+    /// `"validation "`).
+    pub fn fit_with_content(
+        data: &EvalData,
+        content: algo::content::Content,
+        steps: &Steps,
+        label: &str,
+    ) -> Members {
         let ((als, bpr), itemknn) = rayon::join(
             || {
                 rayon::join(
-                    || algo::als::fit(&data.train, Default::default()),
-                    || algo::bpr::fit(&data.train, Default::default()),
+                    || {
+                        steps.time(&format!("{label}als"), || {
+                            algo::als::fit(&data.train, Default::default())
+                        })
+                    },
+                    || {
+                        steps.time(&format!("{label}bpr"), || {
+                            algo::bpr::fit(&data.train, Default::default())
+                        })
+                    },
                 )
             },
-            || algo::itemknn::fit(&data.train, Default::default()),
+            || {
+                steps.time(&format!("{label}item-to-item"), || {
+                    algo::itemknn::fit(&data.train, Default::default())
+                })
+            },
         );
         Members {
             als,
@@ -195,26 +216,39 @@ pub struct Learned {
     pub ranker: algo::enhanced::Ranker,
 }
 
-/// Fits the members on all of `data`'s training part and, in parallel, learns on its validation
-/// split `quality`'s weights and (with `ranker`) `enhanced`'s scoring model. Content depends only
-/// on the catalogue's text, so it is fitted once for both.
-pub fn fit_and_learn(data: &EvalData, ranker: bool) -> (Members, Learned) {
-    let content = algo::content::fit(&data.item_texts, Default::default());
-    rayon::join(
-        || Members::fit_with_content(data, content.clone()),
-        || learn_with_content(data, ranker, content.clone()),
-    )
+/// Learns on a validation split of `data`'s training part `quality`'s weights and (with `ranker`)
+/// `enhanced`'s scoring model, then fits the members on all of it. Content depends only on the
+/// catalogue's text, so it is fitted once for both. `steps` times each step.
+///
+/// One after the other, each with rayon inside: the validation models are dropped before the final
+/// ones exist. At a million users each factor model holds a quarter of a gigabyte, and the two sets
+/// side by side were most of training's peak memory; in turn, they take the same time on two cores.
+pub fn fit_and_learn(data: &EvalData, ranker: bool, steps: &Steps) -> (Members, Learned) {
+    let content = steps.time("content", || {
+        algo::content::fit(&data.item_texts, Default::default())
+    });
+    let learned = learn_with_content(data, ranker, content.clone(), steps);
+    let members = Members::fit_with_content(data, content, steps, "");
+    (members, learned)
 }
 
 /// Learns on the validation split with the content model already fitted on `data`'s catalogue.
-fn learn_with_content(data: &EvalData, ranker: bool, content: algo::content::Content) -> Learned {
-    let inner = data.inner_split(0.8);
-    let members = Members::fit_with_content(&inner, content);
-    let quality_weights =
-        algo::blend::fit_weights(&members.scorers(), &inner.train, &inner.test, 10, 0.1);
+fn learn_with_content(
+    data: &EvalData,
+    ranker: bool,
+    content: algo::content::Content,
+    steps: &Steps,
+) -> Learned {
+    let inner = steps.time("validation split", || data.inner_split(0.8));
+    let members = Members::fit_with_content(&inner, content, steps, "validation ");
+    let quality_weights = steps.time("blend weights", || {
+        algo::blend::fit_weights(&members.scorers(), &inner.train, &inner.test, 10, 0.1)
+    });
     let ranker = if ranker {
-        let extras = Extras::of(&inner);
-        algo::enhanced::Ranker::fit(&extras.models(&members), &inner.train, &inner.test)
+        steps.time("ranker", || {
+            let extras = Extras::of(&inner);
+            algo::enhanced::Ranker::fit(&extras.models(&members), &inner.train, &inner.test)
+        })
     } else {
         Default::default()
     };
@@ -273,7 +307,7 @@ fn fit_engine(model: &str, data: &EvalData) -> Option<Box<dyn Scorer>> {
             })
         }
         "quality" => {
-            let (members, learned) = fit_and_learn(data, false);
+            let (members, learned) = fit_and_learn(data, false, &Steps::default());
             Box::new(quality_blend(
                 members,
                 learned.quality_weights,
@@ -290,7 +324,7 @@ fn fit_engine(model: &str, data: &EvalData) -> Option<Box<dyn Scorer>> {
                     content,
                 },
                 learned,
-            ) = fit_and_learn(data, true);
+            ) = fit_and_learn(data, true, &Steps::default());
             let extras = Extras::of(data);
             Box::new(algo::enhanced::Enhanced {
                 als,
@@ -304,7 +338,7 @@ fn fit_engine(model: &str, data: &EvalData) -> Option<Box<dyn Scorer>> {
             })
         }
         "smart" => {
-            let (members, learned) = fit_and_learn(data, false);
+            let (members, learned) = fit_and_learn(data, false, &Steps::default());
             let neighbours = Box::new(members.itemknn.clone());
             let content = Box::new(members.content.clone());
             Box::new(algo::smart::Smart {

@@ -13,6 +13,7 @@
 //! Models live in the engine's item index space (the live catalogue's compact ids at the time of the
 //! run), so a request scores the user's exact in-memory history against them.
 
+mod fit;
 mod jobs;
 
 use std::collections::HashMap;
@@ -20,17 +21,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 
 use crate::algo::content::{ItemText, label_tokens};
-use crate::algo::popularity::{self, Event};
 use crate::cluster::{self, Cluster};
 use crate::config::{RecommendConfig, seconds};
 use crate::engine::{Engine, Snapshot};
-use crate::eval::{self, EvalData};
+use crate::eval;
 use crate::metrics::Metrics;
 use crate::policy::FeedbackPolicy;
 use crate::store::{self, Store};
+pub use fit::fit;
 pub use jobs::{Job, Jobs, Status, Trained};
 
 /// Why a training run failed.
@@ -108,62 +108,6 @@ async fn load(
         interactions,
         texts,
     })
-}
-
-/// Fits every model: CPU work for a blocking thread (rayon inside).
-pub fn fit(data: TrainingData, version: u64, half_life_days: f64) -> Snapshot {
-    let started = Instant::now();
-    let events: Vec<Event> = data
-        .interactions
-        .iter()
-        .map(|&(_, item, weight, timestamp)| Event {
-            item,
-            weight,
-            timestamp,
-        })
-        .collect();
-    let set = EvalData::from_interactions(
-        data.user_rows.len(),
-        data.n_items,
-        &data.interactions,
-        data.texts,
-    );
-    let popularity = popularity::fit(
-        data.n_items,
-        events,
-        set.now,
-        Some(half_life_days * 86_400.0),
-    );
-    let (members, learned) = eval::fit_and_learn(&set, true);
-    let popular_order = crate::algo::top_n(&popularity.scores, &[], eval::POPULAR_ORDER_LEN);
-    let (mut categories, category_names) =
-        crate::algo::enhanced::category_ids(set.item_texts.iter().map(|t| &t.categories[..]));
-    categories.resize(data.n_items, Box::new([]));
-    let eval::Members {
-        als,
-        bpr,
-        itemknn,
-        content,
-    } = members;
-    Snapshot {
-        version,
-        trained_at: Utc::now(),
-        n_items: data.n_items,
-        item_ids: data.item_ids,
-        user_rows: data.user_rows,
-        train: set.train,
-        popularity,
-        popular_order,
-        categories,
-        category_names,
-        itemknn,
-        als,
-        bpr,
-        content,
-        quality_weights: learned.quality_weights,
-        ranker: learned.ranker,
-        fit_seconds: started.elapsed().as_secs_f64(),
-    }
 }
 
 /// Least time between the end of one run and an early (event-triggered) run.
@@ -346,6 +290,11 @@ impl Trainer {
                 None => self.version.load(Ordering::Relaxed) + 1,
             };
             let data = load(&self.store, &self.engine, &self.policy).await?;
+            tracing::debug!(
+                seconds = started.elapsed().as_secs_f64(),
+                interactions = data.interactions.len(),
+                "training data read"
+            );
             let half_life = self.config.popularity_half_life_days;
             let snapshot = tokio::task::spawn_blocking(move || fit(data, version, half_life))
                 .await
@@ -375,6 +324,7 @@ impl Trainer {
                     interactions = snapshot.train.nnz(),
                     fit_s = snapshot.fit_seconds,
                     total_s = seconds,
+                    steps = %eval::describe_steps(&snapshot.steps),
                     "training finished"
                 );
             }

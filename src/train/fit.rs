@@ -1,0 +1,73 @@
+//! One training run's computation: every model fitted on the data read from the store, into an
+//! immutable [`Snapshot`], with the time of each step.
+
+use std::time::Instant;
+
+use chrono::Utc;
+
+use super::TrainingData;
+use crate::algo::popularity::{self, Event};
+use crate::engine::Snapshot;
+use crate::eval::{self, EvalData};
+
+/// Fits every model: CPU work for a blocking thread (rayon inside).
+pub fn fit(data: TrainingData, version: u64, half_life_days: f64) -> Snapshot {
+    let started = Instant::now();
+    let steps = eval::Steps::default();
+    let popularity = steps.time("popularity", || {
+        let events = data
+            .interactions
+            .iter()
+            .map(|&(_, item, weight, timestamp)| Event {
+                item,
+                weight,
+                timestamp,
+            });
+        popularity::fit(
+            data.n_items,
+            events.collect::<Vec<_>>(),
+            eval::now_of(&data.interactions),
+            Some(half_life_days * 86_400.0),
+        )
+    });
+    let set = steps.time("interactions", || {
+        EvalData::from_interactions(
+            data.user_rows.len(),
+            data.n_items,
+            data.interactions,
+            data.texts,
+        )
+    });
+    let (members, learned) = eval::fit_and_learn(&set, true, &steps);
+    let popular_order = crate::algo::top_n(&popularity.scores, &[], eval::POPULAR_ORDER_LEN);
+    let (mut categories, category_names) =
+        crate::algo::enhanced::category_ids(set.item_texts.iter().map(|t| &t.categories[..]));
+    categories.resize(data.n_items, Box::new([]));
+    let eval::Members {
+        als,
+        bpr,
+        itemknn,
+        content,
+    } = members;
+    Snapshot {
+        version,
+        trained_at: Utc::now(),
+        n_items: data.n_items,
+        item_ids: data.item_ids,
+        user_rows: data.user_rows,
+        train: set.train,
+        popularity,
+        popular_order,
+        categories,
+        category_names,
+        itemknn,
+        als,
+        bpr,
+        content,
+        quality_weights: learned.quality_weights,
+        ranker: learned.ranker,
+        fit_seconds: started.elapsed().as_secs_f64(),
+        steps: steps.into_list(),
+    }
+}
+
