@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use reco::data::synthetic::{Spec, World, memory};
+use reco::engine::{EngineKind, Query, Who};
 
 /// The system allocator, counting the bytes of live heap blocks (each block's usable size plus
 /// glibc's 8-byte header), so that the serving state is measured by what it holds. Resident memory
@@ -65,6 +66,20 @@ static ALLOCATOR: Counting = Counting;
 fn reset_peak() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     PEAK.store(live(), Ordering::Relaxed);
+}
+
+/// Counts the bytes written to it.
+struct Sink(u64);
+
+impl std::io::Write for Sink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len() as u64;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn live() -> u64 {
@@ -139,6 +154,25 @@ fn main() {
         "quality weights {:?}; ranker {:?}",
         snapshot.quality_weights, snapshot.ranker.weights
     );
+    // The snapshot as replicas exchange it: postcard alone (the format before zstd) and as
+    // published, each written to a counting sink; the heap's growth while writing shows that the
+    // encoding streams (zstd's buffers are C allocations: resident memory, not the heap count).
+    let started = Instant::now();
+    let plain = postcard::to_io(&snapshot, Sink(0)).expect("serialises").0;
+    let plain_seconds = started.elapsed().as_secs_f64();
+    let (before_write, _) = memory().unwrap_or_default();
+    reset_peak();
+    let started = Instant::now();
+    let published = snapshot.write_to(Sink(0)).expect("encodes").0;
+    let write_seconds = started.elapsed().as_secs_f64();
+    let (_, peak_write) = memory().unwrap_or_default();
+    println!(
+        "snapshot encoded: {} MiB with postcard alone ({plain_seconds:.1} s), {} MiB with zstd as \
+         published ({write_seconds:.1} s; resident memory grew {} MiB while writing)",
+        mib(plain),
+        mib(published),
+        mib(peak_write.saturating_sub(before_write))
+    );
     // Serving memory: the engine's live state (catalogue and every history), by the heap blocks
     // it holds.
     let snapshot = Arc::new(snapshot);
@@ -155,13 +189,27 @@ fn main() {
     );
     let (_, peak) = memory().unwrap_or_default();
     println!("peak resident memory of the whole run: {} MiB", mib(peak));
-    let rec = engine.recommend(
-        reco::engine::Who::User(&world.user_ids[0]),
-        &reco::engine::Query {
-            n: 10,
-            ..Default::default()
-        },
-        reco::engine::EngineKind::Quality,
-    );
-    assert_eq!(rec.items.len(), 10);
+    // One core's latency in process, over users drawn evenly from the whole population.
+    let calls = if full { 2000 } else { 200 };
+    for kind in [EngineKind::Fast, EngineKind::Quality] {
+        let mut times: Vec<f64> = (0..calls)
+            .map(|c| {
+                let user = &world.user_ids[c * 7919 % world.user_ids.len()];
+                let query = Query {
+                    n: 10,
+                    ..Default::default()
+                };
+                let started = Instant::now();
+                let rec = engine.recommend(Who::User(user), &query, kind);
+                assert_eq!(rec.items.len(), 10, "{kind:?} for {user}");
+                started.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        println!(
+            "{kind:?} in process: p50 {:.3} ms, p99 {:.3} ms over {calls} users",
+            times[calls / 2],
+            times[calls * 99 / 100]
+        );
+    }
 }

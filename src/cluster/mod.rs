@@ -15,4 +15,6 @@ pub use budget::share;
 pub use error::Error;
 pub use lock::TrainingLock;
 pub use membership::{Cluster, Replica};
-pub use snapshots::{Published, SnapshotStore};
+pub use snapshots::{
+    ChunkReader, ChunkWriter, Published, SnapshotStore, chunk_channel, read_channel,
+};

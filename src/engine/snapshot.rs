@@ -3,6 +3,7 @@
 //! others load it.
 
 use std::collections::HashMap;
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -45,38 +46,70 @@ pub struct Snapshot {
     pub steps: Vec<(String, f64)>,
 }
 
-/// What every encoded snapshot starts with: a tag and the format's version. A build reads only its
-/// own format (postcard is not self-describing: another layout would decode into garbage).
+/// What every encoded snapshot starts with: a tag and the format's version, uncompressed, so that a
+/// reader tells a foreign format before decompressing. A build reads only its own format (postcard
+/// is not self-describing: another layout would decode into garbage).
 const MAGIC: &[u8; 8] = b"RECOSNAP";
-/// Bumped whenever `Snapshot` or a model it holds changes shape.
-pub const FORMAT: u32 = 3;
+/// Bumped whenever `Snapshot`, a model it holds or the encoding changes shape (4: zstd).
+pub const FORMAT: u32 = 4;
+/// zstd's level: its default, fast on factor matrices that compress little anyway.
+const LEVEL: i32 = 3;
+/// Room for the longest string a snapshot holds (an id, a category name, a step's name): postcard
+/// decodes a string from a reader into this scratch space.
+const SCRATCH_BYTES: usize = 1 << 20;
+/// Writes to zstd in slices this long, not one number at a time.
+const BUFFER_BYTES: usize = 1 << 16;
 
 impl Snapshot {
-    /// The snapshot as bytes: [`MAGIC`], [`FORMAT`], then postcard (compact, and serde-driven like
-    /// the rest of reco).
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = MAGIC.to_vec();
-        out.extend_from_slice(&FORMAT.to_le_bytes());
-        postcard::to_extend(self, out).expect("a snapshot serialises")
+    /// Writes the snapshot to `out`: [`MAGIC`], [`FORMAT`], then postcard (compact, and
+    /// serde-driven like the rest of reco) compressed with zstd, as a stream: besides the snapshot
+    /// itself only the compressor's buffers are held, whatever its size. Returns `out`.
+    pub fn write_to<W: Write>(&self, mut out: W) -> io::Result<W> {
+        out.write_all(MAGIC)?;
+        out.write_all(&FORMAT.to_le_bytes())?;
+        let zstd = zstd::stream::write::Encoder::new(out, LEVEL)?;
+        let mut body = BufWriter::with_capacity(BUFFER_BYTES, zstd);
+        postcard::to_io(self, &mut body).map_err(io::Error::other)?;
+        body.into_inner().map_err(|e| e.into_error())?.finish()
     }
 
-    /// Decodes a snapshot and checks that it fits this build: its format, and every model's shape
-    /// against the item count, so that a bad snapshot is refused once (with a log line by the
-    /// caller) instead of panicking in every request that reads it.
-    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
-        let Some(rest) = bytes.strip_prefix(MAGIC) else {
+    /// The snapshot as bytes ([`Snapshot::write_to`] into memory).
+    pub fn encode(&self) -> Vec<u8> {
+        self.write_to(Vec::new())
+            .expect("writing to memory succeeds")
+    }
+
+    /// Reads a snapshot written by [`Snapshot::write_to`] as a stream, and checks that it fits
+    /// this build: its format, and every model's shape against the item count, so that a bad
+    /// snapshot is refused once (with a log line by the caller) instead of panicking in every
+    /// request that reads it.
+    pub fn read_from<R: Read>(mut input: R) -> Result<Self, String> {
+        let mut head = [0u8; 12];
+        input
+            .read_exact(&mut head)
+            .map_err(|_| "not a reco snapshot (too short)")?;
+        let (magic, format) = head.split_at(MAGIC.len());
+        if magic != MAGIC {
             return Err("not a reco snapshot (or one from a build before format 2)".into());
-        };
-        let (format, body) = rest.split_at_checked(4).ok_or("truncated header")?;
+        }
         let format = u32::from_le_bytes(format.try_into().expect("four bytes"));
         if format != FORMAT {
             return Err(format!(
                 "snapshot format {format}; this build reads format {FORMAT}"
             ));
         }
-        let snapshot: Snapshot = postcard::from_bytes(body).map_err(|e| e.to_string())?;
+        let zstd = zstd::stream::read::Decoder::new(input).map_err(|e| e.to_string())?;
+        let body = BufReader::with_capacity(BUFFER_BYTES, zstd);
+        let mut scratch = vec![0u8; SCRATCH_BYTES];
+        let (snapshot, _): (Snapshot, _) =
+            postcard::from_io((body, &mut scratch)).map_err(|e| e.to_string())?;
         snapshot.check_shape()?;
         Ok(snapshot)
+    }
+
+    /// [`Snapshot::read_from`] on bytes in memory.
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        Self::read_from(bytes)
     }
 
     /// Whether every model agrees with `n_items` and the trained users (what serving indexes by).

@@ -1,14 +1,28 @@
 //! One training run's computation: every model fitted on the data read from the store, into an
 //! immutable [`Snapshot`], with the time of each step.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
 
-use super::TrainingData;
+use crate::algo::content::ItemText;
 use crate::algo::popularity::{self, Event};
 use crate::engine::Snapshot;
 use crate::eval::{self, EvalData};
+
+/// The raw material of a run, read from the store (or generated, in benchmarks).
+pub struct TrainingData {
+    /// Items `0..n_items` of the engine's index.
+    pub n_items: usize,
+    /// Their ids, by index.
+    pub item_ids: Vec<Arc<str>>,
+    pub user_rows: HashMap<Arc<str>, u32>,
+    /// (user row, item, weight, unix seconds)
+    pub interactions: Vec<(u32, u32, f32, i64)>,
+    pub texts: Vec<ItemText>,
+}
 
 /// Fits every model: CPU work for a blocking thread (rayon inside).
 pub fn fit(data: TrainingData, version: u64, half_life_days: f64) -> Snapshot {
@@ -70,4 +84,3 @@ pub fn fit(data: TrainingData, version: u64, half_life_days: f64) -> Snapshot {
         steps: steps.into_list(),
     }
 }
-

@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-
 use crate::algo::content::{ItemText, label_tokens};
 use crate::cluster::{self, Cluster};
 use crate::config::{RecommendConfig, seconds};
@@ -30,7 +29,7 @@ use crate::eval;
 use crate::metrics::Metrics;
 use crate::policy::FeedbackPolicy;
 use crate::store::{self, Store};
-pub use fit::fit;
+pub use fit::{TrainingData, fit};
 pub use jobs::{Job, Jobs, Status, Trained};
 
 /// Why a training run failed.
@@ -44,18 +43,6 @@ pub enum Error {
     Cluster(#[from] cluster::Error),
     #[error("another replica kept the training lock")]
     Busy,
-}
-
-/// The raw material of a run, read from the store (or generated, in benchmarks).
-pub struct TrainingData {
-    /// Items `0..n_items` of the engine's index.
-    pub n_items: usize,
-    /// Their ids, by index.
-    pub item_ids: Vec<Arc<str>>,
-    pub user_rows: HashMap<Arc<str>, u32>,
-    /// (user row, item, weight, unix seconds)
-    pub interactions: Vec<(u32, u32, f32, i64)>,
-    pub texts: Vec<ItemText>,
 }
 
 /// Reads the items' texts and every positive feedback row (weighted by the policy), in the
@@ -108,6 +95,28 @@ async fn load(
         interactions,
         texts,
     })
+}
+
+/// Publishes `snapshot` for the other replicas: encoded on a blocking thread straight into the
+/// chunks the database stores, so the encoded bytes are never held whole.
+async fn publish(cluster: &Cluster, snapshot: Arc<Snapshot>) -> Result<(), Error> {
+    let version = snapshot.version;
+    let (writer, chunks) = cluster::chunk_channel();
+    let encode = tokio::task::spawn_blocking(move || snapshot.write_to(writer)?.finish());
+    let stored = cluster.snapshots().publish(version, chunks).await;
+    let encoded = encode.await.map_err(|e| Error::Fit(e.to_string()))?;
+    match (stored, encoded) {
+        (Ok(bytes), _) => {
+            tracing::info!(version, bytes, "published the snapshot");
+            Ok(())
+        }
+        // The encoder failed first (the publish then saw no end mark): its error says why. A
+        // broken pipe is the other way round: the publish failed and stopped the encoder.
+        (Err(_), Err(e)) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::Fit(format!("encoding the snapshot: {e}")))
+        }
+        (Err(e), _) => Err(e.into()),
+    }
 }
 
 /// Least time between the end of one run and an early (event-triggered) run.
@@ -249,11 +258,14 @@ impl Trainer {
         let cluster = self.cluster.as_ref().expect("loading is for clusters");
         let started = Instant::now();
         let result = async {
-            let bytes = cluster.snapshots().fetch(version).await?;
-            let snapshot = tokio::task::spawn_blocking(move || Snapshot::decode(&bytes))
-                .await
-                .map_err(|e| Error::Fit(e.to_string()))?
-                .map_err(|reason| cluster::Error::Snapshot { version, reason })?;
+            // Decoded as the chunks arrive, never whole in memory next to the models.
+            let (reader, chunks) = cluster::read_channel();
+            let decode = tokio::task::spawn_blocking(move || Snapshot::read_from(reader));
+            let fetched = cluster.snapshots().fetch(version, chunks).await;
+            let decoded = decode.await.map_err(|e| Error::Fit(e.to_string()))?;
+            fetched?;
+            let snapshot =
+                decoded.map_err(|reason| cluster::Error::Snapshot { version, reason })?;
             let snapshot = Arc::new(snapshot);
             self.engine
                 .install_foreign(&self.store, snapshot.clone())
@@ -301,11 +313,7 @@ impl Trainer {
                 .map_err(|e| Error::Fit(e.to_string()))?;
             let snapshot = Arc::new(snapshot);
             if let Some(c) = cluster {
-                let s = snapshot.clone();
-                let bytes = tokio::task::spawn_blocking(move || s.encode())
-                    .await
-                    .map_err(|e| Error::Fit(e.to_string()))?;
-                c.snapshots().publish(version, &bytes).await?;
+                publish(c, snapshot.clone()).await?;
             }
             Ok::<_, Error>(snapshot)
         }

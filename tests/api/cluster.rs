@@ -320,9 +320,11 @@ async fn a_cancelled_publish_leaves_no_open_transaction_and_no_partial_snapshot(
     )
     .await;
     let version = snapshots.next_version().await.unwrap();
-    let big = vec![7u8; 256 << 20];
-    let cancelled =
-        tokio::time::timeout(Duration::from_millis(300), snapshots.publish(version, &big)).await;
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(300),
+        publish_bytes(snapshots, version, vec![7u8; 256 << 20], true),
+    )
+    .await;
     assert!(cancelled.is_err(), "the publish was still running");
     let in_transaction = || {
         sqlx::query_scalar::<_, i64>(
@@ -344,8 +346,49 @@ async fn a_cancelled_publish_leaves_no_open_transaction_and_no_partial_snapshot(
     .await;
     let latest = snapshots.latest_published().await.unwrap();
     assert!(latest.is_none_or(|p| p.version < version), "{latest:?}");
-    snapshots.publish(version, &[1, 2, 3]).await.unwrap();
+    // An encoder that stops before its end mark stores nothing.
+    let err = publish_bytes(snapshots, version, vec![1; 5 << 20], false)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("stopped before the end"), "{err}");
+    let latest = snapshots.latest_published().await.unwrap();
+    assert!(latest.is_none_or(|p| p.version < version), "{latest:?}");
+    // Over several chunks, and back the same.
+    let bytes: Vec<u8> = (0..(9 << 20) + 3).map(|i: u32| (i % 251) as u8).collect();
+    let stored = publish_bytes(snapshots, version, bytes.clone(), true).await;
+    assert_eq!(stored.unwrap(), bytes.len() as u64);
     let latest = snapshots.latest_published().await.unwrap().unwrap();
     assert_eq!(latest.version, version);
-    assert_eq!(snapshots.fetch(version).await.unwrap(), [1, 2, 3]);
+    assert!(fetch_bytes(snapshots, version).await == bytes);
+}
+
+/// Publishes `bytes` as `version` through a [`reco::cluster::ChunkWriter`] on a blocking thread,
+/// as training does; without `finish` the writer stops before its end mark.
+async fn publish_bytes(
+    snapshots: &reco::cluster::SnapshotStore,
+    version: u64,
+    bytes: Vec<u8>,
+    finish: bool,
+) -> Result<u64, reco::cluster::Error> {
+    use std::io::Write;
+    let (mut writer, chunks) = reco::cluster::chunk_channel();
+    let produce = tokio::task::spawn_blocking(move || {
+        writer.write_all(&bytes)?;
+        if finish { writer.finish() } else { Ok(()) }
+    });
+    let stored = snapshots.publish(version, chunks).await;
+    let _ = produce.await.unwrap();
+    stored
+}
+
+/// The stored bytes of `version`, read through a [`reco::cluster::ChunkReader`].
+async fn fetch_bytes(snapshots: &reco::cluster::SnapshotStore, version: u64) -> Vec<u8> {
+    use std::io::Read;
+    let (mut reader, chunks) = reco::cluster::read_channel();
+    let read = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).map(|_| out)
+    });
+    snapshots.fetch(version, chunks).await.unwrap();
+    read.await.unwrap().unwrap()
 }
