@@ -2,9 +2,10 @@
 //! compact integer indices so that histories stay small. What each row means comes from the
 //! [`FeedbackPolicy`]: only positive rows count as popularity and as "liked".
 //!
-//! What a request reads is shared, not borrowed: the catalogue is an `Arc<Items>` and each
-//! user's history a [`History`] (compact rows in an `Arc`), the catalogue changed copy-on-write and
-//! a history replaced by the next on each write, so a request clones two `Arc`s under the lock ([`State::items`], [`State::user_history`]) and scores without it.
+//! What a request reads is shared, not borrowed: the catalogue is an `Arc<Items>` (changed
+//! copy-on-write) and each user's history a [`History`] (compact rows in an `Arc`, replaced by the
+//! next on each write), so a request clones two `Arc`s under the lock ([`State::items`],
+//! [`State::user_history`]) and scores without it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
