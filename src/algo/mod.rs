@@ -128,30 +128,43 @@ pub fn ndcg_at(top: &[u32], relevant: &[u32], k: usize) -> f64 {
 /// source item that contributed the most (for "because you liked X").
 #[derive(Default)]
 pub struct Accumulator {
-    sum: Vec<f32>,
-    /// Strongest (source item, similarity) per item; `u32::MAX` = untouched.
-    best: Vec<(u32, f32)>,
+    /// Per item, everything one addition reads and writes, side by side (one cache line).
+    slots: Vec<Slot>,
     touched: Vec<u32>,
 }
+
+/// One item's sum and strongest source.
+#[derive(Clone, Copy)]
+struct Slot {
+    sum: f32,
+    /// Strongest contribution and its source item; `u32::MAX` = untouched.
+    best: f32,
+    source: u32,
+}
+
+const UNTOUCHED: Slot = Slot {
+    sum: 0.0,
+    best: 0.0,
+    source: u32::MAX,
+};
 
 impl Accumulator {
     /// Makes room for `n_items` (keeps what is there: call [`Accumulator::reset`] after use).
     pub fn prepare(&mut self, n_items: usize) {
-        if self.sum.len() < n_items {
-            self.sum.resize(n_items, 0.0);
-            self.best.resize(n_items, (u32::MAX, 0.0));
+        if self.slots.len() < n_items {
+            self.slots.resize(n_items, UNTOUCHED);
         }
     }
 
     pub fn add(&mut self, item: u32, source: u32, sim: f32) {
-        let i = item as usize;
-        if self.best[i].0 == u32::MAX {
+        let slot = &mut self.slots[item as usize];
+        if slot.source == u32::MAX {
             self.touched.push(item);
-            self.best[i] = (source, sim);
-        } else if sim > self.best[i].1 {
-            self.best[i] = (source, sim);
+            (slot.best, slot.source) = (sim, source);
+        } else if sim > slot.best {
+            (slot.best, slot.source) = (sim, source);
         }
-        self.sum[i] += sim;
+        slot.sum += sim;
     }
 
     /// Adds every neighbour of `source` with its similarity.
@@ -167,12 +180,12 @@ impl Accumulator {
     }
 
     pub fn sum(&self, item: u32) -> f32 {
-        self.sum.get(item as usize).copied().unwrap_or(0.0)
+        self.slots.get(item as usize).map_or(0.0, |s| s.sum)
     }
 
     /// The strongest source of `item`, `u32::MAX` when untouched.
     pub fn source(&self, item: u32) -> u32 {
-        self.best.get(item as usize).map_or(u32::MAX, |b| b.0)
+        self.slots.get(item as usize).map_or(u32::MAX, |s| s.source)
     }
 
     pub fn contains(&self, item: u32) -> bool {
@@ -183,7 +196,7 @@ impl Accumulator {
     pub fn max(&self) -> f32 {
         self.touched
             .iter()
-            .map(|&i| self.sum[i as usize])
+            .map(|&i| self.slots[i as usize].sum)
             .fold(0.0, f32::max)
     }
 
@@ -193,15 +206,14 @@ impl Accumulator {
             .touched
             .iter()
             .filter(|&&i| !skip(i))
-            .map(|&i| (i, self.sum[i as usize]))
+            .map(|&i| (i, self.slots[i as usize].sum))
             .collect();
         top_k_similar(sims, k)
     }
 
     pub fn reset(&mut self) {
         for &i in &self.touched {
-            self.sum[i as usize] = 0.0;
-            self.best[i as usize] = (u32::MAX, 0.0);
+            self.slots[i as usize] = UNTOUCHED;
         }
         self.touched.clear();
     }

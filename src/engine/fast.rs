@@ -14,7 +14,8 @@ const FAST_POPULARITY_WEIGHT: f32 = 0.1;
 pub const MAX_SOURCES: usize = 200;
 
 thread_local! {
-    static SCRATCH: RefCell<Accumulator> = RefCell::new(Accumulator::default());
+    /// The neighbour sums, and which items the user has seen (set from the history, cleared after).
+    static SCRATCH: RefCell<(Accumulator, Vec<bool>)> = RefCell::default();
 }
 
 /// Puts the best `prefix` entries of `order` first, sorted by descending score (ties by index), and
@@ -44,11 +45,23 @@ pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
     } = *asked;
     SCRATCH.with(|cell| {
         let mut guard = cell.borrow_mut();
-        let sc = &mut *guard;
+        let (sc, seen) = &mut *guard;
         sc.prepare(snap.n_items);
         for j in asked.liked_trained().take(MAX_SOURCES) {
             sc.add_neighbours(j, &snap.itemknn.neighbours[j as usize]);
         }
+        // Seen items never make the list: leaving them out before sorting keeps the sorted prefix
+        // short (it was deepened by the history's length to make up for them).
+        let trained_rows = || history.into_iter().flat_map(|h| h.all()).map(|r| r.item());
+        let trained_rows = move || trained_rows().filter(|&i| (i as usize) < snap.n_items);
+        if seen.len() < snap.n_items {
+            seen.resize(snap.n_items, false);
+        }
+        for i in trained_rows() {
+            seen[i as usize] = true;
+        }
+        let seen = &*seen;
+        let unseen = |i: u32| !seen[i as usize];
         let best = sc.max().max(f32::MIN_POSITIVE);
         let pop_best = snap
             .popular_order
@@ -66,7 +79,12 @@ pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
         // was half the server's CPU under `fast` load (docs/BENCHMARKS.md). Returns the
         // candidates of a pass `prefix` deep, and whether they are all there are.
         let candidates = |prefix: usize| -> (Vec<(f32, u32)>, bool) {
-            let mut order: Vec<(f32, u32)> = sc.touched().iter().map(|&i| (score(i), i)).collect();
+            let mut order: Vec<(f32, u32)> = sc
+                .touched()
+                .iter()
+                .filter(|&&i| unseen(i))
+                .map(|&i| (score(i), i))
+                .collect();
             let mut cut = order.len() > prefix;
             if cut {
                 let kept = sorted_prefix(&mut order, prefix);
@@ -79,7 +97,7 @@ pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
                 .popular_order
                 .iter()
                 .copied()
-                .filter(|&i| !sc.contains(i))
+                .filter(|&i| !sc.contains(i) && unseen(i))
             {
                 let x = score(i);
                 if taken >= prefix && last != Some(x.to_bits()) {
@@ -102,7 +120,7 @@ pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
         };
         // Sorting every candidate is the expensive part: sort a prefix deep enough for the
         // filters, and everything only when the filters ate through it.
-        let depth = 4 * (q.n + q.exclude.len()) + history.map_or(0, |h| h.rows()) + 50;
+        let depth = 4 * (q.n + q.exclude.len()) + 50;
         let mut picked = Vec::new();
         for prefix in [depth, usize::MAX] {
             let (mut order, complete) = candidates(prefix);
@@ -120,6 +138,10 @@ pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
             }
         }
         sc.reset();
+        let seen = &mut guard.1;
+        for i in trained_rows() {
+            seen[i as usize] = false;
+        }
         picked
     })
 }

@@ -97,11 +97,6 @@ impl History {
         History(kept.into())
     }
 
-    /// Feedback rows held (an item can have several, one per type).
-    pub fn rows(&self) -> usize {
-        self.0.len()
-    }
-
     /// The rows on `item`.
     pub fn marks(&self, item: u32) -> &[Row] {
         let start = self.0.partition_point(|r| r.item < item);
@@ -192,7 +187,7 @@ mod tests {
             Row::new(9, 0, Class::Seen),
             Row::new(3, 0, Class::Positive),
         ]);
-        assert_eq!(h.rows(), 3, "the repeated key kept once");
+        assert_eq!(h.all().len(), 3, "the repeated key kept once");
         assert_eq!(
             h.marks(9),
             [Row::new(9, 0, Class::Seen)],
@@ -205,7 +200,7 @@ mod tests {
         assert_eq!(items(&h), [3, 9], "the old history is unchanged");
         let (h3, before) = h2.with(Row::new(9, 0, Class::Positive));
         assert_eq!(before, Some(Class::Seen));
-        assert_eq!(h3.rows(), 4);
+        assert_eq!(h3.all().len(), 4);
         assert!(h3.contains(5) && !h3.contains(4) && !h3.contains(10));
     }
 
