@@ -16,30 +16,48 @@ impl Csr {
     /// Builds from (row, col, weight) triplets; duplicates are summed.
     pub fn from_triplets(n_rows: usize, n_cols: usize, mut triplets: Vec<(u32, u32, f32)>) -> Self {
         triplets.sort_unstable_by_key(|&(r, c, _)| (r, c));
+        let rows = triplets.into_iter().map(|(r, c, w)| (r, c, w, ()));
+        Self::from_sorted(n_rows, n_cols, rows, |(), ()| ()).0
+    }
+
+    /// Builds from (row, col, weight, value) entries sorted by (row, col), with each entry's value
+    /// (aligned with `indices`): entries of one cell merge, their weights summed and their values
+    /// combined by `combine` in the order given.
+    pub fn from_sorted<T>(
+        n_rows: usize,
+        n_cols: usize,
+        entries: impl ExactSizeIterator<Item = (u32, u32, f32, T)>,
+        combine: impl Fn(T, T) -> T,
+    ) -> (Self, Vec<T>) {
         let mut indptr = vec![0usize; n_rows + 1];
-        let mut indices = Vec::with_capacity(triplets.len());
-        let mut data: Vec<f32> = Vec::with_capacity(triplets.len());
+        let mut indices = Vec::with_capacity(entries.len());
+        let mut data: Vec<f32> = Vec::with_capacity(entries.len());
+        let mut values: Vec<T> = Vec::with_capacity(entries.len());
         let mut last: Option<(u32, u32)> = None;
-        for (r, c, w) in triplets {
+        for (r, c, w, v) in entries {
             if last == Some((r, c)) {
                 *data.last_mut().expect("a previous entry") += w;
+                let merged = values.pop().expect("a previous entry");
+                values.push(combine(merged, v));
                 continue;
             }
             last = Some((r, c));
             indptr[r as usize + 1] += 1;
             indices.push(c);
             data.push(w);
+            values.push(v);
         }
         for r in 0..n_rows {
             indptr[r + 1] += indptr[r];
         }
-        Self {
+        let matrix = Self {
             n_rows,
             n_cols,
             indptr,
             indices,
             data,
-        }
+        };
+        (matrix, values)
     }
 
     /// The columns and weights of row `r`.

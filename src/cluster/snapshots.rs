@@ -17,7 +17,7 @@ use super::sql::server_ms;
 use crate::db::Pool;
 
 /// Size of one stored piece of a snapshot.
-pub const CHUNK_BYTES: usize = 4 << 20;
+const CHUNK_BYTES: usize = 4 << 20;
 
 /// Chunks in flight between the encoder or decoder and the database.
 const IN_FLIGHT: usize = 2;

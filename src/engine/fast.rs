@@ -52,8 +52,12 @@ pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
         }
         // Seen items never make the list: leaving them out before sorting keeps the sorted prefix
         // short (it was deepened by the history's length to make up for them).
-        let trained_rows = || history.into_iter().flat_map(|h| h.all()).map(|r| r.item());
-        let trained_rows = move || trained_rows().filter(|&i| (i as usize) < snap.n_items);
+        let rows = history.map_or(&[][..], |h| h.all());
+        let trained_rows = || {
+            rows.iter()
+                .map(|r| r.item())
+                .filter(|&i| (i as usize) < snap.n_items)
+        };
         if seen.len() < snap.n_items {
             seen.resize(snap.n_items, false);
         }

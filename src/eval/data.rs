@@ -202,35 +202,7 @@ fn matrix(
 ) -> (Csr, Vec<i64>) {
     // Stable, so that a pair's rows combine in the order given.
     rows.sort_by_key(|&(u, i, _, _)| (u, i));
-    let mut indptr = vec![0usize; n_rows + 1];
-    let mut indices = Vec::with_capacity(rows.len());
-    let mut data: Vec<f32> = Vec::with_capacity(rows.len());
-    let mut times: Vec<i64> = Vec::with_capacity(rows.len());
-    let mut last = None;
-    for (u, i, w, t) in rows {
-        if last == Some((u, i)) {
-            *data.last_mut().expect("a previous entry") += w;
-            let newest = times.last_mut().expect("a previous entry");
-            *newest = time(*newest, t);
-            continue;
-        }
-        last = Some((u, i));
-        indptr[u as usize + 1] += 1;
-        indices.push(i);
-        data.push(w);
-        times.push(t);
-    }
-    for r in 0..n_rows {
-        indptr[r + 1] += indptr[r];
-    }
-    let matrix = Csr {
-        n_rows,
-        n_cols,
-        indptr,
-        indices,
-        data,
-    };
-    (matrix, times)
+    Csr::from_sorted(n_rows, n_cols, rows.into_iter(), time)
 }
 
 /// [`build`] with the interned ids.
