@@ -5,14 +5,23 @@
 //! engine's p50/p99 over single calls (criterion measures means, not tails), then criterion's own
 //! measurement. Without `--bench` (as `cargo test --all-targets` runs it) a small catalogue checks
 //! that the benchmark itself works.
+//!
+//! `RECO_BENCH_MOVIELENS=DIR` measures on MovieLens 100K instead, trained as the server trains it
+//! (imported into a SQLite file, loaded, trained by the `Trainer`), over every user: the costs
+//! behind the HTTP benchmarks of `quality` and `fast` on that data.
 
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
+use reco::config::Config;
 use reco::data::synthetic::{Spec, World, memory};
-use reco::engine::{EngineKind, Query, Who};
+use reco::db::Pool;
+use reco::engine::{Engine, EngineKind, Query, Who};
+use reco::metrics::Metrics;
+use reco::store::Store;
+use reco::train::Trainer;
 
 const ENGINES: [EngineKind; 5] = [
     EngineKind::Fast,
@@ -27,7 +36,46 @@ fn quantile(sorted: &[Duration], q: f64) -> f64 {
     sorted[i].as_secs_f64() * 1e3
 }
 
+/// MovieLens 100K from `dir` in a SQLite file, loaded and trained as a server does it.
+fn movielens(dir: &str) -> (Arc<Engine>, Vec<String>) {
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    let tmp = tempfile::tempdir().expect("a temporary folder");
+    rt.block_on(async {
+        let mut config = Config::default();
+        config.db.url = format!("sqlite://{}", tmp.path().join("m.db").display()).into();
+        let metrics = Arc::new(Metrics::new());
+        let pool = Pool::open(&config.db, metrics.pool.clone())
+            .await
+            .expect("pool");
+        let store = Store::new(pool.clone());
+        store.migrate(&config.db).await.expect("migrations");
+        let data = reco::data::movielens::load(dir.as_ref()).expect("MovieLens 100K");
+        data.write(&store).await.expect("import");
+        let engine = Arc::new(Engine::new(
+            reco::policy::FeedbackPolicy::from_config(&config.recommend),
+            config.recommend.diversity,
+        ));
+        engine.load(&store).await.expect("load");
+        let trainer = Trainer::new(store, engine.clone(), config.recommend, metrics, None);
+        let started = Instant::now();
+        trainer.train_once().await.expect("training");
+        println!(
+            "MovieLens 100K from {dir}: trained in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        pool.close().await;
+        let users = data.users.iter().map(|u| u.id.clone()).collect();
+        (engine, users)
+    })
+}
+
 fn main() {
+    if let Ok(dir) = std::env::var("RECO_BENCH_MOVIELENS") {
+        let (engine, users) = movielens(&dir);
+        let users: Vec<&str> = users.iter().map(|u| u.as_str()).collect();
+        let rounds = std::env::var("RECO_BENCH_ROUNDS").map_or(5, |r| r.parse().expect("a count"));
+        return measure(&engine, &users, rounds);
+    }
     let full = std::env::args().any(|a| a == "--bench");
     let spec = if let Some(spec) = Spec::from_env() {
         spec
@@ -77,38 +125,14 @@ fn main() {
         .map(|u| &*world.user_ids[u])
         .collect();
     assert!(!users.is_empty());
+    measure(&engine, &users, if full { 3 } else { 1 });
+    if !full {
+        return;
+    }
     let q = Query {
         n: 10,
         ..Default::default()
     };
-    println!(
-        "{:<12} {:>9} {:>9} {:>9}",
-        "engine", "p50 (ms)", "p99 (ms)", "calls"
-    );
-    for kind in ENGINES {
-        let rounds = if full { 3 } else { 1 };
-        let mut times = Vec::with_capacity(users.len() * rounds);
-        for _ in 0..rounds {
-            for &u in &users {
-                let t = Instant::now();
-                let rec = engine.recommend(Who::User(u), &q, kind);
-                times.push(t.elapsed());
-                assert_eq!(rec.items.len(), 10, "{kind:?} for {u}");
-                black_box(rec);
-            }
-        }
-        times.sort_unstable();
-        println!(
-            "{:<12} {:>9.3} {:>9.3} {:>9}",
-            kind.name(),
-            quantile(&times, 0.5),
-            quantile(&times, 0.99),
-            times.len()
-        );
-    }
-    if !full {
-        return;
-    }
     let mut c = Criterion::default().configure_from_args();
     for kind in ENGINES {
         let mut next = users.iter().cycle();
@@ -120,4 +144,46 @@ fn main() {
         });
     }
     c.final_summary();
+}
+
+/// Each engine's p50, p99 and mean over `rounds` calls per user, one at a time on this thread
+/// (`RECO_BENCH_N` items per answer, default 10).
+fn measure(engine: &Engine, users: &[&str], rounds: usize) {
+    let n = std::env::var("RECO_BENCH_N").map_or(10, |n| n.parse().expect("a count"));
+    let q = Query {
+        n,
+        ..Default::default()
+    };
+    println!(
+        "{:<12} {:>9} {:>9} {:>9} {:>9}",
+        "engine", "p50 (ms)", "p99 (ms)", "mean (ms)", "calls"
+    );
+    // `RECO_BENCH_ENGINES=quality,fast` measures only those (for a profiler).
+    let only = std::env::var("RECO_BENCH_ENGINES").ok();
+    let chosen = |k: &EngineKind| {
+        only.as_ref()
+            .is_none_or(|o| o.split(',').any(|x| x == k.name()))
+    };
+    for kind in ENGINES.into_iter().filter(chosen) {
+        let mut times = Vec::with_capacity(users.len() * rounds);
+        for _ in 0..rounds {
+            for &u in users {
+                let t = Instant::now();
+                let rec = engine.recommend(Who::User(u), &q, kind);
+                times.push(t.elapsed());
+                assert_eq!(rec.items.len(), n, "{kind:?} for {u}");
+                black_box(rec);
+            }
+        }
+        times.sort_unstable();
+        let mean = times.iter().sum::<Duration>().as_secs_f64() * 1e3 / times.len() as f64;
+        println!(
+            "{:<12} {:>9.3} {:>9.3} {:>9.4} {:>9}",
+            kind.name(),
+            quantile(&times, 0.5),
+            quantile(&times, 0.99),
+            mean,
+            times.len()
+        );
+    }
 }

@@ -7,11 +7,14 @@
 //! nalgebra; the per-row CG touches only the row's own items, so a sweep costs
 //! O(nnz · k · cg_steps + rows · k² · cg_steps).
 
+use std::sync::OnceLock;
+
 use nalgebra::{DMatrix, DMatrixView, DVector, DVectorView};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
+use super::factors::ItemBlocks;
 use super::{Csr, History, Scorer};
 
 /// A factor row as a nalgebra vector view (its `dot` and `axpy` are unrolled for SIMD).
@@ -52,6 +55,9 @@ pub struct Als {
     /// `YᵀY + λI` of the final item factors, for folding in users unseen at training time.
     gram: DMatrix<f32>,
     params: Params,
+    /// The item factors laid out for scoring every item (derived on first use, not stored).
+    #[serde(skip)]
+    blocks: OnceLock<ItemBlocks>,
 }
 
 /// Fits on a users × items matrix.
@@ -77,6 +83,7 @@ pub fn fit(user_items: &Csr, params: Params) -> Als {
         item_factors: items,
         gram,
         params,
+        blocks: OnceLock::new(),
     }
 }
 
@@ -190,8 +197,10 @@ impl Als {
         x
     }
 
-    fn item(&self, i: usize) -> &[f32] {
-        &self.item_factors[i * self.factors..(i + 1) * self.factors]
+    /// The item factors laid out for scoring every item at once.
+    pub fn blocks(&self) -> &ItemBlocks {
+        self.blocks
+            .get_or_init(|| ItemBlocks::from_rows(&self.item_factors, self.factors))
     }
 }
 
@@ -207,9 +216,7 @@ impl Scorer for Als {
                 &folded
             }
         };
-        for (i, s) in scores.iter_mut().enumerate() {
-            *s = super::dot(self.item(i), x);
-        }
+        self.blocks().scores(x, scores);
     }
 }
 

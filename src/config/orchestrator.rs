@@ -28,6 +28,11 @@ pub struct OrchestratorConfig {
     /// commits an order of magnitude slower while CPUs never idle, however low the class of what
     /// keeps them busy (docs/BENCHMARKS.md).
     pub worker_duty: f64,
+    /// Seconds an engine job may be predicted to take and still run inline, on the async worker
+    /// that took the request, like `fast` (0 = every job on the engine threads). Handing a job
+    /// to an engine thread and back costs more than a job this short; the prediction is the
+    /// engine's count of its work times the time per unit measured on its recent jobs.
+    pub inline_below: f64,
     /// Users whose last answer is kept until their next feedback or the next training (0 = off).
     pub cache_size: u64,
     /// MiB the cached answers may take, and as much again the impressions kept for click
@@ -69,6 +74,7 @@ impl Default for OrchestratorConfig {
             worker_priority: WorkerPriority::Idle,
             pin_async_workers: true,
             worker_duty: 0.8,
+            inline_below: 0.0001,
             cache_size: 100_000,
             cache_memory_mb: 64,
             click_window: 1800.0,
@@ -99,6 +105,13 @@ impl OrchestratorConfig {
             "orchestrator.cache_memory_mb",
             self.cache_memory_mb,
             "1..=65536 MiB",
+        )?;
+        secs(
+            self.inline_below,
+            "orchestrator.inline_below",
+            0.0,
+            0.01,
+            "0 (never)..=0.01 seconds",
         )?;
         check(
             (0.1..=1.0).contains(&self.worker_duty),

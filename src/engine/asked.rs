@@ -5,6 +5,8 @@
 
 use std::collections::HashSet;
 
+use foldhash::fast::RandomState;
+
 use super::history::History;
 use super::items::{ItemMeta, Items};
 use super::ranking::Ranking;
@@ -104,7 +106,8 @@ impl Liked {
 /// The entries of `parts` in order, each item once, lazily: the live popularity order that ends
 /// every engine's list is catalogue-sized, and a request stops after its first few entries.
 pub fn unique_chain<'a>(parts: impl IntoIterator<Item = &'a [u32]>) -> impl Iterator<Item = u32> {
-    let mut seen = HashSet::new();
+    // Item indices are ours, not a client's: a fast hasher, seeded per set.
+    let mut seen: HashSet<u32, RandomState> = HashSet::default();
     parts
         .into_iter()
         .flatten()

@@ -9,6 +9,8 @@
 //! crate such as `im` would do this too; we need only indexed get, set and push.)
 
 use std::collections::HashSet;
+
+use foldhash::fast::RandomState;
 use std::sync::Arc;
 
 use super::request::{Query, Scored};
@@ -137,8 +139,9 @@ impl Items {
 /// A request's time-to-live, category and exclusion filters, with the lists as hash sets.
 struct Filter<'a> {
     not_before_ms: Option<i64>,
-    categories: HashSet<&'a str>,
-    exclude: HashSet<&'a str>,
+    // foldhash, randomly seeded per set, as hashbrown's default: these sets live for one request.
+    categories: HashSet<&'a str, RandomState>,
+    exclude: HashSet<&'a str, RandomState>,
 }
 
 impl<'a> Filter<'a> {

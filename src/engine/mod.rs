@@ -31,6 +31,7 @@ mod similar;
 mod smart;
 mod snapshot;
 mod state;
+mod work;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -357,24 +358,28 @@ pub struct Inputs {
 }
 
 impl Inputs {
+    /// The request as the engines see it; `None` before the first snapshot.
+    fn asked<'a>(&'a self, q: &'a Query<'a>) -> Option<Asked<'a>> {
+        Some(Asked {
+            s: &self.items,
+            history: self.history.as_ref(),
+            row: self.row,
+            q,
+            snap: self.snapshot.as_deref()?,
+            ranking: &self.ranking,
+            diversity: self.diversity,
+        })
+    }
+
     /// The chosen engine's answer (see [`Engine::recommend`]).
     pub fn recommend(&self, q: &Query<'_>, kind: EngineKind) -> Recommendation {
-        let (s, history, ranking) = (&*self.items, self.history.as_ref(), &*self.ranking);
-        let Some(snap) = self.snapshot.as_deref() else {
+        let Some(asked) = self.asked(q) else {
+            let (s, history, ranking) = (&*self.items, self.history.as_ref(), &*self.ranking);
             return Recommendation {
                 engine: EngineKind::Popularity,
                 route: None,
                 items: popular_for(s, history, ranking, q),
             };
-        };
-        let asked = Asked {
-            s,
-            history,
-            row: self.row,
-            q,
-            snap,
-            ranking,
-            diversity: self.diversity,
         };
         let (engine, route, items) = match kind {
             EngineKind::Fast => (kind, None, fast::recommend(&asked)),
@@ -384,13 +389,23 @@ impl Inputs {
                 let (route, items) = smart::recommend(&asked);
                 (EngineKind::Smart, Some(route), items)
             }
-            EngineKind::Popularity => (kind, None, popular_for(s, history, ranking, q)),
+            EngineKind::Popularity => {
+                let items = popular_for(asked.s, asked.history, asked.ranking, q);
+                (kind, None, items)
+            }
         };
         Recommendation {
             engine,
             route,
             items,
         }
+    }
+
+    /// The rough operation count of `kind` answering `q` (see `work`): what the orchestrator
+    /// weighs to run a job inline. Before the first snapshot every engine is a popularity walk.
+    pub fn work(&self, q: &Query<'_>, kind: EngineKind) -> u64 {
+        self.asked(q)
+            .map_or((q.n + q.exclude.len()) as u64, |a| work::estimate(&a, kind))
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::asked::Asked;
 use super::fast::MAX_SOURCES;
@@ -141,35 +142,60 @@ fn strongest_sources(
 }
 
 /// MMR over the filtered pool: `q.n` items spread across categories (`diversity` 0: the pool's
-/// head). Categories are numbered per request, so an overlap compares small integers.
+/// head). Categories are numbered per request; while they fit in 64 bits (and no item lists one
+/// twice), an item's categories are one bit set and an overlap is three `popcount`s, the same
+/// value as [`jaccard`] over the lists.
 fn diversify(asked: &Asked<'_>, pool: Vec<(u32, f32)>) -> Vec<(u32, f32)> {
     let Asked { s, q, .. } = *asked;
     if asked.diversity <= 0.0 {
         return pool.into_iter().take(q.n).collect();
     }
-    // MMR runs on positions in the pool, so an overlap is two slice lookups.
-    let mut numbers: HashMap<&str, u32> = HashMap::new();
-    let categories: Vec<Vec<u32>> = pool
-        .iter()
-        .map(|&(i, _)| {
-            s.item_categories(i)
-                .iter()
-                .map(|c| {
-                    let next = numbers.len() as u32;
-                    *numbers.entry(&**c).or_insert(next)
-                })
-                .collect()
-        })
-        .collect();
+    let lists: Vec<&[Arc<str>]> = pool.iter().map(|&(i, _)| s.item_categories(i)).collect();
+    // MMR runs on positions in the pool.
     let positions: Vec<(u32, f32)> = (0u32..)
         .zip(&pool)
         .map(|(pos, &(_, score))| (pos, score))
         .collect();
-    let similarity = |a: u32, b: u32| jaccard(&categories[a as usize], &categories[b as usize]);
-    mmr(&positions, similarity, q.n, asked.diversity)
-        .into_iter()
-        .map(|pos| pool[pos as usize])
+    let chosen = match category_bits(&lists) {
+        Some(bits) => mmr(
+            &positions,
+            |a, b| jaccard_bits(bits[a as usize], bits[b as usize]),
+            q.n,
+            asked.diversity,
+        ),
+        None => mmr(
+            &positions,
+            |a, b| jaccard(lists[a as usize], lists[b as usize]),
+            q.n,
+            asked.diversity,
+        ),
+    };
+    chosen.into_iter().map(|pos| pool[pos as usize]).collect()
+}
+
+/// Each list's categories as bits (numbered in order of appearance), unless there are more than
+/// 64 names or a list repeats one.
+fn category_bits(lists: &[&[Arc<str>]]) -> Option<Vec<u64>> {
+    let mut numbers: HashMap<&str, u32, foldhash::fast::RandomState> = HashMap::default();
+    lists
+        .iter()
+        .map(|list| {
+            list.iter().try_fold(0u64, |bits, c| {
+                let next = numbers.len() as u32;
+                let bit = 1u64.checked_shl(*numbers.entry(&**c).or_insert(next))?;
+                (bits & bit == 0).then_some(bits | bit)
+            })
+        })
         .collect()
+}
+
+/// [`jaccard`] of two category bit sets.
+fn jaccard_bits(a: u64, b: u64) -> f32 {
+    if a == 0 || b == 0 {
+        return 0.0;
+    }
+    let common = (a & b).count_ones();
+    common as f32 / (a.count_ones() + b.count_ones() - common) as f32
 }
 
 /// `enhanced`: candidates from the factorisation, item-to-item and content neighbours of the

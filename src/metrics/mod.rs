@@ -49,6 +49,8 @@ pub struct Metrics {
     /// Engine jobs running on the orchestrator's workers, and waiting for one.
     pub engine_jobs_running: Gauge,
     pub engine_jobs_waiting: Gauge,
+    /// Engine jobs run inline on the async worker, by engine.
+    pub engine_jobs_inline: Family<EngineLabel, Counter>,
     pub variant_impressions: Family<VariantEngineLabel, Counter>,
     pub variant_clicks: Family<VariantEngineLabel, Counter>,
     /// The latest training runs and snapshot loads, newest last (for the dashboard).
@@ -165,6 +167,11 @@ impl Metrics {
             "engine_jobs_waiting",
             "Engine jobs waiting for a worker (they give up at the deadline)",
         );
+        let engine_jobs_inline = registered(
+            r,
+            "engine_jobs_inline",
+            "Engine jobs run inline on the request's async worker, predicted to take at most orchestrator.inline_below",
+        );
         let deadline_fallbacks = registered(
             r,
             "deadline_fallbacks",
@@ -194,6 +201,7 @@ impl Metrics {
             variant_cache_hits,
             engine_jobs_running,
             engine_jobs_waiting,
+            engine_jobs_inline,
             deadline_fallbacks,
             variant_impressions,
             variant_clicks,
@@ -246,6 +254,13 @@ impl Metrics {
     }
 
     /// Counts a deadline miss of `engine` chosen for `variant`.
+    /// Counts an engine job run inline.
+    pub fn record_inline(&self, engine: &'static str) {
+        self.engine_jobs_inline
+            .get_or_create(&EngineLabel { engine })
+            .inc();
+    }
+
     pub fn record_fallback(&self, variant: &str, engine: &'static str) {
         self.deadline_fallbacks
             .get_or_create(&VariantEngineLabel {

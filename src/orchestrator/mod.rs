@@ -10,7 +10,9 @@
 //! `orchestrator.deadline` (the wait for a thread included). When it misses the deadline the
 //! `fast` answer is returned and counted (a late `auto` answer still fills the cache; a job that
 //! had not started yet never starts). So slow
-//! requests queue among themselves, never in front of writes, health checks or `fast`.
+//! requests queue among themselves, never in front of writes, health checks or `fast`. A job
+//! predicted to cost no more than `orchestrator.inline_below` runs inline instead, as `fast` does
+//! (`inline`): handing it over would cost more than the job.
 //!
 //! It also attributes clicks: the last recommendation shown to each user is remembered, and
 //! positive feedback (the policy's rule) on one of its items within `orchestrator.click_window`
@@ -19,7 +21,7 @@
 //! (whose generations make cached answers stale) and reports committed feedback here.
 //!
 //! Files: the cached answers and impressions, weighed in bytes (`cache`); where the threads run
-//! (`cpu`); this file composes them.
+//! (`cpu`); which jobs run inline (`inline`); this file composes them.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,10 +32,12 @@ use quick_cache::sync::Cache;
 
 mod cache;
 mod cpu;
+mod inline;
 
 use cache::{AnswerCache, BySize, Cached, Impression};
 pub use cpu::pin_async_worker;
-use cpu::{lower_priority, run_then_rest};
+use cpu::{lower_priority, run_then_rest, thread_cpu_time};
+use inline::Inline;
 
 use crate::config::{OrchestratorConfig, WorkerPriority, seconds};
 use crate::engine::{Engine, EngineKind, Inputs, Recommendation, Request, Who};
@@ -76,6 +80,8 @@ pub struct Orchestrator {
     workers: rayon::ThreadPool,
     /// `orchestrator.worker_duty`: the share of time a worker may run jobs back to back.
     duty: f64,
+    /// Which jobs run inline (`orchestrator.inline_below`).
+    inline: Arc<Inline>,
     click_window: Duration,
     variants: Vec<Variant>,
     cache: Option<Arc<AnswerCache>>,
@@ -158,6 +164,7 @@ impl Orchestrator {
             deadline: (config.deadline > 0.0).then(|| seconds(config.deadline)),
             workers: engine_workers(workers(config.workers), config.worker_priority),
             duty: config.worker_duty,
+            inline: Arc::new(Inline::new(seconds(config.inline_below))),
             click_window: seconds(config.click_window),
             variants,
             cache: (capacity > 0).then(|| {
@@ -283,13 +290,22 @@ impl Orchestrator {
         if matches!(kind, EngineKind::Fast | EngineKind::Popularity) {
             return served(job(&inputs, &request), false);
         }
+        let work = inputs.work(&request.query(), kind);
+        if self.inline.admits(kind, work, self.deadline) {
+            let started = thread_cpu_time();
+            let rec = job(&inputs, &request);
+            self.inline
+                .record(kind, work, thread_cpu_time().saturating_sub(started));
+            self.metrics.record_inline(kind.name());
+            return served(rec, false);
+        }
         let started = Instant::now();
         let (query, job_inputs) = (request.clone(), inputs.clone());
         let running = self.metrics.engine_jobs_running.clone();
         // Decremented when the job starts, or when it is dropped unstarted.
         let waiting = GaugeGuard::inc(self.metrics.engine_jobs_waiting.clone());
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let duty = self.duty;
+        let (duty, inline) = (self.duty, self.inline.clone());
         self.workers.spawn(move || {
             drop(waiting);
             // Past the deadline while queued: nobody waits for it, so it never starts.
@@ -298,7 +314,10 @@ impl Orchestrator {
             }
             run_then_rest(duty, || {
                 let _running = GaugeGuard::inc(running);
-                let _ = tx.send(job(&job_inputs, &query));
+                let ran = thread_cpu_time();
+                let rec = job(&job_inputs, &query);
+                inline.record(kind, work, thread_cpu_time().saturating_sub(ran));
+                let _ = tx.send(rec);
             });
         });
         // A job that panicked drops its sender: `fast` answers.
