@@ -43,6 +43,19 @@ pub fn normalise(scores: &mut [f32]) {
     }
 }
 
+/// `into += w × scores / max|scores|`: [`normalise`] then a weighted sum, in one pass over the
+/// catalogue instead of two, with the same arithmetic per item (divide, multiply, add).
+pub fn add_normalised(into: &mut [f32], scores: &[f32], w: f32) {
+    let max = scores.iter().fold(0f32, |m, s| m.max(s.abs()));
+    if max > 0.0 {
+        into.iter_mut()
+            .zip(scores)
+            .for_each(|(b, x)| *b += w * (x / max));
+    } else {
+        into.iter_mut().zip(scores).for_each(|(b, x)| *b += w * x);
+    }
+}
+
 impl Scorer for Blend {
     fn score(&self, user: Option<usize>, history: History<'_>, scores: &mut [f32]) {
         scores.fill(0.0);

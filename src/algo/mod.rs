@@ -56,20 +56,60 @@ pub trait Scorer: Send + Sync {
 /// and sorting plain integers is several times cheaper than comparing (score, index) pairs, and
 /// this runs over the whole catalogue in every `quality` request and every evaluated user.
 pub fn top_n(scores: &[f32], exclude: &[u32], n: usize) -> Vec<u32> {
-    let mut keys: Vec<u64> = Vec::with_capacity(scores.len());
-    let mut skip = exclude.iter().copied().peekable();
-    for (i, &s) in (0u32..).zip(scores) {
-        while skip.next_if(|&e| e < i).is_some() {}
-        if s.is_finite() && skip.peek() != Some(&i) {
-            keys.push(rank_key(s, i));
+    TopN::new(scores, exclude, n).collect()
+}
+
+/// [`top_n`]'s items in the same order, sorted as they are taken: a caller that stops early
+/// (filters usually keep the head of the list) sorts only what it took.
+pub struct TopN {
+    /// The best `n` keys, sorted up to `sorted`.
+    keys: Vec<u64>,
+    next: usize,
+    sorted: usize,
+}
+
+impl TopN {
+    pub fn new(scores: &[f32], exclude: &[u32], n: usize) -> Self {
+        let mut keys: Vec<u64> = Vec::with_capacity(scores.len());
+        let mut skip = exclude.iter().copied().peekable();
+        for (i, &s) in (0u32..).zip(scores) {
+            while skip.next_if(|&e| e < i).is_some() {}
+            if s.is_finite() && skip.peek() != Some(&i) {
+                keys.push(rank_key(s, i));
+            }
+        }
+        if keys.len() > n {
+            keys.select_nth_unstable(n);
+            keys.truncate(n);
+        }
+        Self {
+            keys,
+            next: 0,
+            sorted: 0,
         }
     }
-    if keys.len() > n {
-        keys.select_nth_unstable(n);
-        keys.truncate(n);
+}
+
+impl Iterator for TopN {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        if self.next == self.sorted {
+            // Sort the next stretch, twice as long as the last (at least 32).
+            let rest = &mut self.keys[self.sorted..];
+            let take = self.sorted.max(32).min(rest.len());
+            if take == 0 {
+                return None;
+            }
+            if take < rest.len() {
+                rest.select_nth_unstable(take);
+            }
+            rest[..take].sort_unstable();
+            self.sorted += take;
+        }
+        self.next += 1;
+        Some(rank_index(self.keys[self.next - 1]))
     }
-    keys.sort_unstable();
-    keys.into_iter().map(rank_index).collect()
 }
 
 /// A (score, item) pair as an integer that sorts ascending in the order "higher score first (in
@@ -299,6 +339,23 @@ mod tests {
         assert_eq!(super::top_n(&scores, &[], 3), [1, 4, 3]);
         assert_eq!(super::top_n(&scores, &[1], 2), [4, 3]);
         assert_eq!(super::top_n(&scores, &[], 10), [1, 4, 3, 0]);
+    }
+
+    /// Sorting as it goes gives the order of sorting everything, however far a caller reads.
+    #[test]
+    fn top_n_sorted_as_taken_equals_sorted_at_once() {
+        let scores: Vec<f32> = (0..500u32).map(|i| ((i * 37) % 101) as f32 * 0.5).collect();
+        let exclude = [3, 4, 200, 499];
+        let mut all: Vec<(f32, u32)> = (0u32..)
+            .zip(&scores)
+            .filter(|(i, _)| !exclude.contains(i))
+            .map(|(i, &s)| (s, i))
+            .collect();
+        all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let want: Vec<u32> = all.iter().map(|x| x.1).take(300).collect();
+        assert_eq!(super::top_n(&scores, &exclude, 300), want);
+        let head: Vec<u32> = super::TopN::new(&scores, &exclude, 300).take(70).collect();
+        assert_eq!(head, want[..70]);
     }
 
     /// The integer keys order exactly as comparing (score by `total_cmp`, then index) does,

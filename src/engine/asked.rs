@@ -70,6 +70,14 @@ impl<'a> Asked<'a> {
         unique_chain(parts.iter().copied().chain([&self.ranking.popular[..]]))
     }
 
+    /// The entries of `order`, then of the live popularity order, each once.
+    pub fn then_popular<'p>(
+        &'p self,
+        order: impl Iterator<Item = u32> + 'p,
+    ) -> impl Iterator<Item = u32> + 'p {
+        unique(order.chain(self.ranking.popular.iter().copied()))
+    }
+
     /// The indices of the first `q.n` items of `order` that pass the filters and were not seen.
     pub fn pick_indices(&self, order: impl IntoIterator<Item = u32>, q: &Query<'_>) -> Vec<u32> {
         self.s.pick_indices(order, q, |i| self.seen(i))
@@ -106,11 +114,12 @@ impl Liked {
 /// The entries of `parts` in order, each item once, lazily: the live popularity order that ends
 /// every engine's list is catalogue-sized, and a request stops after its first few entries.
 pub fn unique_chain<'a>(parts: impl IntoIterator<Item = &'a [u32]>) -> impl Iterator<Item = u32> {
+    unique(parts.into_iter().flatten().copied())
+}
+
+/// The entries of `items` in order, each once, lazily.
+fn unique(items: impl Iterator<Item = u32>) -> impl Iterator<Item = u32> {
     // Item indices are ours, not a client's: a fast hasher, seeded per set.
     let mut seen: HashSet<u32, RandomState> = HashSet::default();
-    parts
-        .into_iter()
-        .flatten()
-        .copied()
-        .filter(move |i| seen.insert(*i))
+    items.filter(move |i| seen.insert(*i))
 }

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use super::asked::Asked;
 use super::items::ItemMeta;
 use super::request::Scored;
-use crate::algo::Accumulator;
+use crate::algo::{Accumulator, rank_index, rank_key};
 
 /// Weight of normalised, time-decayed popularity in the `fast` blend (neighbours weigh 1).
 const FAST_POPULARITY_WEIGHT: f32 = 0.1;
@@ -18,16 +18,15 @@ thread_local! {
     static SCRATCH: RefCell<(Accumulator, Vec<bool>)> = RefCell::default();
 }
 
-/// Puts the best `prefix` entries of `order` first, sorted by descending score (ties by index), and
-/// returns how many are sorted.
-fn sorted_prefix(order: &mut [(f32, u32)], prefix: usize) -> usize {
-    let by_score = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+/// Puts the best `prefix` entries of `order` first, sorted (see [`rank_key`]: higher score first,
+/// ties by index), and returns how many are sorted.
+fn sorted_prefix(order: &mut [u64], prefix: usize) -> usize {
     if order.len() > prefix {
-        order.select_nth_unstable_by(prefix, by_score);
-        order[..prefix].sort_unstable_by(by_score);
+        order.select_nth_unstable(prefix);
+        order[..prefix].sort_unstable();
         prefix
     } else {
-        order.sort_unstable_by(by_score);
+        order.sort_unstable();
         order.len()
     }
 }
@@ -86,12 +85,12 @@ pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
         // prefix pass needs only their head: walking and sorting the whole catalogue per request
         // was half the server's CPU under `fast` load (docs/BENCHMARKS.md). Returns the
         // candidates of a pass `prefix` deep, and whether they are all there are.
-        let candidates = |prefix: usize| -> (Vec<(f32, u32)>, bool) {
-            let mut order: Vec<(f32, u32)> = sc
+        let candidates = |prefix: usize| -> (Vec<u64>, bool) {
+            let mut order: Vec<u64> = sc
                 .touched()
                 .iter()
                 .filter(|&&i| unseen(i))
-                .map(|&i| (score(i), i))
+                .map(|&i| rank_key(score(i), i))
                 .collect();
             let mut cut = order.len() > prefix;
             if cut {
@@ -113,7 +112,7 @@ pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
                     break;
                 }
                 (taken, last) = (taken + 1, Some(x.to_bits()));
-                order.push((x, i));
+                order.push(rank_key(x, i));
             }
             let complete = !cut && order.len() <= prefix;
             (order, complete)
@@ -133,7 +132,7 @@ pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
         for prefix in [depth, usize::MAX] {
             let (mut order, complete) = candidates(prefix);
             let sorted = sorted_prefix(&mut order, prefix);
-            let idx: Vec<u32> = order[..sorted].iter().map(|x| x.1).collect();
+            let idx: Vec<u32> = order[..sorted].iter().map(|&k| rank_index(k)).collect();
             // Complete: then everything else (items new since training, long tail), by live
             // popularity.
             picked = if complete {

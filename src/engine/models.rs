@@ -9,10 +9,10 @@ use std::sync::Arc;
 use super::asked::Asked;
 use super::fast::MAX_SOURCES;
 use super::request::{Query, Scored};
-use crate::algo::blend::{mmr_pool, normalise};
+use crate::algo::blend::{add_normalised, mmr_pool};
 use crate::algo::diversity::{jaccard, mmr};
 use crate::algo::enhanced::{self, Source};
-use crate::algo::{Scorer, top_n};
+use crate::algo::{Scorer, TopN};
 
 /// Catalogue-sized buffers of one thread.
 #[derive(Default)]
@@ -57,27 +57,25 @@ pub fn quality(asked: &Asked<'_>) -> Vec<Scored> {
         for (m, &w) in members.iter().zip(&snap.quality_weights) {
             if w > 0.0 {
                 m.score(row, hist, &mut sc.member[..snap.n_items]);
-                normalise(&mut sc.member[..snap.n_items]);
-                sc.blended
-                    .iter_mut()
-                    .zip(&sc.member)
-                    .for_each(|(b, x)| *b += w * x);
+                add_normalised(&mut sc.blended, &sc.member[..snap.n_items], w);
             }
         }
-        let order = top_n(&sc.blended[..snap.n_items], items, want);
         // The blended score of the ranked items; popular items filling up after them score 0.
-        // `member` is free once blended: NaN marks the ranked items (every score is finite),
-        // instead of a per-request map from item to score; the marks are cleared after.
-        for &i in &order {
+        // `member` is free once blended: NaN marks the ranked items as the walk takes them
+        // (every score is finite), instead of a per-request map from item to score; the marks
+        // are cleared after. The ranking is sorted only as far as the walk goes.
+        let mut ranked = Vec::new();
+        let order = TopN::new(&sc.blended[..snap.n_items], items, want).inspect(|&i| {
             sc.member[i as usize] = f32::NAN;
-        }
+            ranked.push(i);
+        });
+        let picked = asked.pick_indices(asked.then_popular(order), &pool_query);
         let score = |i: u32| match sc.member.get(i as usize) {
             Some(m) if m.is_nan() => sc.blended[i as usize],
             _ => 0.0,
         };
-        let picked = asked.pick_indices(asked.with_popular(&[&order]), &pool_query);
         let pool = picked.into_iter().map(|i| (i, score(i))).collect();
-        for &i in &order {
+        for &i in &ranked {
             sc.member[i as usize] = 0.0;
         }
         pool
