@@ -191,9 +191,6 @@ pub fn ndcg_at(top: &[u32], relevant: &[u32], k: usize) -> f64 {
 pub struct Accumulator {
     /// Per item, everything one addition reads and writes, side by side (one cache line).
     slots: Vec<Slot>,
-    /// One bit per item: received something since the last reset.
-    marks: Vec<u64>,
-    /// The marked items by ascending index, listed once the additions are done.
     touched: Vec<u32>,
 }
 
@@ -217,46 +214,28 @@ impl Accumulator {
     pub fn prepare(&mut self, n_items: usize) {
         if self.slots.len() < n_items {
             self.slots.resize(n_items, UNTOUCHED);
-            self.marks.resize(n_items.div_ceil(64), 0);
         }
     }
 
-    /// Adds the neighbours of each source in turn, each with its similarity: an item's sum grows
-    /// by each similarity in this order, and its strongest source is the first with the largest.
-    /// Then lists the items that received anything.
-    pub fn add_all<'a>(&mut self, sources: impl IntoIterator<Item = (u32, &'a [(u32, f32)])>) {
-        for (source, neighbours) in sources {
-            self.add_neighbours(source, neighbours);
+    pub fn add(&mut self, item: u32, source: u32, sim: f32) {
+        let slot = &mut self.slots[item as usize];
+        if slot.source == u32::MAX {
+            self.touched.push(item);
+            (slot.best, slot.source) = (sim, source);
+        } else if sim > slot.best {
+            (slot.best, slot.source) = (sim, source);
         }
-        self.touched.clear();
-        for (word, &bits) in (0u32..).zip(&self.marks) {
-            let mut bits = bits;
-            while bits != 0 {
-                self.touched.push(word * 64 + bits.trailing_zeros());
-                bits &= bits - 1;
-            }
-        }
+        slot.sum += sim;
     }
 
-    /// One source's neighbours, with no branch the CPU has to guess and no step waiting on the
-    /// one before: whether an item is new and whether this source is its strongest are coin
-    /// flips (mispredicting them was most of `fast`'s time), and an item is marked in a bit set
-    /// instead of appended to a list whose length each step would wait for.
-    fn add_neighbours(&mut self, source: u32, neighbours: &[(u32, f32)]) {
+    /// Adds every neighbour of `source` with its similarity.
+    pub fn add_neighbours(&mut self, source: u32, neighbours: &[(u32, f32)]) {
         for &(item, sim) in neighbours {
-            let slot = &mut self.slots[item as usize];
-            let stronger = (slot.source == u32::MAX) | (sim > slot.best);
-            // As bits: a float select compiles to a branch.
-            let best =
-                std::hint::select_unpredictable(stronger, sim.to_bits(), slot.best.to_bits());
-            slot.best = f32::from_bits(best);
-            slot.source = std::hint::select_unpredictable(stronger, source, slot.source);
-            slot.sum += sim;
-            self.marks[item as usize / 64] |= 1 << (item % 64);
+            self.add(item, source, sim);
         }
     }
 
-    /// Items that received anything, by ascending index.
+    /// Items that received anything.
     pub fn touched(&self) -> &[u32] {
         &self.touched
     }
@@ -296,7 +275,6 @@ impl Accumulator {
     pub fn reset(&mut self) {
         for &i in &self.touched {
             self.slots[i as usize] = UNTOUCHED;
-            self.marks[i as usize / 64] = 0;
         }
         self.touched.clear();
     }

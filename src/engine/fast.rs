@@ -46,13 +46,9 @@ pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
         let mut guard = cell.borrow_mut();
         let (sc, seen) = &mut *guard;
         sc.prepare(snap.n_items);
-        let neighbours = &snap.itemknn.neighbours;
-        sc.add_all(
-            asked
-                .liked_trained()
-                .take(MAX_SOURCES)
-                .map(|j| (j, &neighbours[j as usize][..])),
-        );
+        for j in asked.liked_trained().take(MAX_SOURCES) {
+            sc.add_neighbours(j, &snap.itemknn.neighbours[j as usize]);
+        }
         // Seen items never make the list: leaving them out before sorting keeps the sorted prefix
         // short (it was deepened by the history's length to make up for them).
         let rows = history.map_or(&[][..], |h| h.all());

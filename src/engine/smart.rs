@@ -53,13 +53,10 @@ fn neighbourhood(asked: &Asked<'_>) -> Vec<Scored> {
         let (knn, content) = &mut *cell.borrow_mut();
         knn.prepare(snap.n_items);
         content.prepare(snap.n_items);
-        let (by_knn, by_content) = (&snap.itemknn.neighbours, &snap.content.neighbours);
-        knn.add_all(asked.liked_trained().map(|j| (j, &by_knn[j as usize][..])));
-        content.add_all(
-            asked
-                .liked_trained()
-                .map(|j| (j, &by_content[j as usize][..])),
-        );
+        for j in asked.liked_trained() {
+            knn.add_neighbours(j, &snap.itemknn.neighbours[j as usize]);
+            content.add_neighbours(j, &snap.content.neighbours[j as usize]);
+        }
         let (knn_max, content_max) = (
             knn.max().max(f32::MIN_POSITIVE),
             content.max().max(f32::MIN_POSITIVE),

@@ -44,6 +44,15 @@ impl Inline {
         }
     }
 
+    /// Whether to measure this inline job: one in eight on each thread.
+    pub(super) fn sample() -> bool {
+        thread_local!(static JOBS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) });
+        JOBS.with(|n| {
+            n.set(n.get().wrapping_add(1));
+            n.get() % 8 == 1
+        })
+    }
+
     fn cell(&self, kind: EngineKind) -> &AtomicU64 {
         &self.per_op[kind as usize]
     }

@@ -128,12 +128,12 @@ impl Models<'_> {
         // Neighbours and content of the history.
         sc.neighbours.prepare(n);
         sc.content.prepare(n);
-        let sources = || history.items.iter().take(MAX_SOURCES).copied();
-        let (by_knn, by_content) = (&self.itemknn.neighbours, &self.content.neighbours);
-        sc.neighbours
-            .add_all(sources().map(|j| (j, &by_knn[j as usize][..])));
-        sc.content
-            .add_all(sources().map(|j| (j, &by_content[j as usize][..])));
+        for &j in history.items.iter().take(MAX_SOURCES) {
+            sc.neighbours
+                .add_neighbours(j, &self.itemknn.neighbours[j as usize]);
+            sc.content
+                .add_neighbours(j, &self.content.neighbours[j as usize]);
+        }
         let sources = Sources {
             neighbour_top: sc.neighbours.top(FROM_NEIGHBOURS, seen),
             content_top: sc.content.top(FROM_CONTENT, seen),
