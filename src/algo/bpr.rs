@@ -127,6 +127,12 @@ impl Bpr {
 }
 
 impl Bpr {
+    /// The item factors laid out for scoring every item at once.
+    pub fn blocks(&self) -> &ItemBlocks {
+        self.blocks
+            .get_or_init(|| ItemBlocks::from_rows(&self.item_factors, self.factors))
+    }
+
     /// The user's factors: their trained row, or folded in from the history.
     pub fn user_vector(&self, user: Option<usize>, history: History<'_>) -> Vec<f32> {
         let k = self.factors;
@@ -149,9 +155,7 @@ impl Scorer for Bpr {
     fn score(&self, user: Option<usize>, history: History<'_>, scores: &mut [f32]) {
         let x = self.user_vector(user, history);
         // The same sum as `score_one`, item for item: bias + dot (addition commutes exactly).
-        self.blocks
-            .get_or_init(|| ItemBlocks::from_rows(&self.item_factors, self.factors))
-            .scores(&x, scores);
+        self.blocks().scores(&x, scores);
         for (s, &b) in scores.iter_mut().zip(&self.item_bias) {
             *s += b;
         }

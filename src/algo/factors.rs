@@ -10,10 +10,14 @@
 //! the lanes summed first to last, then the tail), so the scores are bit-identical to scoring item
 //! by item: answers do not change.
 //!
-//! The loop is plain Rust that the compiler vectorises; on x86-64 a copy compiled for AVX2 is
-//! chosen at run time when the CPU has it (the standard library's feature detection: one cached
-//! check, no crate needed for a single function). Rust never fuses a multiply and an add, so the
-//! wider copy computes the same bits.
+//! On x86-64 with AVX2 (found at run time by the standard library's feature detection: one cached
+//! check, no crate needed for a single function) the loop is written in AVX2 intrinsics, one
+//! register per lane; elsewhere the same arithmetic runs as plain Rust (the compiler kept its
+//! arrays in memory, so it is the slower path). Neither fuses a multiply and an add, so both
+//! compute `dot`'s bits.
+//!
+//! The layout is a second copy of the item factors, built on first use (when a snapshot is
+//! installed): 512 bytes per item for the two 64-factor models.
 
 /// Items per block: one 256-bit vector of `f32`.
 const WIDTH: usize = 8;
@@ -46,11 +50,6 @@ impl ItemBlocks {
             items,
             data,
         }
-    }
-
-    /// Heap bytes held.
-    pub fn bytes(&self) -> usize {
-        self.data.capacity() * size_of::<f32>()
     }
 
     /// `out[i]` = the dot product of item `i`'s factors with `x`, for every item (`out` may be
@@ -127,7 +126,7 @@ impl ItemBlocks {
             .zip(out[..n].chunks_mut(WIDTH))
         {
             // rows[f]: factor `f` of the block's items; lanes[l][j]: lane `l` of item `j`, as
-            // `dot` keeps it. Fixed-size arrays throughout, so the loops unroll into registers.
+            // `dot` keeps it.
             let (rows, _) = block.as_chunks::<WIDTH>();
             let mut lanes = [[0f32; WIDTH]; LANES];
             for c in 0..whole / LANES {

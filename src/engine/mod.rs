@@ -143,6 +143,9 @@ impl Engine {
 
     /// Swaps in a trained snapshot; `events_before` were counted when its training began.
     pub fn install(&self, snapshot: Arc<Snapshot>, events_before: u64) {
+        // The scoring layouts are built here, not by the first request after the swap.
+        snapshot.als.blocks();
+        snapshot.bpr.blocks();
         self.snapshot.store(Some(snapshot));
         let _ =
             self.events_since_training
