@@ -74,19 +74,8 @@ impl ItemBlocks {
             _mm256_storeu_ps,
         };
         let k = self.factors;
-        assert_eq!(x.len(), k, "a user vector of the model's width");
-        let n = out.len().min(self.items);
-        if k == 0 {
-            out[..n].fill(0.0);
-            return;
-        }
         let whole = k / LANES * LANES;
-        for (block, out) in self
-            .data
-            .chunks_exact(WIDTH * k)
-            .zip(out[..n].chunks_mut(WIDTH))
-        {
-            let (rows, _) = block.as_chunks::<WIDTH>();
+        for (rows, out) in self.paired(x, out) {
             // SAFETY (every load and store below): each reads or writes exactly one `[f32; 8]`.
             let row = |f: usize| unsafe { _mm256_loadu_ps(rows[f].as_ptr()) };
             let mut lanes = [_mm256_setzero_ps(); LANES];
@@ -110,24 +99,32 @@ impl ItemBlocks {
         }
     }
 
+    /// Each block's rows (`rows[f]`: factor `f` of its items) with its stretch of `out`; every
+    /// score is 0 for a model without factors.
+    fn paired<'a, 'o>(
+        &'a self,
+        x: &[f32],
+        out: &'o mut [f32],
+    ) -> impl Iterator<Item = (&'a [[f32; WIDTH]], &'o mut [f32])> {
+        assert_eq!(x.len(), self.factors, "a user vector of the model's width");
+        let n = out.len().min(self.items);
+        if self.factors == 0 {
+            out[..n].fill(0.0);
+        }
+        let block = (WIDTH * self.factors).max(1);
+        let blocks = self
+            .data
+            .chunks_exact(block)
+            .map(|b| b.as_chunks::<WIDTH>().0);
+        blocks.zip(out[..n].chunks_mut(WIDTH))
+    }
+
     #[inline(always)]
     fn scores_in_blocks(&self, x: &[f32], out: &mut [f32]) {
         let k = self.factors;
-        assert_eq!(x.len(), k, "a user vector of the model's width");
-        let n = out.len().min(self.items);
-        if k == 0 {
-            out[..n].fill(0.0);
-            return;
-        }
         let whole = k / LANES * LANES;
-        for (block, out) in self
-            .data
-            .chunks_exact(WIDTH * k)
-            .zip(out[..n].chunks_mut(WIDTH))
-        {
-            // rows[f]: factor `f` of the block's items; lanes[l][j]: lane `l` of item `j`, as
-            // `dot` keeps it.
-            let (rows, _) = block.as_chunks::<WIDTH>();
+        for (rows, out) in self.paired(x, out) {
+            // lanes[l][j]: lane `l` of item `j`, as `dot` keeps it.
             let mut lanes = [[0f32; WIDTH]; LANES];
             for c in 0..whole / LANES {
                 let xs: &[f32; LANES] = x[c * LANES..][..LANES].try_into().expect("8 factors");
