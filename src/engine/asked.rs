@@ -62,15 +62,12 @@ impl<'a> Asked<'a> {
         q: &Query<'_>,
         score: impl Fn(u32, &ItemMeta) -> (f64, String),
     ) -> Vec<Scored> {
-        self.pick_from(self.with_popular(parts), q, score)
+        let order = parts.iter().flat_map(|p| p.iter().copied());
+        self.pick_from(self.then_popular(order), q, score)
     }
 
-    /// The entries of `parts`, then of the live popularity order, each once.
-    pub fn with_popular<'p>(&'p self, parts: &'p [&'p [u32]]) -> impl Iterator<Item = u32> + 'p {
-        unique_chain(parts.iter().copied().chain([&self.ranking.popular[..]]))
-    }
-
-    /// The entries of `order`, then of the live popularity order, each once.
+    /// The entries of `order`, then of the live popularity order, each once, lazily: the
+    /// popularity order is catalogue-sized, and a request stops after its first few entries.
     pub fn then_popular<'p>(
         &'p self,
         order: impl Iterator<Item = u32> + 'p,
@@ -109,12 +106,6 @@ impl Liked {
             weights: &self.weights,
         }
     }
-}
-
-/// The entries of `parts` in order, each item once, lazily: the live popularity order that ends
-/// every engine's list is catalogue-sized, and a request stops after its first few entries.
-pub fn unique_chain<'a>(parts: impl IntoIterator<Item = &'a [u32]>) -> impl Iterator<Item = u32> {
-    unique(parts.into_iter().flatten().copied())
 }
 
 /// The entries of `items` in order, each once, lazily.
