@@ -123,10 +123,15 @@ impl Snapshot {
                     "{name} factors do not match {n} items and {users} users"
                 ))
         };
+        // Serving orders contributions by their similarity's bits and takes zero for "no
+        // contribution" (`algo::Accumulator`): every similarity must be positive and finite.
         let neighbours = |name: &str, lists: &[Vec<(u32, f32)>]| {
-            (lists.len() == n && lists.iter().flatten().all(|&(i, _)| (i as usize) < n))
+            let fits = |&(i, sim): &(u32, f32)| (i as usize) < n && sim > 0.0 && sim.is_finite();
+            (lists.len() == n && lists.iter().flatten().all(fits))
                 .then_some(())
-                .ok_or(format!("{name} neighbours do not match {n} items"))
+                .ok_or(format!(
+                    "{name} neighbours do not match {n} items (or a similarity is not positive)"
+                ))
         };
         let checks = [
             (self.item_ids.len() == n, "item ids"),
