@@ -82,12 +82,13 @@ pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
         // was half the server's CPU under `fast` load (docs/BENCHMARKS.md). Returns the
         // candidates of a pass `prefix` deep, and whether they are all there are.
         let candidates = |prefix: usize| -> (Vec<u64>, bool) {
-            let mut order: Vec<u64> = sc
-                .touched()
-                .iter()
-                .filter(|&&i| unseen(i))
-                .map(|&i| rank_key(score(i), i))
-                .collect();
+            // Sized once: collecting a filter grows the vector step by step (a few copies of a
+            // thousand keys per request).
+            let touched = sc.touched();
+            let head = prefix.min(snap.popular_order.len()).saturating_add(1);
+            let mut order: Vec<u64> = Vec::with_capacity(touched.len() + head);
+            let keys = touched.iter().filter(|&&i| unseen(i));
+            order.extend(keys.map(|&i| rank_key(score(i), i)));
             let mut cut = order.len() > prefix;
             if cut {
                 let kept = sorted_prefix(&mut order, prefix);
