@@ -432,7 +432,8 @@ mod tests {
     }
 
     /// A snapshot round-trips; one of another format, or whose models do not fit its item count
-    /// or hold a similarity that is not positive, is refused with a reason instead of being installed (and panicking in requests).
+    /// or hold a similarity that is not positive, is refused with a reason instead of being
+    /// installed (and panicking or answering wrongly in requests).
     #[test]
     fn snapshots_carry_their_format_and_are_shape_checked() {
         let snapshot = trained();
@@ -453,7 +454,7 @@ mod tests {
         let mut misshapen = trained();
         misshapen.als.item_factors.pop();
         assert!(Snapshot::decode(&misshapen.encode()).is_err());
-        // Serving reads a zero neighbour sum as "no neighbour" (`algo::Accumulator`).
+        // Serving orders contributions by their bits and reads zero as "none" (`Accumulator`).
         for sim in [0.0, -0.5, f32::NAN] {
             let mut misshapen = trained();
             misshapen.content.neighbours[0].push((1, sim));
