@@ -193,9 +193,10 @@ pub fn ndcg_at(top: &[u32], relevant: &[u32], k: usize) -> f64 {
 /// An addition is `fast`'s inner loop (a user's ~60 liked items times 100 neighbours), so it has
 /// no branch: the strongest contribution and its source are one integer (similarity bits above,
 /// inverted source below), kept with an integer `max`, and a touched item is appended
-/// unconditionally and counted only when new. Similarities are positive (both neighbour models
-/// keep only positive ones and a snapshot with others is refused), so their bits order as the
-/// values do, and a zero key means "untouched".
+/// unconditionally and counted only when new. Similarities are positive (item-to-item's are a
+/// co-occurrence count over a positive denominator, content keeps only positive ones, and a
+/// loaded snapshot with others is refused), so their bits order as the values do, and a zero key
+/// means "untouched".
 #[derive(Default)]
 pub struct Accumulator {
     /// Per item, everything one addition reads and writes, side by side.
