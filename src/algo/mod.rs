@@ -70,24 +70,65 @@ pub struct TopN {
 
 impl TopN {
     pub fn new(scores: &[f32], exclude: &[u32], n: usize) -> Self {
-        let mut keys: Vec<u64> = Vec::with_capacity(scores.len());
-        let mut skip = exclude.iter().copied().peekable();
-        for (i, &s) in (0u32..).zip(scores) {
-            while skip.next_if(|&e| e < i).is_some() {}
-            if s.is_finite() && skip.peek() != Some(&i) {
-                keys.push(rank_key(s, i));
+        // Every entry's key, with the worst key for an excluded or non-finite score (no finite
+        // score's key is `u64::MAX`): a loop without branches, then the exclusions written over.
+        let all = || {
+            let mut keys: Vec<u64> = (0u32..)
+                .zip(scores)
+                .map(|(i, &s)| {
+                    if s.is_finite() {
+                        rank_key(s, i)
+                    } else {
+                        u64::MAX
+                    }
+                })
+                .collect();
+            for &e in exclude {
+                if let Some(k) = keys.get_mut(e as usize) {
+                    *k = u64::MAX;
+                }
             }
-        }
-        if keys.len() > n {
-            keys.select_nth_unstable(n);
-            keys.truncate(n);
-        }
+            keys
+        };
+        let mut keys = smallest(all(), n, all);
+        keys.retain(|&k| k != u64::MAX);
         Self {
             keys,
             next: 0,
             sorted: 0,
         }
     }
+}
+
+/// The `n` smallest of `keys`, in no order. A threshold from a sample of every eighth key first
+/// keeps the keys at or below it (about 1.5 `n` of them), so the selection runs over those rather
+/// than the catalogue (it was half of [`TopN::new`]); in the rare case that fewer than `n` are
+/// kept (a sample that misrepresents the keys), `again()` builds them anew and all are selected.
+fn smallest(mut keys: Vec<u64>, n: usize, again: impl FnOnce() -> Vec<u64>) -> Vec<u64> {
+    if keys.len() <= n {
+        return keys;
+    }
+    if n >= 8 && keys.len() >= 4 * n {
+        let mut sample: Vec<u64> = keys.iter().step_by(8).copied().collect();
+        let rank = (n / 8 + n / 16 + 8).min(sample.len() - 1);
+        let threshold = *sample.select_nth_unstable(rank).1;
+        // Compacted in place, without a branch per key.
+        let mut kept = 0;
+        for i in 0..keys.len() {
+            let k = keys[i];
+            keys[kept] = k;
+            kept += usize::from(k <= threshold);
+        }
+        keys.truncate(kept);
+        if kept < n {
+            keys = again();
+        }
+    }
+    if keys.len() > n {
+        keys.select_nth_unstable(n);
+        keys.truncate(n);
+    }
+    keys
 }
 
 impl Iterator for TopN {
@@ -364,6 +405,34 @@ mod tests {
         assert_eq!(super::top_n(&scores, &exclude, 300), want);
         let head: Vec<u32> = super::TopN::new(&scores, &exclude, 300).take(70).collect();
         assert_eq!(head, want[..70]);
+    }
+
+    /// The sampled threshold keeps the `n` smallest keys, also when the sample misrepresents the
+    /// keys (every eighth is among the smallest, the rest far above) and all are selected again.
+    #[test]
+    fn smallest_keys_whatever_the_sample() {
+        let want = |keys: &[u64], n: usize| {
+            let mut sorted = keys.to_vec();
+            sorted.sort_unstable();
+            sorted.truncate(n);
+            sorted
+        };
+        let shuffled: Vec<u64> = (0..2000u64).map(|i| (i * 7919) % 2003).collect();
+        let skewed: Vec<u64> = (0..2000u64)
+            .map(|i| if i % 8 == 0 { i } else { 1_000_000 + i })
+            .collect();
+        for (keys, fallbacks) in [(shuffled, 0), (skewed, 4)] {
+            let again = std::cell::Cell::new(0);
+            for n in [0, 1, 8, 100, 300, 499, 500, 1999, 2000, 2500] {
+                let mut got = super::smallest(keys.clone(), n, || {
+                    again.set(again.get() + 1);
+                    keys.clone()
+                });
+                got.sort_unstable();
+                assert_eq!(got, want(&keys, n), "n = {n}");
+            }
+            assert_eq!(again.get(), fallbacks);
+        }
     }
 
     /// The integer keys order exactly as comparing (score by `total_cmp`, then index) does,

@@ -110,7 +110,9 @@ impl Liked {
 
 /// The entries of `items` in order, each once, lazily.
 fn unique(items: impl Iterator<Item = u32>) -> impl Iterator<Item = u32> {
-    // Item indices are ours, not a client's: a fast hasher, seeded per set.
-    let mut seen: HashSet<u32, RandomState> = HashSet::default();
+    // Item indices are ours, not a client's: a fast hasher, seeded per set. Sized for the
+    // usual walk (a few hundred entries): growing from empty rehashed it four times.
+    let mut seen: HashSet<u32, RandomState> =
+        HashSet::with_capacity_and_hasher(256, RandomState::default());
     items.filter(move |i| seen.insert(*i))
 }

@@ -22,7 +22,13 @@ const CHUNK: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct ItemMeta {
     pub id: Arc<str>,
+    /// Shared names: the state keeps one `Arc` per name, so two items' categories are the same
+    /// name exactly when they are the same pointer.
     pub categories: Box<[Arc<str>]>,
+    /// The categories as a bit set over the catalogue's numbering of names (the first 64 names
+    /// it met), unless one is numbered beyond them or listed twice: `quality`'s diversity
+    /// compares items by these without numbering names per request.
+    pub category_bits: Option<u64>,
     pub hidden: bool,
     /// Deleted items keep their index (a re-created id reuses it) but are never recommended.
     pub deleted: bool,
@@ -177,6 +183,7 @@ mod tests {
         ItemMeta {
             id: Arc::from(format!("i{i}")),
             categories: Box::new([]),
+            category_bits: Some(0),
             hidden: false,
             deleted: false,
             timestamp_ms: i as i64,

@@ -140,9 +140,10 @@ fn strongest_sources(
 }
 
 /// MMR over the filtered pool: `q.n` items spread across categories (`diversity` 0: the pool's
-/// head). Categories are numbered per request; while they fit in 64 bits (and no item lists one
-/// twice), an item's categories are one bit set and an overlap is three `popcount`s, the same
-/// value as [`jaccard`] over the lists.
+/// head). While an item's categories fit in 64 bits (and it lists none twice) they are one bit
+/// set and an overlap is three `popcount`s, the same value as [`jaccard`] over the lists: the
+/// catalogue's own bits ([`ItemMeta::category_bits`](super::items::ItemMeta)) when every pool
+/// item has them, else bits numbered for this pool, else the lists.
 fn diversify(asked: &Asked<'_>, pool: Vec<(u32, f32)>) -> Vec<(u32, f32)> {
     let Asked { s, q, .. } = *asked;
     if asked.diversity <= 0.0 {
@@ -154,7 +155,11 @@ fn diversify(asked: &Asked<'_>, pool: Vec<(u32, f32)>) -> Vec<(u32, f32)> {
         .zip(&pool)
         .map(|(pos, &(_, score))| (pos, score))
         .collect();
-    let chosen = match category_bits(&lists) {
+    let catalogue_bits: Option<Vec<u64>> = pool
+        .iter()
+        .map(|&(i, _)| s.get(i).and_then(|m| m.category_bits))
+        .collect();
+    let chosen = match catalogue_bits.or_else(|| category_bits(&lists)) {
         Some(bits) => mmr(
             &positions,
             |a, b| jaccard_bits(bits[a as usize], bits[b as usize]),
@@ -173,14 +178,36 @@ fn diversify(asked: &Asked<'_>, pool: Vec<(u32, f32)>) -> Vec<(u32, f32)> {
 
 /// Each list's categories as bits (numbered in order of appearance), unless there are more than
 /// 64 names or a list repeats one.
-fn category_bits(lists: &[&[Arc<str>]]) -> Option<Vec<u64>> {
-    let mut numbers: HashMap<&str, u32, foldhash::fast::RandomState> = HashMap::default();
+///
+/// Names are found by pointer first: the state shares one `Arc` per name, so a pool's names are a
+/// few pointers and a lookup is a short scan of at most 64 of them (hashing every name was half
+/// of `diversify`). Only a pointer not seen yet is compared by content, so names that are equal
+/// but not shared still get one number.
+fn category_bits<'a>(lists: &[&'a [Arc<str>]]) -> Option<Vec<u64>> {
+    // (pointer, number) of every pointer seen; `names` has one entry per number.
+    let mut pointers: Vec<(*const u8, u32)> = Vec::with_capacity(64);
+    let mut names: Vec<&'a str> = Vec::with_capacity(64);
+    let mut number = |c: &'a Arc<str>| -> Option<u32> {
+        let at = c.as_ptr();
+        if let Some(&(_, n)) = pointers.iter().find(|(p, _)| *p == at) {
+            return Some(n);
+        }
+        let n = match names.iter().position(|&name| name == &**c) {
+            Some(n) => n as u32,
+            None if names.len() < 64 => {
+                names.push(c);
+                names.len() as u32 - 1
+            }
+            None => return None,
+        };
+        pointers.push((at, n));
+        Some(n)
+    };
     lists
         .iter()
         .map(|list| {
             list.iter().try_fold(0u64, |bits, c| {
-                let next = numbers.len() as u32;
-                let bit = 1u64.checked_shl(*numbers.entry(&**c).or_insert(next))?;
+                let bit = 1u64 << number(c)?;
                 (bits & bit == 0).then_some(bits | bit)
             })
         })
@@ -232,4 +259,36 @@ pub fn enhanced(asked: &Asked<'_>) -> Vec<Scored> {
         }
         None => (0.0, "popular".to_string()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bits number names, shared or not, in order of appearance; the overlap of two bit sets is
+    /// the overlap of the lists; 65 names or a repeated one fall back to the lists.
+    #[test]
+    fn category_bits_number_names_by_content_and_overlap_as_the_lists_do() {
+        let (a, b, c): (Arc<str>, Arc<str>, Arc<str>) = ("a".into(), "b".into(), "c".into());
+        let unshared_b: Arc<str> = Arc::from("b");
+        let lists: [&[Arc<str>]; 4] = [
+            &[a.clone(), b.clone()],
+            std::slice::from_ref(&unshared_b),
+            &[c.clone(), a.clone()],
+            &[],
+        ];
+        let bits = category_bits(&lists).expect("three names");
+        assert_eq!(bits, [0b011, 0b010, 0b101, 0]);
+        for x in 0..lists.len() {
+            for y in 0..lists.len() {
+                let want = jaccard(lists[x], lists[y]);
+                assert_eq!(jaccard_bits(bits[x], bits[y]), want, "{x} {y}");
+            }
+        }
+        let repeated: [&[Arc<str>]; 1] = [&[b.clone(), unshared_b]];
+        assert_eq!(category_bits(&repeated), None);
+        let many: Vec<Arc<str>> = (0..65).map(|n| Arc::from(n.to_string())).collect();
+        assert_eq!(category_bits(&[&many[..64]]).map(|b| b[0]), Some(u64::MAX));
+        assert_eq!(category_bits(&[&many[..]]), None);
+    }
 }

@@ -34,6 +34,10 @@ pub struct State {
     users: Vec<UserEntry>,
     /// Feedback types by the id a history row holds.
     type_ids: HashMap<Arc<str>, u32>,
+    /// Every category name items have held, once, numbered in order of appearance: items share
+    /// these `Arc`s, so one name is one pointer (see [`ItemMeta::categories`]), and the first 64
+    /// numbers are the bits of [`ItemMeta::category_bits`].
+    category_names: HashMap<Arc<str>, u32>,
     /// Counts changed since the last ranking.
     dirty: AtomicBool,
 }
@@ -54,6 +58,7 @@ impl State {
             user_index: HashMap::new(),
             users: Vec::new(),
             type_ids: HashMap::from([(Arc::from(SESSION), 0)]),
+            category_names: HashMap::new(),
             dirty: AtomicBool::new(true),
         }
     }
@@ -93,6 +98,7 @@ impl State {
         let idx = self.items_mut().push(ItemMeta {
             id: id.clone(),
             categories: Box::new([]),
+            category_bits: Some(0),
             hidden: false,
             deleted: false,
             timestamp_ms,
@@ -117,16 +123,36 @@ impl State {
     pub fn upsert_item(&mut self, item: &Item) {
         let ts = item.timestamp.timestamp_millis();
         let idx = self.item_idx(&item.id, ts);
-        let meta = self.items_mut().get_mut(idx);
-        meta.categories = item
+        let mut bits = Some(0u64);
+        let categories = item
             .categories
             .iter()
-            .map(|c| Arc::from(c.as_str()))
+            .map(|c| {
+                let (name, number) = self.category_name(c);
+                let bit = 1u64.checked_shl(number);
+                bits = bits
+                    .zip(bit)
+                    .and_then(|(b, bit)| (b & bit == 0).then_some(b | bit));
+                name
+            })
             .collect();
+        let meta = self.items_mut().get_mut(idx);
+        meta.categories = categories;
+        meta.category_bits = bits;
         meta.hidden = item.hidden;
         meta.deleted = false;
         meta.timestamp_ms = ts;
         self.dirty.store(true, Ordering::Relaxed);
+    }
+
+    /// The shared `Arc` of a category name, and its number.
+    fn category_name(&mut self, name: &str) -> (Arc<str>, u32) {
+        if let Some((shared, &number)) = self.category_names.get_key_value(name) {
+            return (shared.clone(), number);
+        }
+        let (shared, number): (Arc<str>, u32) = (Arc::from(name), self.category_names.len() as u32);
+        self.category_names.insert(shared.clone(), number);
+        (shared, number)
     }
 
     pub fn delete_item(&mut self, id: &str) {
@@ -136,6 +162,7 @@ impl State {
         let meta = self.items_mut().get_mut(idx);
         meta.deleted = true;
         meta.categories = Box::new([]);
+        meta.category_bits = Some(0);
         self.popularity[idx as usize] = 0.0;
         // Its feedback was deleted with it (cascade).
         for user in &mut self.users {

@@ -283,3 +283,33 @@ async fn the_reranker_follows_the_counts_once_per_period() {
     assert_eq!(ids(&e.popular(&q)), ["c", "a", "b"]);
     reranker.abort();
 }
+
+/// Items hold one shared `Arc` per category name, and their categories as bits of the
+/// catalogue's numbering of names (what `quality`'s diversity compares), also after an update
+/// changes them; a name listed twice or numbered past 64 leaves an item without bits.
+#[test]
+fn items_share_category_names_and_carry_their_bits() {
+    let e = engine();
+    e.upsert_items(&[
+        item("b", &["x"], 2, false),
+        item("twice", &["y", "y"], 5, false),
+        item("e", &["y", "z"], 6, false),
+    ]);
+    let items = e.state.read().items();
+    let cats = |i: u32| items.item_categories(i).to_vec();
+    let (a, b, c) = (cats(0), cats(1), cats(2));
+    assert!(Arc::ptr_eq(&a[0], &c[0]) && Arc::ptr_eq(&a[0], &b[0]));
+    assert_eq!(&*c[1], "y");
+    let bits = |i: u32| items.get(i).unwrap().category_bits;
+    // x is 1, y 2, z 4 (in order of appearance).
+    assert_eq!([bits(0), bits(1), bits(2)], [Some(1), Some(1), Some(3)]);
+    assert_eq!([bits(4), bits(5)], [None, Some(6)]);
+    let names: Vec<String> = (0..64).map(|n| format!("c{n}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    e.upsert_items(&[item("many", &names, 7, false)]);
+    let items = e.state.read().items();
+    assert_eq!(items.get(6).unwrap().category_bits, None, "z took number 2");
+    e.upsert_items(&[item("many", &names[..61], 7, false)]);
+    let items = e.state.read().items();
+    assert_eq!(items.get(6).unwrap().category_bits, Some(u64::MAX << 3));
+}
