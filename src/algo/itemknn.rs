@@ -2,6 +2,8 @@
 //! keeping the top-K neighbours per item. A user's score for an item is the sum of its similarities
 //! to the items in the user's history, weighted by the history's weights.
 
+use std::sync::OnceLock;
+
 use rayon::prelude::*;
 
 use super::{Csr, History, Scorer, score_by_neighbours, top_k_similar};
@@ -25,8 +27,12 @@ impl Default for Params {
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ItemKnn {
-    /// For item i: (neighbour, similarity), best first.
+    /// For item i: (neighbour, similarity), best first (ties by index). Symmetric: `j` holds `i`
+    /// with the same similarity as `i` holds `j`, whenever both hold each other.
     pub neighbours: Vec<Vec<(u32, f32)>>,
+    /// The length of the longest list (derived on first use, not stored).
+    #[serde(skip)]
+    longest: OnceLock<usize>,
 }
 
 /// Fits on a users × items matrix (weights are treated as presence).
@@ -67,7 +73,19 @@ pub fn fit(user_items: &Csr, params: Params) -> ItemKnn {
             },
         )
         .collect();
-    ItemKnn { neighbours }
+    ItemKnn {
+        neighbours,
+        longest: OnceLock::new(),
+    }
+}
+
+impl ItemKnn {
+    /// The length of the longest neighbour list: shorter lists hold every co-occurring item.
+    pub fn longest(&self) -> usize {
+        *self
+            .longest
+            .get_or_init(|| self.neighbours.iter().map(Vec::len).max().unwrap_or(0))
+    }
 }
 
 impl Scorer for ItemKnn {

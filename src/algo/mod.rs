@@ -16,6 +16,7 @@ pub mod factors;
 pub mod itemknn;
 pub mod matrix;
 pub mod popularity;
+pub mod reasons;
 pub mod smart;
 #[cfg(test)]
 pub(crate) mod testing;

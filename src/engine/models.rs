@@ -12,6 +12,7 @@ use super::request::{Query, Scored};
 use crate::algo::blend::{add_normalised, mmr_pool};
 use crate::algo::diversity::{jaccard, mmr};
 use crate::algo::enhanced::{self, Source};
+use crate::algo::reasons::{self, Tie};
 use crate::algo::{Scorer, TopN};
 
 /// Catalogue-sized buffers of one thread.
@@ -19,8 +20,7 @@ use crate::algo::{Scorer, TopN};
 struct Scratch {
     blended: Vec<f32>,
     member: Vec<f32>,
-    /// Per item, its place in the answer being explained (`u32::MAX`: not in it).
-    place: Vec<u32>,
+    reasons: reasons::Scratch,
     enhanced: enhanced::Scratch,
 }
 
@@ -99,44 +99,19 @@ pub fn quality(asked: &Asked<'_>) -> Vec<Scored> {
 }
 
 /// For each chosen item, the source among `sources` whose item-to-item neighbour list holds it
-/// with the highest similarity (the later source on a tie), if any. One pass over the sources'
-/// lists with the chosen items marked in a dense table: searching every list once per chosen item
-/// was a tenth of `quality`'s time on MovieLens.
+/// with the highest similarity (the later source on a tie), if any (see [`reasons`]).
 fn strongest_sources(
     asked: &Asked<'_>,
     sources: &[u32],
     chosen: &[(u32, f32)],
 ) -> Vec<Option<u32>> {
-    let neighbours = &asked.snap.itemknn.neighbours;
-    let mut best: Vec<Option<(u32, f32)>> = vec![None; chosen.len()];
+    let knn = &asked.snap.itemknn;
+    let targets: Vec<u32> = chosen.iter().map(|&(i, _)| i).collect();
     SCRATCH.with(|cell| {
-        let place = &mut cell.borrow_mut().place;
-        if place.len() < asked.snap.n_items {
-            place.resize(asked.snap.n_items, u32::MAX);
-        }
-        // Items new since training (the popular tail) are in no neighbour list.
-        let trained = place.len();
-        let known = |i: u32| (i as usize) < trained;
-        for (at, &(i, _)) in (0u32..).zip(chosen) {
-            if known(i) {
-                place[i as usize] = at;
-            }
-        }
-        for &j in sources {
-            for &(i, sim) in &neighbours[j as usize] {
-                let at = place[i as usize];
-                if at != u32::MAX && best[at as usize].is_none_or(|(_, b)| sim >= b) {
-                    best[at as usize] = Some((j, sim));
-                }
-            }
-        }
-        for &(i, _) in chosen {
-            if known(i) {
-                place[i as usize] = u32::MAX;
-            }
-        }
-    });
-    best.into_iter().map(|b| b.map(|(j, _)| j)).collect()
+        let sc = &mut cell.borrow_mut().reasons;
+        let (lists, longest) = (&knn.neighbours, knn.longest());
+        reasons::strongest_sources(lists, longest, sources, &targets, Tie::Later, sc)
+    })
 }
 
 /// MMR over the filtered pool: `q.n` items spread across categories (`diversity` 0: the pool's
