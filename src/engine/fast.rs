@@ -4,9 +4,9 @@
 use std::cell::RefCell;
 
 use super::asked::Asked;
-use super::items::ItemMeta;
 use super::request::Scored;
-use crate::algo::{Accumulator, rank_index, rank_key};
+use crate::algo::reasons::{self, Tie};
+use crate::algo::{Sums, rank_index, rank_key};
 
 /// Weight of normalised, time-decayed popularity in the `fast` blend (neighbours weigh 1).
 const FAST_POPULARITY_WEIGHT: f32 = 0.1;
@@ -14,8 +14,9 @@ const FAST_POPULARITY_WEIGHT: f32 = 0.1;
 pub const MAX_SOURCES: usize = 200;
 
 thread_local! {
-    /// The neighbour sums, and which items the user has seen (set from the history, cleared after).
-    static SCRATCH: RefCell<(Accumulator, Vec<bool>)> = RefCell::default();
+    /// The neighbour sums, which items the user has seen (set from the history, cleared after),
+    /// and the tables that find the answer's reasons.
+    static SCRATCH: RefCell<(Sums, Vec<bool>, reasons::Scratch)> = RefCell::default();
 }
 
 /// Puts the best `prefix` entries of `order` first, sorted (see [`rank_key`]: higher score first,
@@ -42,12 +43,14 @@ pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
         snap,
         ..
     } = *asked;
+    let knn = &snap.itemknn;
     SCRATCH.with(|cell| {
         let mut guard = cell.borrow_mut();
-        let (sc, seen) = &mut *guard;
+        let (sc, seen, why) = &mut *guard;
         sc.prepare(snap.n_items);
-        for j in asked.liked_trained().take(MAX_SOURCES) {
-            sc.add_neighbours(j, &snap.itemknn.neighbours[j as usize]);
+        let sources: Vec<u32> = asked.liked_trained().take(MAX_SOURCES).collect();
+        for &j in &sources {
+            sc.add_neighbours(&knn.neighbours[j as usize]);
         }
         // Seen items never make the list: leaving them out before sorting keeps the sorted prefix
         // short (it was deepened by the history's length to make up for them).
@@ -114,14 +117,6 @@ pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
             let complete = !cut && order.len() <= prefix;
             (order, complete)
         };
-        let explain = |i: u32, _: &ItemMeta| {
-            let reason = if sc.contains(i) {
-                format!("because you liked {}", s.item_id(sc.source(i)))
-            } else {
-                "trending".to_string()
-            };
-            (score(i) as f64, reason)
-        };
         // Sorting every candidate is the expensive part: sort a prefix deep enough for the
         // filters, and everything only when the filters ate through it.
         let depth = 4 * (q.n + q.exclude.len()) + 50;
@@ -129,18 +124,42 @@ pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
         for prefix in [depth, usize::MAX] {
             let (mut order, complete) = candidates(prefix);
             let sorted = sorted_prefix(&mut order, prefix);
-            let idx: Vec<u32> = order[..sorted].iter().map(|&k| rank_index(k)).collect();
+            let idx = order[..sorted].iter().map(|&k| rank_index(k));
             // Complete: then everything else (items new since training, long tail), by live
             // popularity.
             picked = if complete {
-                asked.pick(&[&idx], q, explain)
+                asked.pick_indices(asked.then_popular(idx), q)
             } else {
-                asked.pick_from(idx.iter().copied(), q, explain)
+                asked.pick_indices(idx, q)
             };
             if picked.len() >= q.n || complete {
                 break;
             }
         }
+        // A neighbour's answer names its strongest source (the smaller id on a tie); the rest
+        // are trending.
+        let explained: Vec<u32> = picked.iter().copied().filter(|&i| sc.contains(i)).collect();
+        let (lists, longest) = (&knn.neighbours, knn.longest());
+        let because =
+            reasons::strongest_sources(lists, longest, &sources, &explained, Tie::Earlier, why);
+        let mut because = because.into_iter();
+        let picked: Vec<Scored> = picked
+            .into_iter()
+            .map(|i| {
+                let source = if sc.contains(i) {
+                    because.next().flatten()
+                } else {
+                    None
+                };
+                s.scored(i, q, |_, _| {
+                    let reason = match source {
+                        Some(j) => format!("because you liked {}", s.item_id(j)),
+                        None => "trending".to_string(),
+                    };
+                    (score(i) as f64, reason)
+                })
+            })
+            .collect();
         sc.reset();
         let seen = &mut guard.1;
         for i in trained_rows() {
