@@ -22,6 +22,8 @@ pub mod smart;
 #[cfg(test)]
 pub(crate) mod testing;
 
+use std::cell::Cell;
+
 pub use accumulate::{Accumulator, Sums};
 pub use matrix::Csr;
 
@@ -71,21 +73,26 @@ pub struct TopN {
     sorted: usize,
 }
 
+thread_local! {
+    /// The key buffer of the thread's last [`TopN`], for the next: a catalogue of keys was an
+    /// allocation as large as the catalogue in every request.
+    static KEYS: Cell<Vec<u64>> = const { Cell::new(Vec::new()) };
+}
+
 impl TopN {
     pub fn new(scores: &[f32], exclude: &[u32], n: usize) -> Self {
         // Every entry's key, with the worst key for an excluded or non-finite score (no finite
         // score's key is `u64::MAX`): a loop without branches, then the exclusions written over.
         let all = || {
-            let mut keys: Vec<u64> = (0u32..)
-                .zip(scores)
-                .map(|(i, &s)| {
-                    if s.is_finite() {
-                        rank_key(s, i)
-                    } else {
-                        u64::MAX
-                    }
-                })
-                .collect();
+            let mut keys = KEYS.take();
+            keys.clear();
+            keys.extend((0u32..).zip(scores).map(|(i, &s)| {
+                if s.is_finite() {
+                    rank_key(s, i)
+                } else {
+                    u64::MAX
+                }
+            }));
             for &e in exclude {
                 if let Some(k) = keys.get_mut(e as usize) {
                     *k = u64::MAX;
@@ -132,6 +139,14 @@ fn smallest(mut keys: Vec<u64>, n: usize, again: impl FnOnce() -> Vec<u64>) -> V
         keys.truncate(n);
     }
     keys
+}
+
+impl Drop for TopN {
+    fn drop(&mut self) {
+        let keys = std::mem::take(&mut self.keys);
+        // Not while the thread's storage is torn down.
+        let _ = KEYS.try_with(|k| k.set(keys));
+    }
 }
 
 impl Iterator for TopN {

@@ -16,7 +16,7 @@ pub const MAX_SOURCES: usize = 200;
 thread_local! {
     /// The neighbour sums, which items the user has seen (set from the history, cleared after),
     /// and the tables that find the answer's reasons.
-    static SCRATCH: RefCell<(Sums, Vec<bool>, reasons::Scratch)> = RefCell::default();
+    static SCRATCH: RefCell<(Sums, Vec<bool>, reasons::Scratch, Vec<u64>)> = RefCell::default();
 }
 
 /// Puts the best `prefix` entries of `order` first, sorted (see [`rank_key`]: higher score first,
@@ -46,7 +46,7 @@ pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
     let knn = &snap.itemknn;
     SCRATCH.with(|cell| {
         let mut guard = cell.borrow_mut();
-        let (sc, seen, why) = &mut *guard;
+        let (sc, seen, why, keys) = &mut *guard;
         sc.prepare(snap.n_items);
         let sources: Vec<u32> = asked.liked_trained().take(MAX_SOURCES).collect();
         for &j in &sources {
@@ -84,18 +84,26 @@ pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
         // prefix pass needs only their head: walking and sorting the whole catalogue per request
         // was half the server's CPU under `fast` load (docs/BENCHMARKS.md). Returns the
         // candidates of a pass `prefix` deep, and whether they are all there are.
-        let candidates = |prefix: usize| -> (Vec<u64>, bool) {
-            // Sized once: collecting a filter grows the vector step by step (a few copies of a
-            // thousand keys per request).
+        let candidates = |prefix: usize, order: &mut Vec<u64>| -> bool {
+            // Every touched item's key is written and only the unseen ones are kept, without a
+            // branch per item (whether an item was seen is a coin toss for the predictor), into
+            // a buffer the thread keeps (a fresh one was a 10 KB allocation per request).
             let touched = sc.touched();
             let head = prefix.min(snap.popular_order.len()).saturating_add(1);
-            let mut order: Vec<u64> = Vec::with_capacity(touched.len() + head);
-            let keys = touched.iter().filter(|&&i| unseen(i));
-            order.extend(keys.map(|&i| rank_key(score(i), i)));
+            order.clear();
+            order.reserve(touched.len() + head);
+            order.resize(touched.len(), 0);
+            let mut kept = 0;
+            for &i in touched {
+                order[kept] = rank_key(score(i), i);
+                kept += usize::from(unseen(i));
+            }
+            order.truncate(kept);
+            // Only selected here: the prefix is sorted once, with the untouched head.
             let mut cut = order.len() > prefix;
             if cut {
-                let kept = sorted_prefix(&mut order, prefix);
-                order.truncate(kept);
+                order.select_nth_unstable(prefix);
+                order.truncate(prefix);
             }
             // The untouched head: `prefix` of them and any tied with the last (float rounding can
             // tie distinct popularities, and ties go by index).
@@ -114,17 +122,16 @@ pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
                 (taken, last) = (taken + 1, Some(x.to_bits()));
                 order.push(rank_key(x, i));
             }
-            let complete = !cut && order.len() <= prefix;
-            (order, complete)
+            !cut && order.len() <= prefix
         };
         // Sorting every candidate is the expensive part: sort a prefix deep enough for the
         // filters, and everything only when the filters ate through it.
         let depth = 4 * (q.n + q.exclude.len()) + 50;
         let mut picked = Vec::new();
         for prefix in [depth, usize::MAX] {
-            let (mut order, complete) = candidates(prefix);
-            let sorted = sorted_prefix(&mut order, prefix);
-            let idx = order[..sorted].iter().map(|&k| rank_index(k));
+            let complete = candidates(prefix, keys);
+            let sorted = sorted_prefix(keys, prefix);
+            let idx = keys[..sorted].iter().map(|&k| rank_index(k));
             // Complete: then everything else (items new since training, long tail), by live
             // popularity.
             picked = if complete {
