@@ -24,7 +24,6 @@ pub(crate) mod testing;
 
 use std::cell::Cell;
 
-pub use accumulate::{Accumulator, Sums};
 pub use matrix::Csr;
 
 /// A user's history: item indices (sorted, unique) and their weights.

@@ -5,8 +5,9 @@ use std::cell::RefCell;
 
 use super::asked::Asked;
 use super::request::Scored;
+use crate::algo::accumulate::Sums;
 use crate::algo::reasons::{self, Tie};
-use crate::algo::{Sums, rank_index, rank_key};
+use crate::algo::{rank_index, rank_key};
 
 /// Weight of normalised, time-decayed popularity in the `fast` blend (neighbours weigh 1).
 const FAST_POPULARITY_WEIGHT: f32 = 0.1;
@@ -37,11 +38,7 @@ fn sorted_prefix(order: &mut [u64], prefix: usize) -> usize {
 /// without history gets trending items.
 pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
     let Asked {
-        s,
-        history,
-        q,
-        snap,
-        ..
+        history, q, snap, ..
     } = *asked;
     let knn = &snap.itemknn;
     SCRATCH.with(|cell| {
@@ -143,30 +140,7 @@ pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
                 break;
             }
         }
-        // A neighbour's answer names its strongest source (the smaller id on a tie); the rest
-        // are trending.
-        let explained: Vec<u32> = picked.iter().copied().filter(|&i| sc.contains(i)).collect();
-        let (lists, longest) = (&knn.neighbours, knn.longest());
-        let because =
-            reasons::strongest_sources(lists, longest, &sources, &explained, Tie::Earlier, why);
-        let mut because = because.into_iter();
-        let picked: Vec<Scored> = picked
-            .into_iter()
-            .map(|i| {
-                let source = if sc.contains(i) {
-                    because.next().flatten()
-                } else {
-                    None
-                };
-                s.scored(i, q, |_, _| {
-                    let reason = match source {
-                        Some(j) => format!("because you liked {}", s.item_id(j)),
-                        None => "trending".to_string(),
-                    };
-                    (score(i) as f64, reason)
-                })
-            })
-            .collect();
+        let picked = answers(asked, picked, &sources, sc, why, score);
         sc.reset();
         let seen = &mut guard.1;
         for i in trained_rows() {
@@ -174,4 +148,40 @@ pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
         }
         picked
     })
+}
+
+/// The picked items as answers: a neighbour's names its strongest source (the smaller id on a
+/// tie, see [`reasons`]), the rest are trending.
+fn answers(
+    asked: &Asked<'_>,
+    picked: Vec<u32>,
+    sources: &[u32],
+    sc: &Sums,
+    why: &mut reasons::Scratch,
+    score: impl Fn(u32) -> f32,
+) -> Vec<Scored> {
+    let Asked { s, q, snap, .. } = *asked;
+    let knn = &snap.itemknn;
+    let explained: Vec<u32> = picked.iter().copied().filter(|&i| sc.contains(i)).collect();
+    let (lists, longest) = (&knn.neighbours, knn.longest());
+    let because =
+        reasons::strongest_sources(lists, longest, sources, &explained, Tie::Earlier, why);
+    let mut because = because.into_iter();
+    picked
+        .into_iter()
+        .map(|i| {
+            let source = if sc.contains(i) {
+                because.next().flatten()
+            } else {
+                None
+            };
+            s.scored(i, q, |_, _| {
+                let reason = match source {
+                    Some(j) => format!("because you liked {}", s.item_id(j)),
+                    None => "trending".to_string(),
+                };
+                (score(i) as f64, reason)
+            })
+        })
+        .collect()
 }

@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use super::asked::Asked;
 use super::models;
 use super::request::Scored;
-use crate::algo::Accumulator;
+use crate::algo::accumulate::Accumulator;
 use crate::algo::smart::{Route, SHORT_CONTENT_WEIGHT, route};
 
 thread_local! {

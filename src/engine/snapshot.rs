@@ -124,7 +124,7 @@ impl Snapshot {
                 ))
         };
         // Serving orders contributions by their similarity's bits and takes zero for "no
-        // contribution" (`algo::Accumulator`): every similarity must be positive and finite.
+        // contribution" (`algo::accumulate`): every similarity must be positive and finite.
         let neighbours = |name: &str, lists: &[Vec<(u32, f32)>]| {
             let fits = |&(i, sim): &(u32, f32)| (i as usize) < n && sim > 0.0 && sim.is_finite();
             (lists.len() == n && lists.iter().flatten().all(fits))

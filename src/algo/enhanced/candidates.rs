@@ -1,11 +1,12 @@
 //! Candidate generation: each source's best items for a user, with every candidate described by the
 //! same [`FEATURES`].
 
+use crate::algo::accumulate::Accumulator;
 use crate::algo::als::Als;
 use crate::algo::bpr::Bpr;
 use crate::algo::content::Content;
 use crate::algo::itemknn::ItemKnn;
-use crate::algo::{Accumulator, History, Scorer, top_n};
+use crate::algo::{History, Scorer, top_n};
 
 /// Candidate items per source.
 pub const FROM_FACTORS: usize = 100;
