@@ -10,8 +10,8 @@ use super::top_k_similar;
 /// the smaller source id (the first one added, as every caller adds its sources in ascending
 /// order).
 ///
-/// An addition is `fast`'s inner loop (a user's ~60 liked items times 100 neighbours), so it has
-/// no branch: the strongest contribution and its source are one integer (similarity bits above,
+/// An addition is the inner loop of `smart`'s neighbourhood and `enhanced`'s candidates (a
+/// user's ~60 liked items times 100 neighbours), so it has no branch: the strongest contribution and its source are one integer (similarity bits above,
 /// inverted source below), kept with an integer `max`, and a touched item is appended
 /// unconditionally and counted only when new. Similarities are positive (item-to-item's are a
 /// co-occurrence count over a positive denominator, content keeps only positive ones, and a

@@ -79,8 +79,8 @@ pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
         // Candidates: the touched items, and the popularity order's untouched items. The latter
         // come in descending score already (their score is popularity times a constant), so a
         // prefix pass needs only their head: walking and sorting the whole catalogue per request
-        // was half the server's CPU under `fast` load (docs/BENCHMARKS.md). Returns the
-        // candidates of a pass `prefix` deep, and whether they are all there are.
+        // was half the server's CPU under `fast` load (docs/BENCHMARKS.md). Fills `order` with
+        // the candidates of a pass `prefix` deep and returns whether they are all there are.
         let candidates = |prefix: usize, order: &mut Vec<u64>| -> bool {
             // Every touched item's key is written and only the unseen ones are kept, without a
             // branch per item (whether an item was seen is a coin toss for the predictor), into

@@ -22,8 +22,7 @@ const CHUNK: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct ItemMeta {
     pub id: Arc<str>,
-    /// Shared names: the state keeps one `Arc` per name, so two items' categories are the same
-    /// name exactly when they are the same pointer.
+    /// Shared names: the state keeps one `Arc` per name (one allocation per name, not per item).
     pub categories: Box<[Arc<str>]>,
     /// The categories as a bit set over the catalogue's numbering of names (the first 64 names
     /// it met), unless one is numbered beyond them or listed twice: `quality`'s diversity

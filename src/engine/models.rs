@@ -152,37 +152,16 @@ fn diversify(asked: &Asked<'_>, pool: Vec<(u32, f32)>) -> Vec<(u32, f32)> {
 }
 
 /// Each list's categories as bits (numbered in order of appearance), unless there are more than
-/// 64 names or a list repeats one.
-///
-/// Names are found by pointer first: the state shares one `Arc` per name, so a pool's names are a
-/// few pointers and a lookup is a short scan of at most 64 of them (hashing every name was half
-/// of `diversify`). Only a pointer not seen yet is compared by content, so names that are equal
-/// but not shared still get one number.
-fn category_bits<'a>(lists: &[&'a [Arc<str>]]) -> Option<Vec<u64>> {
-    // (pointer, number) of every pointer seen; `names` has one entry per number.
-    let mut pointers: Vec<(*const u8, u32)> = Vec::with_capacity(64);
-    let mut names: Vec<&'a str> = Vec::with_capacity(64);
-    let mut number = |c: &'a Arc<str>| -> Option<u32> {
-        let at = c.as_ptr();
-        if let Some(&(_, n)) = pointers.iter().find(|(p, _)| *p == at) {
-            return Some(n);
-        }
-        let n = match names.iter().position(|&name| name == &**c) {
-            Some(n) => n as u32,
-            None if names.len() < 64 => {
-                names.push(c);
-                names.len() as u32 - 1
-            }
-            None => return None,
-        };
-        pointers.push((at, n));
-        Some(n)
-    };
+/// 64 names or a list repeats one: for a pool whose items lack the catalogue's bits (a catalogue
+/// of more than 64 names).
+fn category_bits(lists: &[&[Arc<str>]]) -> Option<Vec<u64>> {
+    let mut numbers: HashMap<&str, u32, foldhash::fast::RandomState> = HashMap::default();
     lists
         .iter()
         .map(|list| {
             list.iter().try_fold(0u64, |bits, c| {
-                let bit = 1u64 << number(c)?;
+                let next = numbers.len() as u32;
+                let bit = 1u64.checked_shl(*numbers.entry(&**c).or_insert(next))?;
                 (bits & bit == 0).then_some(bits | bit)
             })
         })

@@ -35,8 +35,8 @@ pub struct State {
     /// Feedback types by the id a history row holds.
     type_ids: HashMap<Arc<str>, u32>,
     /// Every category name items have held, once, numbered in order of appearance: items share
-    /// these `Arc`s, so one name is one pointer (see [`ItemMeta::categories`]), and the first 64
-    /// numbers are the bits of [`ItemMeta::category_bits`].
+    /// these `Arc`s (see [`ItemMeta::categories`]), and the first 64 numbers are the bits of
+    /// [`ItemMeta::category_bits`].
     category_names: HashMap<Arc<str>, u32>,
     /// Counts changed since the last ranking.
     dirty: AtomicBool,
