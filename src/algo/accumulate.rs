@@ -112,25 +112,46 @@ impl Accumulator {
 /// explains only the few items it returns, from their own lists ([`super::reasons`]), so its inner
 /// loop keeps one `f32` per item, a quarter of an [`Accumulator`]'s slot, with no `max`. Like
 /// there, an addition has no branch, and a zero sum means "untouched" (similarities are positive).
+///
+/// When a request adds at least as many entries as the catalogue has items (a user with many
+/// liked items in a small catalogue: most items get touched anyway), the touched list is not
+/// kept ([`Sums::touched`] is `None`): the additions are then a load, an add and a store, and the
+/// passes after them run over the whole catalogue in order, which costs less than keeping the
+/// list did. In a large catalogue the list is kept, so no pass is as long as the catalogue.
 #[derive(Default)]
 pub struct Sums {
     sums: Vec<f32>,
     /// The touched items in the first `len` entries, with room for one more past the catalogue.
     touched: Vec<u32>,
     len: usize,
+    /// The items of this request (`prepare`'s `n_items`).
+    n: usize,
+    /// No touched list this request: every item below `n` is a candidate.
+    whole: bool,
 }
 
 impl Sums {
-    /// Makes room for `n_items` (keeps what is there: call [`Sums::reset`] after use).
-    pub fn prepare(&mut self, n_items: usize) {
+    /// Makes room for `n_items` (keeps what is there: call [`Sums::reset`] after use), for a
+    /// request that will add `adds` entries in all.
+    pub fn prepare(&mut self, n_items: usize, adds: usize) {
         if self.sums.len() < n_items {
             self.sums.resize(n_items, 0.0);
             self.touched.resize(n_items + 1, 0);
         }
+        self.n = n_items;
+        self.whole = adds >= n_items;
     }
 
     /// Adds every neighbour's similarity.
     pub fn add_neighbours(&mut self, neighbours: &[(u32, f32)]) {
+        if self.whole {
+            let sums = &mut self.sums[..self.n];
+            for &(item, sim) in neighbours {
+                debug_assert!(sim > 0.0, "neighbour similarities are positive");
+                sums[item as usize] += sim;
+            }
+            return;
+        }
         let (sums, touched) = (&mut self.sums, &mut self.touched);
         let mut len = self.len;
         for &(item, sim) in neighbours {
@@ -143,28 +164,63 @@ impl Sums {
         self.len = len;
     }
 
-    /// Items that received anything, in the order they first did.
-    pub fn touched(&self) -> &[u32] {
-        &self.touched[..self.len]
+    /// Items that received anything, in the order they first did; `None` when the list was not
+    /// kept (then any item below `prepare`'s `n_items` may have: see [`Sums::contains`]).
+    pub fn touched(&self) -> Option<&[u32]> {
+        (!self.whole).then(|| &self.touched[..self.len])
     }
 
     pub fn sum(&self, item: u32) -> f32 {
         self.sums.get(item as usize).copied().unwrap_or(0.0)
     }
 
+    /// Every item's sum, up to `prepare`'s `n_items`.
+    pub fn all(&self) -> &[f32] {
+        &self.sums[..self.n]
+    }
+
     pub fn contains(&self, item: u32) -> bool {
         self.sum(item) > 0.0
     }
 
-    /// The largest sum.
+    /// The largest sum, in four independent lanes: one running maximum was a chain of dependent
+    /// steps over every item. Sums are positive, so the order of taking maxima does not change
+    /// the result.
     pub fn max(&self) -> f32 {
-        self.touched()
-            .iter()
-            .map(|&i| self.sums[i as usize])
-            .fold(0.0, f32::max)
+        let mut lanes = [0f32; 4];
+        let rest = match self.touched() {
+            Some(touched) => {
+                let (chunks, rest) = touched.as_chunks::<4>();
+                for chunk in chunks {
+                    for (lane, &i) in lanes.iter_mut().zip(chunk) {
+                        *lane = lane.max(self.sums[i as usize]);
+                    }
+                }
+                rest.iter()
+                    .map(|&i| self.sums[i as usize])
+                    .fold(0.0, f32::max)
+            }
+            None => {
+                // Eight lanes and a plain comparison (sums are never NaN): vector instructions.
+                let (chunks, rest) = self.all().as_chunks::<8>();
+                let mut wide = [0f32; 8];
+                for chunk in chunks {
+                    for (lane, &v) in wide.iter_mut().zip(chunk) {
+                        *lane = if v > *lane { v } else { *lane };
+                    }
+                }
+                wide.into_iter()
+                    .chain(rest.iter().copied())
+                    .fold(0.0, f32::max)
+            }
+        };
+        lanes.into_iter().fold(rest, f32::max)
     }
 
     pub fn reset(&mut self) {
+        if self.whole {
+            self.sums[..self.n].fill(0.0);
+        }
         for &i in &self.touched[..self.len] {
             self.sums[i as usize] = 0.0;
         }
@@ -198,32 +254,45 @@ mod tests {
         assert_eq!((acc.touched(), acc.source(0)), (&[0][..], 7));
     }
 
-    /// Sums as an [`Accumulator`] adds them, the touched order, and a reset that leaves nothing.
+    /// Sums as an [`Accumulator`] adds them, with and without the touched list, and a reset
+    /// that leaves nothing.
     #[test]
     fn sums_add_as_the_accumulator_does() {
         let lists: [&[(u32, f32)]; 3] = [
             &[(1, 0.5), (2, 0.25)],
             &[(2, 0.75), (5, 0.5), (1, 0.5)],
-            &[(5, 0.5), (1, 0.125)],
+            &[(5, 0.5), (1, 0.125), (7, 2.0)],
         ];
-        let (mut sums, mut acc) = (Sums::default(), Accumulator::default());
-        sums.prepare(6);
-        acc.prepare(6);
+        let mut acc = Accumulator::default();
+        acc.prepare(8);
         for (source, list) in (0..).zip(lists) {
-            sums.add_neighbours(list);
             acc.add_neighbours(source, list);
         }
-        assert_eq!(sums.touched(), acc.touched());
-        for i in 0..8 {
-            assert_eq!(
-                (sums.sum(i), sums.contains(i)),
-                (acc.sum(i), acc.contains(i))
-            );
+        // 8 additions: a list with 9 or more items, none kept with 8 or fewer.
+        for (n_items, kept) in [(9, true), (8, false)] {
+            let mut sums = Sums::default();
+            for _ in 0..2 {
+                sums.prepare(n_items, 8);
+                for list in lists {
+                    sums.add_neighbours(list);
+                }
+                match sums.touched() {
+                    Some(touched) => assert!(kept && touched == acc.touched()),
+                    None => assert!(!kept),
+                }
+                for i in 0..10 {
+                    assert_eq!(
+                        (sums.sum(i), sums.contains(i)),
+                        (acc.sum(i), acc.contains(i))
+                    );
+                }
+                assert_eq!(sums.max(), 2.0);
+                sums.reset();
+                assert!((0..10).all(|i| !sums.contains(i) && sums.sum(i) == 0.0));
+            }
+            sums.prepare(n_items, 1);
+            sums.add_neighbours(&[(0, 0.25)]);
+            assert_eq!((sums.touched(), sums.max()), (Some(&[0][..]), 0.25));
         }
-        assert_eq!(sums.max(), 1.125);
-        sums.reset();
-        assert!(sums.touched().is_empty() && !sums.contains(1) && sums.sum(2) == 0.0);
-        sums.add_neighbours(&[(0, 0.25)]);
-        assert_eq!(sums.touched(), [0]);
     }
 }

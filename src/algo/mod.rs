@@ -82,24 +82,21 @@ impl TopN {
     pub fn new(scores: &[f32], exclude: &[u32], n: usize) -> Self {
         // Every entry's key, with the worst key for an excluded or non-finite score (no finite
         // score's key is `u64::MAX`): a loop without branches, then the exclusions written over.
-        let all = || {
-            let mut keys = KEYS.take();
-            keys.clear();
-            keys.extend((0u32..).zip(scores).map(|(i, &s)| {
-                if s.is_finite() {
-                    rank_key(s, i)
-                } else {
-                    u64::MAX
-                }
-            }));
-            for &e in exclude {
-                if let Some(k) = keys.get_mut(e as usize) {
-                    *k = u64::MAX;
-                }
+        let mut keys = KEYS.take();
+        keys.clear();
+        keys.extend((0u32..).zip(scores).map(|(i, &s)| {
+            if s.is_finite() {
+                rank_key(s, i)
+            } else {
+                u64::MAX
             }
-            keys
-        };
-        let mut keys = smallest(all(), n, all);
+        }));
+        for &e in exclude {
+            if let Some(k) = keys.get_mut(e as usize) {
+                *k = u64::MAX;
+            }
+        }
+        smallest(&mut keys, n);
         keys.retain(|&k| k != u64::MAX);
         Self {
             keys,
@@ -109,35 +106,82 @@ impl TopN {
     }
 }
 
-/// The `n` smallest of `keys`, in no order. A threshold from a sample of every eighth key first
-/// keeps the keys at or below it (about 1.5 `n` of them), so the selection runs over those rather
-/// than the catalogue (it was half of [`TopN::new`]); in the rare case that fewer than `n` are
-/// kept (a sample that misrepresents the keys), `again()` builds them anew and all are selected.
-fn smallest(mut keys: Vec<u64>, n: usize, again: impl FnOnce() -> Vec<u64>) -> Vec<u64> {
+/// Keeps the `n` smallest of `keys`, in no order, and returns whether the sample below misled
+/// (for a test). A threshold from a sample of every eighth key first moves the keys at or below
+/// it to the front (about 1.5 `n` of them), so the selection runs over those rather than all of
+/// them (it was half of [`TopN::new`]); in the rare case that fewer than `n` are at the front (a
+/// sample that misrepresents the keys), all are selected: the move only swaps keys, none is lost.
+pub(crate) fn smallest(keys: &mut Vec<u64>, n: usize) -> bool {
     if keys.len() <= n {
-        return keys;
+        return false;
     }
+    let (mut len, mut misled) = (keys.len(), false);
     if n >= 8 && keys.len() >= 4 * n {
         let mut sample: Vec<u64> = keys.iter().step_by(8).copied().collect();
         let rank = (n / 8 + n / 16 + 8).min(sample.len() - 1);
         let threshold = *sample.select_nth_unstable(rank).1;
-        // Compacted in place, without a branch per key.
+        // Swapped forward in place, without a branch per key.
         let mut kept = 0;
         for i in 0..keys.len() {
-            let k = keys[i];
-            keys[kept] = k;
-            kept += usize::from(k <= threshold);
+            keys.swap(i, kept);
+            kept += usize::from(keys[kept] <= threshold);
         }
-        keys.truncate(kept);
-        if kept < n {
-            keys = again();
+        if kept >= n {
+            len = kept;
+        } else {
+            misled = true;
         }
     }
-    if keys.len() > n {
-        keys.select_nth_unstable(n);
-        keys.truncate(n);
+    if len > n {
+        keys[..len].select_nth_unstable(n);
     }
-    keys
+    keys.truncate(n);
+    misled
+}
+
+/// Sorts `keys` after its first `sorted` (sorted already, and no greater than the rest) a stretch
+/// further, as long as those (at least 32), and returns how many are sorted now: a caller that
+/// stops early (filters usually keep the head of the list) sorts only what it took.
+fn sort_further(keys: &mut [u64], sorted: usize) -> usize {
+    let rest = &mut keys[sorted..];
+    let take = sorted.max(32).min(rest.len());
+    if take < rest.len() {
+        rest.select_nth_unstable(take);
+    }
+    rest[..take].sort_unstable();
+    sorted + take
+}
+
+/// The indices of borrowed [`rank_key`]s, best first, sorted as they are taken (as [`TopN`]).
+pub struct SortedKeys<'a> {
+    keys: &'a mut [u64],
+    next: usize,
+    sorted: usize,
+}
+
+impl<'a> SortedKeys<'a> {
+    pub fn new(keys: &'a mut [u64]) -> Self {
+        Self {
+            keys,
+            next: 0,
+            sorted: 0,
+        }
+    }
+}
+
+impl Iterator for SortedKeys<'_> {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        if self.next == self.sorted {
+            if self.next == self.keys.len() {
+                return None;
+            }
+            self.sorted = sort_further(self.keys, self.sorted);
+        }
+        self.next += 1;
+        Some(rank_index(self.keys[self.next - 1]))
+    }
 }
 
 impl Drop for TopN {
@@ -153,17 +197,10 @@ impl Iterator for TopN {
 
     fn next(&mut self) -> Option<u32> {
         if self.next == self.sorted {
-            // Sort the next stretch, twice as long as the last (at least 32).
-            let rest = &mut self.keys[self.sorted..];
-            let take = self.sorted.max(32).min(rest.len());
-            if take == 0 {
+            if self.next == self.keys.len() {
                 return None;
             }
-            if take < rest.len() {
-                rest.select_nth_unstable(take);
-            }
-            rest[..take].sort_unstable();
-            self.sorted += take;
+            self.sorted = sort_further(&mut self.keys, self.sorted);
         }
         self.next += 1;
         Some(rank_index(self.keys[self.next - 1]))
@@ -313,16 +350,30 @@ mod tests {
             .map(|i| if i % 8 == 0 { i } else { 1_000_000 + i })
             .collect();
         for (keys, fallbacks) in [(shuffled, 0), (skewed, 4)] {
-            let again = std::cell::Cell::new(0);
+            let mut misled = 0;
             for n in [0, 1, 8, 100, 300, 499, 500, 1999, 2000, 2500] {
-                let mut got = super::smallest(keys.clone(), n, || {
-                    again.set(again.get() + 1);
-                    keys.clone()
-                });
+                let mut got = keys.clone();
+                misled += usize::from(super::smallest(&mut got, n));
                 got.sort_unstable();
                 assert_eq!(got, want(&keys, n), "n = {n}");
             }
-            assert_eq!(again.get(), fallbacks);
+            assert_eq!(misled, fallbacks);
+        }
+    }
+
+    /// Borrowed keys come out best first, however far a caller reads.
+    #[test]
+    fn sorted_keys_as_taken() {
+        let keys: Vec<u64> = (0..300u32)
+            .map(|i| super::rank_key(((i * 37) % 101) as f32, i))
+            .collect();
+        let mut want = keys.clone();
+        want.sort_unstable();
+        let want: Vec<u32> = want.into_iter().map(super::rank_index).collect();
+        for take in [0, 1, 31, 32, 33, 100, 300, 400] {
+            let mut buffer = keys.clone();
+            let got: Vec<u32> = super::SortedKeys::new(&mut buffer).take(take).collect();
+            assert_eq!(got, want[..take.min(300)], "take = {take}");
         }
     }
 

@@ -75,9 +75,15 @@ impl<'a> Asked<'a> {
         unique(order.chain(self.ranking.popular.iter().copied()))
     }
 
-    /// The indices of the first `q.n` items of `order` that pass the filters and were not seen.
-    pub fn pick_indices(&self, order: impl IntoIterator<Item = u32>, q: &Query<'_>) -> Vec<u32> {
-        self.s.pick_indices(order, q, |i| self.seen(i))
+    /// The indices of the first `q.n` items of `order` that pass the filters and were not seen
+    /// (looked up in `marked`, this user's marks).
+    pub fn pick_marked(
+        &self,
+        order: impl IntoIterator<Item = u32>,
+        q: &Query<'_>,
+        marked: &Marked<'_>,
+    ) -> Vec<u32> {
+        self.s.pick_indices(order, q, |i| marked.seen(i))
     }
 
     /// The first `q.n` items of `order` alone that pass the filters and were not seen.
@@ -88,6 +94,58 @@ impl<'a> Asked<'a> {
         score: impl Fn(u32, &ItemMeta) -> (f64, String),
     ) -> Vec<Scored> {
         self.s.pick(order, q, |i| self.seen(i), score)
+    }
+}
+
+/// A mark per item the user has seen, set from the history for one request and cleared after it
+/// ([`SeenMarks::mark`]): a look-up per item where [`Asked::seen`] is a binary search in the
+/// history, for the walks that ask about hundreds of items. A thread keeps one and reuses it.
+#[derive(Default)]
+pub struct SeenMarks(Vec<bool>);
+
+/// [`SeenMarks`] set for one history; cleared when dropped.
+pub struct Marked<'m> {
+    marks: &'m mut Vec<bool>,
+    rows: &'m [super::history::Row],
+}
+
+impl SeenMarks {
+    /// Marks the items of `history`, with room for the catalogue's first `n_items`.
+    pub fn mark<'m>(&'m mut self, history: Option<&'m History>, n_items: usize) -> Marked<'m> {
+        let rows = history.map_or(&[][..], |h| h.all());
+        let marks = &mut self.0;
+        let needed = rows
+            .iter()
+            .map(|r| r.item() as usize + 1)
+            .max()
+            .unwrap_or(0);
+        if marks.len() < needed.max(n_items) {
+            marks.resize(needed.max(n_items), false);
+        }
+        for r in rows {
+            marks[r.item() as usize] = true;
+        }
+        Marked { marks, rows }
+    }
+}
+
+impl Marked<'_> {
+    /// Whether the user has seen item `i` (as [`Asked::seen`]).
+    pub fn seen(&self, i: u32) -> bool {
+        self.marks.get(i as usize).copied().unwrap_or(false)
+    }
+
+    /// The marks of the catalogue's first `n` items (at most `mark`'s `n_items`).
+    pub fn first(&self, n: usize) -> &[bool] {
+        &self.marks[..n]
+    }
+}
+
+impl Drop for Marked<'_> {
+    fn drop(&mut self) {
+        for r in self.rows {
+            self.marks[r.item() as usize] = false;
+        }
     }
 }
 

@@ -3,11 +3,11 @@
 
 use std::cell::RefCell;
 
-use super::asked::Asked;
+use super::asked::{Asked, SeenMarks};
 use super::request::Scored;
 use crate::algo::accumulate::Sums;
 use crate::algo::reasons::{self, Tie};
-use crate::algo::{rank_index, rank_key};
+use crate::algo::{SortedKeys, rank_key, smallest};
 
 /// Weight of normalised, time-decayed popularity in the `fast` blend (neighbours weigh 1).
 const FAST_POPULARITY_WEIGHT: f32 = 0.1;
@@ -17,19 +17,71 @@ pub const MAX_SOURCES: usize = 200;
 thread_local! {
     /// The neighbour sums, which items the user has seen (set from the history, cleared after),
     /// and the tables that find the answer's reasons.
-    static SCRATCH: RefCell<(Sums, Vec<bool>, reasons::Scratch, Vec<u64>)> = RefCell::default();
+    static SCRATCH: RefCell<(Sums, SeenMarks, reasons::Scratch, Vec<u64>)> = RefCell::default();
 }
 
-/// Puts the best `prefix` entries of `order` first, sorted (see [`rank_key`]: higher score first,
-/// ties by index), and returns how many are sorted.
-fn sorted_prefix(order: &mut [u64], prefix: usize) -> usize {
-    if order.len() > prefix {
-        order.select_nth_unstable(prefix);
-        order[..prefix].sort_unstable();
-        prefix
-    } else {
-        order.sort_unstable();
-        order.len()
+/// Fills `order` with the key of every item of `items` that `keep` admits, with room for `more`:
+/// every key is written and only the admitted ones are kept, without a branch per item (whether
+/// an item was seen is a coin toss for the predictor), into a buffer the thread keeps (a fresh one
+/// was a 10 KB allocation per request).
+fn keys_of(
+    items: impl ExactSizeIterator<Item = u32>,
+    order: &mut Vec<u64>,
+    more: usize,
+    score: impl Fn(u32) -> f32,
+    keep: impl Fn(u32) -> bool,
+) {
+    order.clear();
+    order.reserve(items.len() + more);
+    order.resize(items.len(), 0);
+    let mut kept = 0;
+    for i in items {
+        order[kept] = rank_key(score(i), i);
+        kept += usize::from(keep(i));
+    }
+    order.truncate(kept);
+}
+
+/// `fast`'s score of an item: its popularity times `pop_scale` plus its sum over `best`.
+struct Blend {
+    pop_scale: f32,
+    best: f32,
+}
+
+/// Items per step of [`Blend::keys`].
+const STEP: usize = 64;
+
+impl Blend {
+    fn score(&self, pop: f32, sum: f32) -> f32 {
+        pop * self.pop_scale + sum / self.best
+    }
+
+    /// [`keys_of`] over the whole catalogue (`sums`, `pop` and `seen` per item): the touched
+    /// unseen items' keys. In steps of [`STEP`] items, every key of a step first (the same
+    /// arithmetic for each item, which the compiler turns into vector instructions: the division
+    /// per item was the pass's bottleneck, one at a time), then the kept ones compacted.
+    fn keys(&self, sums: &[f32], pop: &[f32], seen: &[bool], order: &mut Vec<u64>, more: usize) {
+        order.clear();
+        order.reserve(sums.len() + more);
+        let mut keys = [0u64; STEP];
+        let mut keep = [false; STEP];
+        let steps = sums
+            .chunks(STEP)
+            .zip(pop.chunks(STEP))
+            .zip(seen.chunks(STEP));
+        for (at, ((sums, pop), seen)) in (0u32..).step_by(STEP).zip(steps) {
+            for (k, ((&sum, &p), &seen)) in sums.iter().zip(pop).zip(seen).enumerate() {
+                keys[k] = rank_key(self.score(p, sum), at + k as u32);
+                keep[k] = !seen & (sum > 0.0);
+            }
+            let mut kept = order.len();
+            order.resize(kept + sums.len(), 0);
+            for (&key, &keep) in keys.iter().zip(&keep).take(sums.len()) {
+                order[kept] = key;
+                kept += usize::from(keep);
+            }
+            order.truncate(kept);
+        }
     }
 }
 
@@ -44,27 +96,16 @@ pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
     SCRATCH.with(|cell| {
         let mut guard = cell.borrow_mut();
         let (sc, seen, why, keys) = &mut *guard;
-        sc.prepare(snap.n_items);
         let sources: Vec<u32> = asked.liked_trained().take(MAX_SOURCES).collect();
+        let adds = sources.iter().map(|&j| knn.neighbours[j as usize].len());
+        sc.prepare(snap.n_items, adds.sum());
         for &j in &sources {
             sc.add_neighbours(&knn.neighbours[j as usize]);
         }
         // Seen items never make the list: leaving them out before sorting keeps the sorted prefix
         // short (it was deepened by the history's length to make up for them).
-        let rows = history.map_or(&[][..], |h| h.all());
-        let trained_rows = || {
-            rows.iter()
-                .map(|r| r.item())
-                .filter(|&i| (i as usize) < snap.n_items)
-        };
-        if seen.len() < snap.n_items {
-            seen.resize(snap.n_items, false);
-        }
-        for i in trained_rows() {
-            seen[i as usize] = true;
-        }
-        let seen = &*seen;
-        let unseen = |i: u32| !seen[i as usize];
+        let marked = seen.mark(history, snap.n_items);
+        let unseen = |i: u32| !marked.seen(i);
         let best = sc.max().max(f32::MIN_POSITIVE);
         let pop_best = snap
             .popular_order
@@ -72,46 +113,49 @@ pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
             .map(|&i| snap.popularity.scores[i as usize])
             .unwrap_or(0.0);
         let pop_scale = FAST_POPULARITY_WEIGHT / pop_best.max(f32::MIN_POSITIVE);
-        let score = |i: u32| {
-            let pop = snap.popularity.score(i) * pop_scale;
-            pop + sc.sum(i) / best
-        };
+        let blend = Blend { pop_scale, best };
+        let score = |i: u32| blend.score(snap.popularity.score(i), sc.sum(i));
+        // `score` of an item no neighbour touched (`x + 0.0 / best` is `x`).
+        let score_untouched = |i: u32| snap.popularity.score(i) * pop_scale;
         // Candidates: the touched items, and the popularity order's untouched items. The latter
         // come in descending score already (their score is popularity times a constant), so a
         // prefix pass needs only their head: walking and sorting the whole catalogue per request
         // was half the server's CPU under `fast` load (docs/BENCHMARKS.md). Fills `order` with
         // the candidates of a pass `prefix` deep and returns whether they are all there are.
         let candidates = |prefix: usize, order: &mut Vec<u64>| -> bool {
-            // Every touched item's key is written and only the unseen ones are kept, without a
-            // branch per item (whether an item was seen is a coin toss for the predictor), into
-            // a buffer the thread keeps (a fresh one was a 10 KB allocation per request).
-            let touched = sc.touched();
             let head = prefix.min(snap.popular_order.len()).saturating_add(1);
-            order.clear();
-            order.reserve(touched.len() + head);
-            order.resize(touched.len(), 0);
-            let mut kept = 0;
-            for &i in touched {
-                order[kept] = rank_key(score(i), i);
-                kept += usize::from(unseen(i));
+            match sc.touched() {
+                Some(touched) => keys_of(touched.iter().copied(), order, head, score, unseen),
+                None => {
+                    let n = snap.n_items;
+                    let pop = &snap.popularity.scores[..n];
+                    blend.keys(sc.all(), pop, marked.first(n), order, head);
+                }
             }
-            order.truncate(kept);
             // Only selected here: the prefix is sorted once, with the untouched head.
             let mut cut = order.len() > prefix;
+            // The worst key the prefix keeps so far: an untouched item ranked below it cannot
+            // enter the prefix.
+            let mut worst = u64::MAX;
             if cut {
-                order.select_nth_unstable(prefix);
-                order.truncate(prefix);
+                smallest(order, prefix);
+                worst = order.iter().copied().max().unwrap_or(u64::MAX);
             }
             // The untouched head: `prefix` of them and any tied with the last (float rounding can
-            // tie distinct popularities, and ties go by index).
+            // tie distinct popularities, and ties go by index). An untouched item's key is its
+            // popularity's, and the popularity order's scores do not increase, so the walk stops
+            // at the first item of the order, touched or not, whose score ranks past `worst`
+            // whatever its index (for a user whose neighbours fill the prefix, at once: skipping
+            // the head's touched items was a tenth of `fast`).
             let (mut taken, mut last) = (0, None);
-            for i in snap
-                .popular_order
-                .iter()
-                .copied()
-                .filter(|&i| !sc.contains(i) && unseen(i))
-            {
-                let x = score(i);
+            for &i in &snap.popular_order {
+                let x = score_untouched(i);
+                if rank_key(x, 0) > worst {
+                    break;
+                }
+                if sc.contains(i) || !unseen(i) {
+                    continue;
+                }
                 if taken >= prefix && last != Some(x.to_bits()) {
                     cut = true;
                     break;
@@ -127,25 +171,22 @@ pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
         let mut picked = Vec::new();
         for prefix in [depth, usize::MAX] {
             let complete = candidates(prefix, keys);
-            let sorted = sorted_prefix(keys, prefix);
-            let idx = keys[..sorted].iter().map(|&k| rank_index(k));
+            smallest(keys, prefix);
+            let idx = SortedKeys::new(keys);
             // Complete: then everything else (items new since training, long tail), by live
             // popularity.
             picked = if complete {
-                asked.pick_indices(asked.then_popular(idx), q)
+                asked.pick_marked(asked.then_popular(idx), q, &marked)
             } else {
-                asked.pick_indices(idx, q)
+                asked.pick_marked(idx, q, &marked)
             };
             if picked.len() >= q.n || complete {
                 break;
             }
         }
         let picked = answers(asked, picked, &sources, sc, why, score);
+        drop(marked);
         sc.reset();
-        let seen = &mut guard.1;
-        for i in trained_rows() {
-            seen[i as usize] = false;
-        }
         picked
     })
 }

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::asked::Asked;
+use super::asked::{Asked, SeenMarks};
 use super::fast::MAX_SOURCES;
 use super::request::{Query, Scored};
 use crate::algo::blend::{add_normalised, mmr_pool};
@@ -20,6 +20,7 @@ use crate::algo::{Scorer, TopN};
 struct Scratch {
     blended: Vec<f32>,
     member: Vec<f32>,
+    seen: SeenMarks,
     reasons: reasons::Scratch,
     enhanced: enhanced::Scratch,
 }
@@ -69,7 +70,9 @@ pub fn quality(asked: &Asked<'_>) -> Vec<Scored> {
             sc.member[i as usize] = f32::NAN;
             ranked.push(i);
         });
-        let picked = asked.pick_indices(asked.then_popular(order), &pool_query);
+        let marked = sc.seen.mark(asked.history, snap.n_items);
+        let picked = asked.pick_marked(asked.then_popular(order), &pool_query, &marked);
+        drop(marked);
         let score = |i: u32| match sc.member.get(i as usize) {
             Some(m) if m.is_nan() => sc.blended[i as usize],
             _ => 0.0,
