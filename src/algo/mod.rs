@@ -82,21 +82,24 @@ impl TopN {
     pub fn new(scores: &[f32], exclude: &[u32], n: usize) -> Self {
         // Every entry's key, with the worst key for an excluded or non-finite score (no finite
         // score's key is `u64::MAX`): a loop without branches, then the exclusions written over.
-        let mut keys = KEYS.take();
-        keys.clear();
-        keys.extend((0u32..).zip(scores).map(|(i, &s)| {
-            if s.is_finite() {
-                rank_key(s, i)
-            } else {
-                u64::MAX
+        let all = || {
+            let mut keys = KEYS.take();
+            keys.clear();
+            keys.extend((0u32..).zip(scores).map(|(i, &s)| {
+                if s.is_finite() {
+                    rank_key(s, i)
+                } else {
+                    u64::MAX
+                }
+            }));
+            for &e in exclude {
+                if let Some(k) = keys.get_mut(e as usize) {
+                    *k = u64::MAX;
+                }
             }
-        }));
-        for &e in exclude {
-            if let Some(k) = keys.get_mut(e as usize) {
-                *k = u64::MAX;
-            }
-        }
-        smallest(&mut keys, n);
+            keys
+        };
+        let mut keys = smallest(all(), n, all);
         keys.retain(|&k| k != u64::MAX);
         Self {
             keys,
@@ -106,37 +109,35 @@ impl TopN {
     }
 }
 
-/// Keeps the `n` smallest of `keys`, in no order, and returns whether the sample below misled
-/// (for a test). A threshold from a sample of every eighth key first moves the keys at or below
-/// it to the front (about 1.5 `n` of them), so the selection runs over those rather than all of
-/// them (it was half of [`TopN::new`]); in the rare case that fewer than `n` are at the front (a
-/// sample that misrepresents the keys), all are selected: the move only swaps keys, none is lost.
-pub(crate) fn smallest(keys: &mut Vec<u64>, n: usize) -> bool {
+/// The `n` smallest of `keys`, in no order. A threshold from a sample of every eighth key first
+/// keeps the keys at or below it (about 1.5 `n` of them), so the selection runs over those rather
+/// than the catalogue (it was half of [`TopN::new`]); in the rare case that fewer than `n` are
+/// kept (a sample that misrepresents the keys), `again()` builds them anew and all are selected.
+fn smallest(mut keys: Vec<u64>, n: usize, again: impl FnOnce() -> Vec<u64>) -> Vec<u64> {
     if keys.len() <= n {
-        return false;
+        return keys;
     }
-    let (mut len, mut misled) = (keys.len(), false);
     if n >= 8 && keys.len() >= 4 * n {
         let mut sample: Vec<u64> = keys.iter().step_by(8).copied().collect();
         let rank = (n / 8 + n / 16 + 8).min(sample.len() - 1);
         let threshold = *sample.select_nth_unstable(rank).1;
-        // Swapped forward in place, without a branch per key.
+        // Compacted in place, without a branch per key.
         let mut kept = 0;
         for i in 0..keys.len() {
-            keys.swap(i, kept);
-            kept += usize::from(keys[kept] <= threshold);
+            let k = keys[i];
+            keys[kept] = k;
+            kept += usize::from(k <= threshold);
         }
-        if kept >= n {
-            len = kept;
-        } else {
-            misled = true;
+        keys.truncate(kept);
+        if kept < n {
+            keys = again();
         }
     }
-    if len > n {
-        keys[..len].select_nth_unstable(n);
+    if keys.len() > n {
+        keys.select_nth_unstable(n);
+        keys.truncate(n);
     }
-    keys.truncate(n);
-    misled
+    keys
 }
 
 /// Sorts `keys` after its first `sorted` (sorted already, and no greater than the rest) a stretch
@@ -350,14 +351,16 @@ mod tests {
             .map(|i| if i % 8 == 0 { i } else { 1_000_000 + i })
             .collect();
         for (keys, fallbacks) in [(shuffled, 0), (skewed, 4)] {
-            let mut misled = 0;
+            let again = std::cell::Cell::new(0);
             for n in [0, 1, 8, 100, 300, 499, 500, 1999, 2000, 2500] {
-                let mut got = keys.clone();
-                misled += usize::from(super::smallest(&mut got, n));
+                let mut got = super::smallest(keys.clone(), n, || {
+                    again.set(again.get() + 1);
+                    keys.clone()
+                });
                 got.sort_unstable();
                 assert_eq!(got, want(&keys, n), "n = {n}");
             }
-            assert_eq!(misled, fallbacks);
+            assert_eq!(again.get(), fallbacks);
         }
     }
 

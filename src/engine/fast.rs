@@ -7,7 +7,7 @@ use super::asked::{Asked, SeenMarks};
 use super::request::Scored;
 use crate::algo::accumulate::Sums;
 use crate::algo::reasons::{self, Tie};
-use crate::algo::{SortedKeys, rank_key, smallest};
+use crate::algo::{SortedKeys, rank_key};
 
 /// Weight of normalised, time-decayed popularity in the `fast` blend (neighbours weigh 1).
 const FAST_POPULARITY_WEIGHT: f32 = 0.1;
@@ -18,6 +18,16 @@ thread_local! {
     /// The neighbour sums, which items the user has seen (set from the history, cleared after),
     /// and the tables that find the answer's reasons.
     static SCRATCH: RefCell<(Sums, SeenMarks, reasons::Scratch, Vec<u64>)> = RefCell::default();
+}
+
+/// Keeps the best `n` keys of `order` (the smallest), in no order. A plain selection: over the
+/// thousand-odd candidates of a request, a sampled threshold first (as [`crate::algo::TopN`]
+/// does over a catalogue) cost more than it saved.
+fn keep_best(order: &mut Vec<u64>, n: usize) {
+    if order.len() > n {
+        order.select_nth_unstable(n);
+        order.truncate(n);
+    }
 }
 
 /// Fills `order` with the key of every item of `items` that `keep` admits, with room for `more`:
@@ -138,7 +148,7 @@ pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
             // enter the prefix.
             let mut worst = u64::MAX;
             if cut {
-                smallest(order, prefix);
+                keep_best(order, prefix);
                 worst = order.iter().copied().max().unwrap_or(u64::MAX);
             }
             // The untouched head: `prefix` of them and any tied with the last (float rounding can
@@ -171,7 +181,7 @@ pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
         let mut picked = Vec::new();
         for prefix in [depth, usize::MAX] {
             let complete = candidates(prefix, keys);
-            smallest(keys, prefix);
+            keep_best(keys, prefix);
             let idx = SortedKeys::new(keys);
             // Complete: then everything else (items new since training, long tail), by live
             // popularity.
