@@ -233,4 +233,83 @@ mod tests {
         });
         assert_eq!(again.interactions, w.interactions, "seeded");
     }
+
+    /// `fast` answers by its definition: unseen items by the summed similarity of their
+    /// neighbour entries from the user's liked items (the first 200) over the best sum, plus a tenth of
+    /// popularity over the most popular's, higher first and ties by index. Checked for every user
+    /// of a small trained world, in which most users add as many entries as the catalogue has
+    /// items (the sums keep no touched list) and the rest fewer (they keep it). Here because the
+    /// world trains as the server does (`train`) into an engine, which sit below this module.
+    #[test]
+    fn fast_answers_by_its_definition_with_and_without_the_touched_list() {
+        use crate::algo::{rank_index, rank_key};
+        use crate::engine::{EngineKind, Query, Who};
+        let world = World::generate(Spec {
+            items: 1500,
+            users: 200,
+            interactions: 8000,
+            seed: 5,
+        });
+        let snap = Arc::new(crate::train::fit(world.training_data(), 1, 14.0));
+        let engine = world.engine();
+        engine.install(snap.clone(), 0);
+        let (n, pop) = (snap.n_items, &snap.popularity.scores);
+        let pop_scale = 0.1 / pop[snap.popular_order[0] as usize].max(f32::MIN_POSITIVE);
+        let q = Query {
+            n: 10,
+            ..Query::default()
+        };
+        let (mut without_list, mut with_list) = (0, 0);
+        for (u, id) in (0u32..).zip(&world.user_ids) {
+            // The world's rows are likes and views, both positive under the default policy (a
+            // view weighs less, which `fast` does not read): every row's item is liked and seen.
+            let mut liked: Vec<u32> = world
+                .interactions
+                .iter()
+                .filter(|r| r.0 == u)
+                .map(|r| r.1)
+                .collect();
+            liked.sort_unstable();
+            let seen: HashSet<u32> = liked.iter().copied().collect();
+            let mut sums = vec![0f32; n];
+            let mut adds = 0;
+            // No user here likes 200 items, `fast`'s cap on the liked items it gathers from.
+            assert!(liked.len() < 200);
+            for &j in &liked {
+                for &(i, sim) in &snap.itemknn.neighbours[j as usize] {
+                    sums[i as usize] += sim;
+                    adds += 1;
+                }
+            }
+            *if adds >= n {
+                &mut without_list
+            } else {
+                &mut with_list
+            } += 1;
+            let best = sums
+                .iter()
+                .copied()
+                .fold(0.0, f32::max)
+                .max(f32::MIN_POSITIVE);
+            let mut want: Vec<(u64, f64)> = (0..n as u32)
+                .filter(|i| !seen.contains(i))
+                .map(|i| {
+                    let score = pop[i as usize] * pop_scale + sums[i as usize] / best;
+                    (rank_key(score, i), f64::from(score))
+                })
+                .collect();
+            want.sort_unstable_by_key(|&(key, _)| key);
+            let want: Vec<(&str, f64)> = want[..10]
+                .iter()
+                .map(|&(key, score)| (&*snap.item_ids[rank_index(key) as usize], score))
+                .collect();
+            let got = engine.inputs(Who::User(id)).recommend(&q, EngineKind::Fast);
+            let got: Vec<(&str, f64)> = got.items.iter().map(|s| (&*s.id, s.score)).collect();
+            assert_eq!(got, want, "user {id}");
+        }
+        assert!(
+            without_list > 0 && with_list > 0,
+            "{without_list} users without the touched list, {with_list} with it"
+        );
+    }
 }
