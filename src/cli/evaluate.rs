@@ -24,19 +24,49 @@ pub struct Opts {
     /// Worker threads for fitting and scoring (default: all cores).
     #[arg(long, global = true)]
     pub threads: Option<usize>,
+    /// How the positives of `movielens` and `store` divide 80/20 into training and test data:
+    /// per user by time (`temporal`), per user at random (`random`, with `--seed`), or one time
+    /// cut for everyone (`global-time`: users with no positive before it are evaluated too, the
+    /// cold-start case). `files` are split already.
+    #[arg(long, global = true, value_enum, default_value_t = SplitKind::Temporal)]
+    pub split: SplitKind,
+    /// The seed of `--split random`.
+    #[arg(long, global = true, default_value_t = 1)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SplitKind {
+    Temporal,
+    Random,
+    GlobalTime,
+}
+
+impl Opts {
+    /// The split asked for; a given train/test pair takes none but the default.
+    fn split(&self) -> anyhow::Result<eval::Split> {
+        if matches!(self.source, Source::Files { .. }) && self.split != SplitKind::Temporal {
+            anyhow::bail!("--split applies to movielens and store: files are split already");
+        }
+        Ok(match self.split {
+            SplitKind::Temporal => eval::Split::Temporal,
+            SplitKind::Random => eval::Split::Random { seed: self.seed },
+            SplitKind::GlobalTime => eval::Split::GlobalTime,
+        })
+    }
 }
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Source {
-    /// MovieLens 100K folder: ratings >= recommend.rating_threshold (4) are positives, per-user
-    /// temporal 80/20 split.
+    /// MovieLens 100K folder: ratings >= recommend.rating_threshold (4) are positives, split by
+    /// `--split` (default: per user by time, 80/20).
     Movielens { dir: PathBuf },
     /// A given split: tab-separated `user item rating timestamp` files; ratings >=
     /// recommend.rating_threshold (4) are positives.
     Files { train: PathBuf, test: PathBuf },
     /// The configured database: positive feedback (the server's rule: types in
-    /// recommend.positive_weights, ratings >= recommend.rating_threshold) is positive; per-user
-    /// temporal 80/20 split.
+    /// recommend.positive_weights, ratings >= recommend.rating_threshold) is positive; split by
+    /// `--split`.
     Store,
 }
 
@@ -44,10 +74,11 @@ pub async fn run(opts: Opts, config: Config) -> anyhow::Result<()> {
     // One definition of a positive, the server's (`crate::policy`), for every source.
     let policy = FeedbackPolicy::from_config(&config.recommend);
     let positive = |f: &crate::store::Feedback| policy.is_positive(&f.feedback_type, f.value);
+    let split = opts.split()?;
     let data: EvalData = match &opts.source {
         Source::Movielens { dir } => {
             let ds = movielens::load(dir)?;
-            eval::from_dataset(&ds.items, &ds.feedback, positive, 0.8)
+            eval::from_dataset(&ds.items, &ds.feedback, positive, 0.8, split)
         }
         Source::Files { train, test } => {
             eval::from_files(train, test, config.recommend.rating_threshold)?
@@ -56,7 +87,7 @@ pub async fn run(opts: Opts, config: Config) -> anyhow::Result<()> {
             let pool = Pool::open(&config.db, Metrics::new().pool).await?;
             let ds = Dataset::load(&Store::new(pool.clone())).await?;
             pool.close().await;
-            eval::from_dataset(&ds.items, &ds.feedback, positive, 0.8)
+            eval::from_dataset(&ds.items, &ds.feedback, positive, 0.8, split)
         }
     };
     let models: Vec<String> = if opts.models.is_empty() {
@@ -81,6 +112,9 @@ pub async fn run(opts: Opts, config: Config) -> anyhow::Result<()> {
     if opts.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
     } else {
+        if !matches!(opts.source, Source::Files { .. }) {
+            println!("split: {split}, 80% of positives train");
+        }
         print!("{}", eval::table(&reports));
     }
     Ok(())

@@ -4,6 +4,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, bail};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
 
 use crate::algo::Csr;
 use crate::algo::content::{ItemText, label_tokens};
@@ -139,10 +142,42 @@ impl Ids {
     }
 }
 
-/// Per-user temporal split: each user's positives ordered by (timestamp, item id); the first
-/// `floor(train_fraction · n)` train, the rest test. `catalogue` lists every item to rank (items
-/// without positives included).
-pub fn split(catalogue: &[String], positives: Vec<Positive>, train_fraction: f64) -> EvalData {
+/// How positives divide into training and test data (`reco evaluate --split`); each keeps
+/// `train_fraction` (0.8) for training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Split {
+    /// Per user: positives ordered by (timestamp, item id), the first `floor(fraction · n)`
+    /// train, the rest test (what the server's validation does).
+    #[default]
+    Temporal,
+    /// Per user: positives in a random order drawn from `seed`, the first `floor(fraction · n)`
+    /// train (a user's test items are no later than their training ones on average).
+    Random { seed: u64 },
+    /// One time cut for everyone, after the first `floor(fraction · n)` of all positives by time:
+    /// positives before it train, the rest test. Users with none before it are evaluated with an
+    /// empty history: the cold-start case.
+    GlobalTime,
+}
+
+impl std::fmt::Display for Split {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Split::Temporal => write!(f, "temporal (per user, by time)"),
+            Split::Random { seed } => write!(f, "random (per user, seed {seed})"),
+            Split::GlobalTime => write!(f, "global-time (one time cut for everyone)"),
+        }
+    }
+}
+
+/// Positives split by `how` (see [`Split`]). `catalogue` lists every item to rank (items without
+/// positives included). A user's positives are first ordered by (timestamp, item id), repeats of
+/// an item next to each other dropped.
+pub fn split(
+    catalogue: &[String],
+    positives: Vec<Positive>,
+    train_fraction: f64,
+    how: Split,
+) -> EvalData {
     let mut items = Ids::default();
     for id in catalogue {
         items.get(id);
@@ -156,15 +191,38 @@ pub fn split(catalogue: &[String], positives: Vec<Positive>, train_fraction: f64
         }
         by_user[u].push((p.timestamp, p.item));
     }
-    let mut train = Vec::new();
-    let mut test = vec![Vec::new(); by_user.len()];
-    for (u, mut events) in by_user.into_iter().enumerate() {
+    for events in &mut by_user {
         events.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| natural_cmp(&a.1, &b.1)));
         events.dedup_by(|a, b| a.1 == b.1);
-        let n_train = (events.len() as f64 * train_fraction).floor() as usize;
+    }
+    let fraction = |n: usize| (n as f64 * train_fraction).floor() as usize;
+    // Whether the event of a user's list at a rank trains.
+    let trains: Box<dyn Fn(usize, usize, i64) -> bool> = match how {
+        Split::Temporal => Box::new(|rank, n, _| rank < fraction(n)),
+        Split::Random { seed } => {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            for events in &mut by_user {
+                events.shuffle(&mut rng);
+            }
+            Box::new(|rank, n, _| rank < fraction(n))
+        }
+        Split::GlobalTime => {
+            let mut times: Vec<i64> = by_user.iter().flatten().map(|e| e.0).collect();
+            let first_test = fraction(times.len());
+            let cut = match times.get(first_test) {
+                Some(_) => *times.select_nth_unstable(first_test).1,
+                None => i64::MAX,
+            };
+            Box::new(move |_, _, ts| ts < cut)
+        }
+    };
+    let mut train = Vec::new();
+    let mut test = vec![Vec::new(); by_user.len()];
+    for (u, events) in by_user.into_iter().enumerate() {
+        let n = events.len();
         for (rank, (ts, item)) in events.into_iter().enumerate() {
             let i = items.get(&item);
-            if rank < n_train {
+            if trains(rank, n, ts) {
                 train.push((u as u32, i, ts));
             } else {
                 test[u].push(i);
@@ -243,12 +301,13 @@ fn build(
     }
 }
 
-/// Positives of a data set (`is_positive` decides) split temporally, ranking all of its items.
+/// Positives of a data set (`is_positive` decides) split by `how`, ranking all of its items.
 pub fn from_dataset(
     items: &[Item],
     feedback: &[Feedback],
     is_positive: impl Fn(&Feedback) -> bool,
     train_fraction: f64,
+    how: Split,
 ) -> EvalData {
     let catalogue: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
     let positives = feedback
@@ -260,7 +319,7 @@ pub fn from_dataset(
             timestamp: f.timestamp.timestamp(),
         })
         .collect();
-    let mut split_data = split(&catalogue, positives, train_fraction);
+    let mut split_data = split(&catalogue, positives, train_fraction, how);
     let texts: HashMap<&str, ItemText> = items
         .iter()
         .map(|i| {
@@ -336,77 +395,4 @@ pub fn from_files(train: &Path, test: &Path, min_rating: f64) -> anyhow::Result<
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn p(user: &str, item: &str, timestamp: i64) -> Positive {
-        Positive {
-            user: user.into(),
-            item: item.into(),
-            timestamp,
-        }
-    }
-
-    #[test]
-    fn temporal_split_breaks_ties_by_item_id() {
-        let catalogue: Vec<String> = ["1", "2", "3", "10", "99"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        // Five positives: 80% = 4 train. Items 10 and 3 tie at t=5: 3 comes first (numerically).
-        let data = split(
-            &catalogue,
-            vec![
-                p("a", "10", 5),
-                p("a", "1", 1),
-                p("a", "3", 5),
-                p("a", "2", 2),
-                p("a", "99", 9),
-                p("b", "1", 1),
-            ],
-            0.8,
-        );
-        let train: Vec<&str> = data
-            .train
-            .row(0)
-            .0
-            .iter()
-            .map(|&i| data.item_ids[i as usize].as_str())
-            .collect();
-        let mut expect = vec!["1", "2", "3", "10"];
-        expect.sort_by_key(|id| catalogue.iter().position(|c| c == id));
-        assert_eq!(train, expect);
-        assert_eq!(
-            data.test[0]
-                .iter()
-                .map(|&i| data.item_ids[i as usize].as_str())
-                .collect::<Vec<_>>(),
-            ["99"]
-        );
-        // One positive: floor(0.8) = 0 train, it tests (a cold user).
-        assert_eq!(data.train.row_len(1), 0);
-        assert_eq!(data.test[1].len(), 1);
-        assert_eq!(data.now, 5);
-        assert_eq!(data.train.n_cols, 5, "the whole catalogue is ranked");
-    }
-
-    /// One event dated in the year 9999 does not make every real event old: decay runs from the
-    /// wall clock, and the future event counts as new.
-    #[test]
-    fn decay_runs_from_the_wall_clock_not_a_future_event() {
-        let now = chrono::Utc::now().timestamp();
-        let far = chrono::DateTime::parse_from_rfc3339("9999-01-01T00:00:00Z")
-            .unwrap()
-            .timestamp();
-        let interactions = [(0, 0, 1.0, now - 3600), (1, 1, 1.0, far)];
-        let data = EvalData::from_interactions(2, 2, interactions.to_vec(), vec![]);
-        assert!(data.now <= chrono::Utc::now().timestamp() && data.now >= now);
-        let pop = crate::algo::popularity::fit(2, data.train_events(), data.now, Some(86_400.0));
-        assert!(
-            pop.score(0) > 0.9,
-            "an hour-old like keeps its weight: {:?}",
-            pop.scores
-        );
-        assert_eq!(pop.score(1), 1.0, "the future event counts as new");
-    }
-}
+mod tests;

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::algo::blend::{Blend, Diversity};
 use crate::algo::{self, History, Scorer, ndcg_at};
-pub use data::{EvalData, Positive, from_dataset, from_files, now_of, split};
+pub use data::{EvalData, Positive, Split, from_dataset, from_files, now_of, split};
 pub use steps::{Steps, describe as describe_steps};
 
 /// Quality of one model on one split.

@@ -354,4 +354,14 @@ fn evaluate_on_a_given_split_prints_json() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+    // A file pair is split already: another split is refused, by name.
+    let out = reco()
+        .args(["evaluate", "files"])
+        .arg(dir.path().join("a.base"))
+        .arg(dir.path().join("a.test"))
+        .args(["--split", "random"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--split"));
 }

@@ -24,7 +24,13 @@ const FLOORS: [(&str, f64); 9] = [
 fn every_model_stays_above_its_ndcg_floor() {
     let Some(dir) = ml100k() else { return };
     let ds = reco::data::movielens::load(&dir).unwrap();
-    let data = reco::eval::from_dataset(&ds.items, &ds.feedback, |f| f.value >= 4.0, 0.8);
+    let data = reco::eval::from_dataset(
+        &ds.items,
+        &ds.feedback,
+        |f| f.value >= 4.0,
+        0.8,
+        reco::eval::Split::Temporal,
+    );
     assert_eq!(
         (data.train.n_rows, data.train.n_cols),
         (942, 1682),
@@ -68,4 +74,38 @@ fn every_model_stays_above_its_ndcg_floor() {
             ndcg(engine)
         );
     }
+}
+
+/// `reco evaluate --split random` and `--split global-time` on MovieLens-100K: each user's
+/// positives divide 80/20 at random (another seed, other test items), or one time cut divides
+/// everyone's, and then users with no positive before it are evaluated too (the cold-start
+/// case), where popularity is a strong baseline that the personal models do not reach.
+#[test]
+fn other_splits_divide_as_named() {
+    let Some(dir) = ml100k() else { return };
+    let ds = reco::data::movielens::load(&dir).unwrap();
+    let split =
+        |how| reco::eval::from_dataset(&ds.items, &ds.feedback, |f| f.value >= 4.0, 0.8, how);
+    let temporal = split(reco::eval::Split::Temporal);
+    let (random, other) = (
+        split(reco::eval::Split::Random { seed: 1 }),
+        split(reco::eval::Split::Random { seed: 2 }),
+    );
+    assert_eq!(
+        random.train.nnz(),
+        temporal.train.nnz(),
+        "80% of each user's positives"
+    );
+    assert_ne!(random.test, temporal.test);
+    assert_ne!(random.test, other.test);
+
+    let global = split(reco::eval::Split::GlobalTime);
+    let cold = (0..global.train.n_rows)
+        .filter(|&u| global.train.row_len(u) == 0 && !global.test[u].is_empty())
+        .count();
+    assert!(cold > 50, "{cold} users have only test positives");
+    let reports = reco::eval::run(&global, &["popularity", "als"], 10);
+    eprintln!("{}", reco::eval::table(&reports));
+    assert!(reports.iter().all(|r| r.metrics.users > cold));
+    assert!(reports[0].metrics.ndcg > reports[1].metrics.ndcg);
 }
