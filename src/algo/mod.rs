@@ -12,6 +12,7 @@ pub mod blend;
 pub mod bpr;
 pub mod content;
 pub mod diversity;
+pub mod ease;
 pub mod enhanced;
 pub mod factors;
 pub mod itemknn;

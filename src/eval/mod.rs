@@ -93,10 +93,11 @@ pub fn evaluate(scorer: &dyn Scorer, data: &EvalData, k: usize) -> Metrics {
 }
 
 /// The models `reco evaluate` knows, in report order.
-pub const MODELS: [&str; 10] = [
+pub const MODELS: [&str; 11] = [
     "popularity",
     "recent",
     "itemknn",
+    "ease",
     "als",
     "bpr",
     "content",
@@ -402,6 +403,7 @@ pub fn fit(model: &str, data: &EvalData) -> Option<Box<dyn Scorer>> {
         )),
         "recent" => Box::new(fit_recent(data).0),
         "itemknn" => Box::new(algo::itemknn::fit(&data.train, Default::default())),
+        "ease" => Box::new(algo::ease::fit(&data.train, Default::default())?),
         "als" => Box::new(algo::als::fit(&data.train, Default::default())),
         "bpr" => Box::new(algo::bpr::fit(&data.train, Default::default())),
         "content" => Box::new(algo::content::fit(&data.item_texts, Default::default())),

@@ -1,0 +1,117 @@
+//! EASE (Steck 2019, "Embarrassingly Shallow Autoencoders for Sparse Data"): an item-item weight
+//! matrix in closed form. With `G = XᵀX + λI` over the binary users × items matrix `X` and
+//! `P = G⁻¹`, the weights are `B_ij = -P_ij / P_jj` (a zero diagonal), and a user's score for item
+//! `j` is `Σ_i x_i B_ij`: the sum of the rows of `B` of the user's items.
+//!
+//! The fit inverts a dense catalogue × catalogue matrix (Cholesky, in `f64` through nalgebra, the
+//! crate ALS already uses), so it is for catalogues up to [`Params::max_items`]: its time grows
+//! with the cube of the catalogue and its weights with the square (1,682 items: 11 MB).
+
+use nalgebra::DMatrix;
+
+use super::{Csr, History, Scorer};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Params {
+    /// The L2 penalty `λ` on the weights.
+    pub lambda: f64,
+    /// Largest catalogue fitted: above it [`fit`] returns `None`.
+    pub max_items: usize,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            lambda: 100.0,
+            max_items: 20_000,
+        }
+    }
+}
+
+/// The fitted weights, row-major: row `i` holds `B_i·`, what item `i` in a history adds to every
+/// item's score.
+#[derive(Debug, Clone)]
+pub struct Ease {
+    n: usize,
+    weights: Vec<f32>,
+}
+
+/// Fits on a users × items matrix (weights are treated as presence); `None` for a catalogue over
+/// `params.max_items`.
+pub fn fit(user_items: &Csr, params: Params) -> Option<Ease> {
+    let n = user_items.n_cols;
+    if n > params.max_items {
+        tracing::info!(
+            items = n,
+            max_items = params.max_items,
+            "EASE skipped: the catalogue is larger than its limit"
+        );
+        return None;
+    }
+    let mut gram = DMatrix::<f64>::zeros(n, n);
+    for u in 0..user_items.n_rows {
+        let items = user_items.row(u).0;
+        for &a in items {
+            for &b in items {
+                gram[(a as usize, b as usize)] += 1.0;
+            }
+        }
+    }
+    for i in 0..n {
+        gram[(i, i)] += params.lambda;
+    }
+    // Symmetric and positive definite for any λ > 0 (XᵀX is positive semi-definite).
+    let p = gram
+        .cholesky()
+        .expect("XᵀX + λI is positive definite")
+        .inverse();
+    let mut weights = vec![0f32; n * n];
+    for (i, row) in weights.chunks_exact_mut(n.max(1)).enumerate() {
+        for (j, w) in row.iter_mut().enumerate() {
+            if i != j {
+                *w = (-p[(i, j)] / p[(j, j)]) as f32;
+            }
+        }
+    }
+    Some(Ease { n, weights })
+}
+
+impl Scorer for Ease {
+    fn score(&self, _user: Option<usize>, history: History<'_>, scores: &mut [f32]) {
+        scores.fill(0.0);
+        for (&i, &x) in history.items.iter().zip(history.weights) {
+            let row = &self.weights[i as usize * self.n..][..self.n];
+            for (s, &w) in scores.iter_mut().zip(row) {
+                *s += x * w;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::algo::testing::{assert_prefers_own_block, two_blocks};
+
+    /// Two blocks of disjoint tastes: each user's missing item of their own block beats the other
+    /// block; the weights have a zero diagonal and none links the two blocks positively.
+    #[test]
+    fn prefers_the_own_block() {
+        let ui = two_blocks();
+        let model = fit(&ui, Params::default()).unwrap();
+        assert_prefers_own_block(&model, &ui);
+        for i in 0..10 {
+            assert_eq!(model.weights[i * 10 + i], 0.0);
+            for j in 0..10 {
+                if (i < 5) != (j < 5) {
+                    assert!(model.weights[i * 10 + j] <= 0.0, "{i} -> {j}");
+                }
+            }
+        }
+        let small = Params {
+            max_items: 9,
+            ..Params::default()
+        };
+        assert!(fit(&ui, small).is_none(), "over the catalogue limit");
+    }
+}
