@@ -367,29 +367,60 @@ pub const HALF_LIVES_DAYS: [Option<f64>; 8] = [
     Some(0.25),
 ];
 
-/// Popularity decayed by time, with the half-life that scores the best NDCG@10 on the validation
-/// split of the training part (each user's last 20%, the split `quality`'s weights are learned
-/// on; no decay, then the longer half-life, wins a tie), and that half-life.
+/// EASE's `λ`s to choose from.
+pub const EASE_LAMBDAS: [f64; 5] = [25.0, 50.0, 100.0, 250.0, 500.0];
+
+/// The setting of `candidates` whose model scores the best NDCG@10 on the validation split of the
+/// training part (each user's last 20%, the split `quality`'s weights are learned on; the earlier
+/// candidate wins a tie), logged with its score under `model`; `None` when `fit` fits none.
+fn choose_on_validation<C: Copy + std::fmt::Debug, S: Scorer>(
+    data: &EvalData,
+    model: &str,
+    candidates: &[C],
+    fit: impl Fn(&EvalData, C) -> Option<S>,
+) -> Option<C> {
+    let inner = data.inner_split(0.8);
+    let mut best: Option<(f64, C)> = None;
+    for &c in candidates {
+        let ndcg = evaluate(&fit(&inner, c)?, &inner, 10).ndcg;
+        if best.is_none_or(|(b, _)| ndcg > b) {
+            best = Some((ndcg, c));
+        }
+    }
+    let (validation_ndcg, chosen) = best?;
+    tracing::info!(
+        model,
+        setting = ?chosen,
+        validation_ndcg,
+        "chosen on the validation split"
+    );
+    Some(chosen)
+}
+
+/// Popularity decayed by time, with the half-life (in days, `None`: no decay) chosen on the
+/// validation split from [`HALF_LIVES_DAYS`], and that half-life.
 pub fn fit_recent(data: &EvalData) -> (algo::popularity::Popularity, Option<f64>) {
     let popularity = |d: &EvalData, days: Option<f64>| {
         let half_life = days.map(|days| days * 86_400.0);
         algo::popularity::fit(d.train.n_cols, d.train_events(), d.now, half_life)
     };
-    let inner = data.inner_split(0.8);
-    let mut best = (f64::NEG_INFINITY, None);
-    for days in HALF_LIVES_DAYS {
-        let ndcg = evaluate(&popularity(&inner, days), &inner, 10).ndcg;
-        if ndcg > best.0 {
-            best = (ndcg, days);
-        }
-    }
-    let (validation_ndcg, half_life_days) = best;
-    tracing::info!(
-        ?half_life_days,
-        validation_ndcg,
-        "recent popularity: half-life chosen on the validation split"
-    );
-    (popularity(data, half_life_days), half_life_days)
+    let fit = |d: &EvalData, days| Some(popularity(d, days));
+    let days = choose_on_validation(data, "recent", &HALF_LIVES_DAYS, fit).flatten();
+    (popularity(data, days), days)
+}
+
+/// EASE with the `λ` chosen on the validation split from [`EASE_LAMBDAS`], and that `λ`; `None`
+/// above its catalogue limit.
+pub fn fit_ease(data: &EvalData) -> Option<(algo::ease::Ease, f64)> {
+    let ease = |d: &EvalData, lambda| {
+        let params = algo::ease::Params {
+            lambda,
+            ..Default::default()
+        };
+        algo::ease::fit(&d.train, params)
+    };
+    let lambda = choose_on_validation(data, "ease", &EASE_LAMBDAS, ease)?;
+    Some((ease(data, lambda)?, lambda))
 }
 
 /// Fits the named model on the training part of `data`.
@@ -403,7 +434,7 @@ pub fn fit(model: &str, data: &EvalData) -> Option<Box<dyn Scorer>> {
         )),
         "recent" => Box::new(fit_recent(data).0),
         "itemknn" => Box::new(algo::itemknn::fit(&data.train, Default::default())),
-        "ease" => Box::new(algo::ease::fit(&data.train, Default::default())?),
+        "ease" => Box::new(fit_ease(data)?.0),
         "als" => Box::new(algo::als::fit(&data.train, Default::default())),
         "bpr" => Box::new(algo::bpr::fit(&data.train, Default::default())),
         "content" => Box::new(algo::content::fit(&data.item_texts, Default::default())),
