@@ -66,12 +66,7 @@ pub fn top_n(scores: &[f32], exclude: &[u32], n: usize) -> Vec<u32> {
 
 /// [`top_n`]'s items in the same order, sorted as they are taken: a caller that stops early
 /// (filters usually keep the head of the list) sorts only what it took.
-pub struct TopN {
-    /// The best `n` keys, sorted up to `sorted`.
-    keys: Vec<u64>,
-    next: usize,
-    sorted: usize,
-}
+pub struct TopN(SortedKeys<Vec<u64>>);
 
 thread_local! {
     /// The key buffer of the thread's last [`TopN`], for the next: a catalogue of keys was an
@@ -102,11 +97,7 @@ impl TopN {
         };
         let mut keys = smallest(all(), n, all);
         keys.retain(|&k| k != u64::MAX);
-        Self {
-            keys,
-            next: 0,
-            sorted: 0,
-        }
+        Self(SortedKeys::new(keys))
     }
 }
 
@@ -141,28 +132,17 @@ fn smallest(mut keys: Vec<u64>, n: usize, again: impl FnOnce() -> Vec<u64>) -> V
     keys
 }
 
-/// Sorts `keys` after its first `sorted` (sorted already, and no greater than the rest) a stretch
-/// further, as long as those (at least 32), and returns how many are sorted now: a caller that
+/// The indices of [`rank_key`]s (owned, or borrowed as `&mut [u64]`), best first, sorted as
+/// they are taken: each stretch as long as those sorted so far (at least 32), so a caller that
 /// stops early (filters usually keep the head of the list) sorts only what it took.
-fn sort_further(keys: &mut [u64], sorted: usize) -> usize {
-    let rest = &mut keys[sorted..];
-    let take = sorted.max(32).min(rest.len());
-    if take < rest.len() {
-        rest.select_nth_unstable(take);
-    }
-    rest[..take].sort_unstable();
-    sorted + take
-}
-
-/// The indices of borrowed [`rank_key`]s, best first, sorted as they are taken (as [`TopN`]).
-pub struct SortedKeys<'a> {
-    keys: &'a mut [u64],
+pub struct SortedKeys<K> {
+    keys: K,
     next: usize,
     sorted: usize,
 }
 
-impl<'a> SortedKeys<'a> {
-    pub fn new(keys: &'a mut [u64]) -> Self {
+impl<K: AsMut<[u64]>> SortedKeys<K> {
+    pub fn new(keys: K) -> Self {
         Self {
             keys,
             next: 0,
@@ -171,24 +151,31 @@ impl<'a> SortedKeys<'a> {
     }
 }
 
-impl Iterator for SortedKeys<'_> {
+impl<K: AsMut<[u64]>> Iterator for SortedKeys<K> {
     type Item = u32;
 
     fn next(&mut self) -> Option<u32> {
+        let keys = self.keys.as_mut();
         if self.next == self.sorted {
-            if self.next == self.keys.len() {
+            let rest = &mut keys[self.sorted..];
+            let take = self.sorted.max(32).min(rest.len());
+            if take == 0 {
                 return None;
             }
-            self.sorted = sort_further(self.keys, self.sorted);
+            if take < rest.len() {
+                rest.select_nth_unstable(take);
+            }
+            rest[..take].sort_unstable();
+            self.sorted += take;
         }
         self.next += 1;
-        Some(rank_index(self.keys[self.next - 1]))
+        Some(rank_index(keys[self.next - 1]))
     }
 }
 
 impl Drop for TopN {
     fn drop(&mut self) {
-        let keys = std::mem::take(&mut self.keys);
+        let keys = std::mem::take(&mut self.0.keys);
         // Not while the thread's storage is torn down.
         let _ = KEYS.try_with(|k| k.set(keys));
     }
@@ -198,14 +185,7 @@ impl Iterator for TopN {
     type Item = u32;
 
     fn next(&mut self) -> Option<u32> {
-        if self.next == self.sorted {
-            if self.next == self.keys.len() {
-                return None;
-            }
-            self.sorted = sort_further(&mut self.keys, self.sorted);
-        }
-        self.next += 1;
-        Some(rank_index(self.keys[self.next - 1]))
+        self.0.next()
     }
 }
 

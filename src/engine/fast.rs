@@ -125,8 +125,8 @@ pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
         let pop_scale = FAST_POPULARITY_WEIGHT / pop_best.max(f32::MIN_POSITIVE);
         let blend = Blend { pop_scale, best };
         let score = |i: u32| blend.score(snap.popularity.score(i), sc.sum(i));
-        // `score` of an item no neighbour touched (`x + 0.0 / best` is `x`).
-        let score_untouched = |i: u32| snap.popularity.score(i) * pop_scale;
+        // `score` of an item no neighbour touched.
+        let score_untouched = |i: u32| blend.score(snap.popularity.score(i), 0.0);
         // Candidates: the touched items, and the popularity order's untouched items. The latter
         // come in descending score already (their score is popularity times a constant), so a
         // prefix pass needs only their head: walking and sorting the whole catalogue per request
@@ -182,7 +182,7 @@ pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
         for prefix in [depth, usize::MAX] {
             let complete = candidates(prefix, keys);
             keep_best(keys, prefix);
-            let idx = SortedKeys::new(keys);
+            let idx = SortedKeys::new(&mut keys[..]);
             // Complete: then everything else (items new since training, long tail), by live
             // popularity.
             picked = if complete {

@@ -196,33 +196,32 @@ pub fn split(
         events.dedup_by(|a, b| a.1 == b.1);
     }
     let fraction = |n: usize| (n as f64 * train_fraction).floor() as usize;
-    // Whether the event of a user's list at a rank trains.
-    let trains: Box<dyn Fn(usize, usize, i64) -> bool> = match how {
-        Split::Temporal => Box::new(|rank, n, _| rank < fraction(n)),
+    // One time cut for everyone, or (`None`) the first fraction of each user's list trains.
+    let cut = match how {
+        Split::Temporal => None,
         Split::Random { seed } => {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             for events in &mut by_user {
                 events.shuffle(&mut rng);
             }
-            Box::new(|rank, n, _| rank < fraction(n))
+            None
         }
         Split::GlobalTime => {
             let mut times: Vec<i64> = by_user.iter().flatten().map(|e| e.0).collect();
             let first_test = fraction(times.len());
-            let cut = match times.get(first_test) {
+            Some(match times.get(first_test) {
                 Some(_) => *times.select_nth_unstable(first_test).1,
                 None => i64::MAX,
-            };
-            Box::new(move |_, _, ts| ts < cut)
+            })
         }
     };
     let mut train = Vec::new();
     let mut test = vec![Vec::new(); by_user.len()];
     for (u, events) in by_user.into_iter().enumerate() {
-        let n = events.len();
+        let n_train = fraction(events.len());
         for (rank, (ts, item)) in events.into_iter().enumerate() {
             let i = items.get(&item);
-            if trains(rank, n, ts) {
+            if cut.map_or(rank < n_train, |cut| ts < cut) {
                 train.push((u as u32, i, ts));
             } else {
                 test[u].push(i);

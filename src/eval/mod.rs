@@ -409,9 +409,9 @@ pub fn fit_recent(data: &EvalData) -> (algo::popularity::Popularity, Option<f64>
     (popularity(data, days), days)
 }
 
-/// EASE with the `λ` chosen on the validation split from [`EASE_LAMBDAS`], and that `λ`; `None`
-/// above its catalogue limit.
-pub fn fit_ease(data: &EvalData) -> Option<(algo::ease::Ease, f64)> {
+/// EASE with the `λ` chosen on the validation split from [`EASE_LAMBDAS`]; `None` above its
+/// catalogue limit.
+pub fn fit_ease(data: &EvalData) -> Option<algo::ease::Ease> {
     let ease = |d: &EvalData, lambda| {
         let params = algo::ease::Params {
             lambda,
@@ -420,7 +420,7 @@ pub fn fit_ease(data: &EvalData) -> Option<(algo::ease::Ease, f64)> {
         algo::ease::fit(&d.train, params)
     };
     let lambda = choose_on_validation(data, "ease", &EASE_LAMBDAS, ease)?;
-    Some((ease(data, lambda)?, lambda))
+    ease(data, lambda)
 }
 
 /// Fits the named model on the training part of `data`.
@@ -434,7 +434,7 @@ pub fn fit(model: &str, data: &EvalData) -> Option<Box<dyn Scorer>> {
         )),
         "recent" => Box::new(fit_recent(data).0),
         "itemknn" => Box::new(algo::itemknn::fit(&data.train, Default::default())),
-        "ease" => Box::new(fit_ease(data)?.0),
+        "ease" => Box::new(fit_ease(data)?),
         "als" => Box::new(algo::als::fit(&data.train, Default::default())),
         "bpr" => Box::new(algo::bpr::fit(&data.train, Default::default())),
         "content" => Box::new(algo::content::fit(&data.item_texts, Default::default())),
