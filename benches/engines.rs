@@ -96,7 +96,7 @@ fn main() {
     };
     let world = World::generate(spec);
     let started = Instant::now();
-    let snapshot = reco::train::fit(world.training_data(), 1, 14.0);
+    let snapshot = reco::train::fit(world.training_data(), 1, reco::eval::Tuning::none());
     println!(
         "catalogue: {} items, {} users, {} interactions, {} factors; trained in {:.1} s",
         world.items.len(),

@@ -130,7 +130,7 @@ fn main() {
     reset_peak();
     let (before, _) = memory().unwrap_or_default();
     let started = Instant::now();
-    let snapshot = reco::train::fit(data, 1, 14.0);
+    let snapshot = reco::train::fit(data, 1, reco::train::tuning_of(&Default::default()));
     let fit_seconds = started.elapsed().as_secs_f64();
     let (after_fit, peak_fit) = memory().unwrap_or_default();
     println!(

@@ -30,10 +30,22 @@ impl Default for Params {
 
 /// The fitted weights, row-major: row `i` holds `B_i·`, what item `i` in a history adds to every
 /// item's score.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Ease {
     n: usize,
     weights: Vec<f32>,
+}
+
+impl Ease {
+    /// Whether the weights are those of an `n`-item catalogue (a decoded snapshot's check).
+    pub fn fits(&self, n: usize) -> bool {
+        self.n == n && self.weights.len() == n * n
+    }
+
+    /// The row of item `i`: what it adds to every item's score.
+    pub fn row(&self, i: u32) -> &[f32] {
+        &self.weights[i as usize * self.n..][..self.n]
+    }
 }
 
 /// Fits on a users × items matrix (weights are treated as presence); `None` for a catalogue over
@@ -76,12 +88,16 @@ pub fn fit(user_items: &Csr, params: Params) -> Option<Ease> {
     Some(Ease { n, weights })
 }
 
+/// Most history items a score sums rows of (the first ones given): a request's work stays at
+/// most this many catalogue-long rows, however long the history.
+pub const MAX_HISTORY: usize = 1000;
+
 impl Scorer for Ease {
     fn score(&self, _user: Option<usize>, history: History<'_>, scores: &mut [f32]) {
         scores.fill(0.0);
-        for (&i, &x) in history.items.iter().zip(history.weights) {
-            let row = &self.weights[i as usize * self.n..][..self.n];
-            for (s, &w) in scores.iter_mut().zip(row) {
+        let rows = history.items.iter().zip(history.weights).take(MAX_HISTORY);
+        for (&i, &x) in rows {
+            for (s, &w) in scores.iter_mut().zip(self.row(i)) {
                 *s += x * w;
             }
         }

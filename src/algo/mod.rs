@@ -54,6 +54,18 @@ pub trait Scorer: Send + Sync {
     }
 }
 
+/// A borrowed scorer scores like the scorer: blends and routes over models fitted elsewhere
+/// (validation's) are built without copying them.
+impl<S: Scorer + ?Sized> Scorer for &S {
+    fn score(&self, user: Option<usize>, history: History<'_>, scores: &mut [f32]) {
+        (**self).score(user, history, scores)
+    }
+
+    fn rank(&self, scores: &[f32], exclude: &[u32], n: usize) -> Vec<u32> {
+        (**self).rank(scores, exclude, n)
+    }
+}
+
 /// The `n` best items by score, best first (ties: lower index first), skipping `exclude` (sorted)
 /// and non-finite scores.
 ///

@@ -45,18 +45,32 @@ pub fn route(len: usize) -> Route {
     }
 }
 
-/// `smart` as an offline model over already fitted members.
-pub struct Smart {
-    pub trending: Box<dyn Scorer>,
-    pub neighbours: Box<dyn Scorer>,
-    pub content: Box<dyn Scorer>,
-    pub established: Box<dyn Scorer>,
+/// What a short history gets: its neighbours (the default), or the blend an established user
+/// gets, when training finds on its validation split that the blend serves short histories better.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShortRoute {
+    #[default]
+    Neighbours,
+    Blend,
 }
 
-impl Scorer for Smart {
+/// `smart` as an offline model over already fitted members.
+pub struct Smart<'a> {
+    pub trending: Box<dyn Scorer + 'a>,
+    pub neighbours: Box<dyn Scorer + 'a>,
+    pub content: Box<dyn Scorer + 'a>,
+    pub established: Box<dyn Scorer + 'a>,
+    pub short: ShortRoute,
+}
+
+impl Scorer for Smart<'_> {
     fn score(&self, user: Option<usize>, history: History<'_>, scores: &mut [f32]) {
         match route(history.items.len()) {
             Route::NewUser => self.trending.score(user, history, scores),
+            Route::ShortHistory if self.short == ShortRoute::Blend => {
+                self.established.score(user, history, scores)
+            }
             Route::ShortHistory => {
                 self.neighbours.score(user, history, scores);
                 normalise(scores);
@@ -87,7 +101,8 @@ mod tests {
             trending: Box::new(Fixed(vec![1.0, 0.0, 0.0])),
             neighbours: Box::new(Fixed(vec![0.0, 2.0, 0.0])),
             content: Box::new(Fixed(vec![0.0, 0.0, 4.0])),
-            established: Box::new(Fixed(vec![0.0, 0.0, 0.0])),
+            established: Box::new(Fixed(vec![0.0, 0.0, 8.0])),
+            short: ShortRoute::Neighbours,
         };
         let mut s = vec![0.0; 3];
         let none = History {
@@ -105,6 +120,16 @@ mod tests {
             s,
             [0.0, 0.5, 0.5],
             "short: neighbours and content, each scaled"
+        );
+        let smart = Smart {
+            short: ShortRoute::Blend,
+            ..smart
+        };
+        smart.score(None, one, &mut s);
+        assert_eq!(
+            s,
+            [0.0, 0.0, 8.0],
+            "short, when validation says so: the blend"
         );
     }
 }

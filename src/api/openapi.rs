@@ -359,6 +359,24 @@ fn schemas() -> Value {
     };
     let count =
         |name: &str| json!({ "type": "object", "properties": { name: { "type": "integer" } } });
+    // The training job's schema is its own value: inside the one `json!` below it would pass the
+    // macro's recursion limit.
+    let settings = json!({ "type": "array",
+        "description": "each model's settings, chosen on the validation split within recommend.tuning_budget",
+        "items": { "type": "object", "properties": {
+            "model": { "type": "string" }, "setting": { "type": "string" },
+            "validation_ndcg": { "type": ["number", "null"] }, "tried": { "type": "integer" },
+            "stopped": { "type": ["string", "null"], "description": "why the search ended early" } } } });
+    let training_job = json!({ "type": "object", "required": ["id", "status", "started_at"], "properties": {
+            "id": { "type": "integer" }, "status": { "type": "string", "enum": ["running", "succeeded", "failed"] },
+            "started_at": ts, "finished_at": ts, "error": { "type": "string" },
+            "snapshot": { "type": "object", "properties": {
+                "version": { "type": "integer" }, "trained_at": ts, "users": { "type": "integer" },
+                "items": { "type": "integer" }, "interactions": { "type": "integer" },
+                "fit_seconds": { "type": "number" },
+                "settings": settings,
+                "quality_weights": { "type": "object", "additionalProperties": { "type": "number" } },
+                "short_histories": { "type": "string", "enum": ["neighbours", "blend"] } } } } });
     json!({
         "Item": { "type": "object", "properties": item_props, "required": ["id", "categories", "labels", "title", "description", "timestamp", "hidden"] },
         "ItemInput": { "type": "object", "properties": item_props, "required": ["id"], "additionalProperties": false },
@@ -397,13 +415,7 @@ fn schemas() -> Value {
         "Deleted": count("deleted"),
         "PoolStatus": { "type": "object", "additionalProperties": true },
         "Status": { "type": "object", "properties": { "status": { "type": "string" } } },
-        "TrainingJob": { "type": "object", "required": ["id", "status", "started_at"], "properties": {
-            "id": { "type": "integer" }, "status": { "type": "string", "enum": ["running", "succeeded", "failed"] },
-            "started_at": ts, "finished_at": ts, "error": { "type": "string" },
-            "snapshot": { "type": "object", "properties": {
-                "version": { "type": "integer" }, "trained_at": ts, "users": { "type": "integer" },
-                "items": { "type": "integer" }, "interactions": { "type": "integer" },
-                "fit_seconds": { "type": "number" } } } } },
+        "TrainingJob": training_job,
         "Object": { "type": "object" },
         "Text": { "type": "string" },
         "Empty": { "type": "null" },

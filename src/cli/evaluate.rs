@@ -33,6 +33,11 @@ pub struct Opts {
     /// The seed of `--split random`.
     #[arg(long, global = true, default_value_t = 1)]
     pub seed: u64,
+    /// Seconds the search for each model's settings may take, on a validation split carved from
+    /// the training part the same way the test split was (the server's
+    /// `recommend.tuning_budget`).
+    #[arg(long, global = true, default_value_t = eval::DEFAULT_BUDGET.as_secs_f64())]
+    pub tuning_budget: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -100,13 +105,17 @@ pub async fn run(opts: Opts, config: Config) -> anyhow::Result<()> {
             anyhow::bail!("unknown model {m:?}; known: {}", eval::MODELS.join(", "));
         }
     }
+    if !(opts.tuning_budget.is_finite() && (0.0..=3600.0).contains(&opts.tuning_budget)) {
+        anyhow::bail!("--tuning-budget must be 0..=3600 seconds");
+    }
+    let budget = std::time::Duration::from_secs_f64(opts.tuning_budget);
     let threads = opts.threads.unwrap_or(0);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()?;
     let reports = tokio::task::spawn_blocking(move || {
         let names: Vec<&str> = models.iter().map(String::as_str).collect();
-        pool.install(|| eval::run(&data, &names, 10))
+        pool.install(|| eval::run(&data, &names, 10, budget))
     })
     .await?;
     if opts.json {

@@ -37,7 +37,7 @@ pub use http::HttpConfig;
 pub use log::{LogConfig, LogFormat};
 pub use monitor::MonitorConfig;
 pub use orchestrator::{OrchestratorConfig, VariantConfig, WorkerPriority};
-pub use recommend::RecommendConfig;
+pub use recommend::{RecommendConfig, ShortHistoryRoute};
 pub use redact::{display_url, redact_url};
 pub use rules::ConfigError;
 

@@ -27,8 +27,18 @@ pub struct RecommendConfig {
     pub train_interval: f64,
     /// Train early once this many feedback events arrived since the last training.
     pub retrain_after_events: u64,
-    /// Half-life of popularity, in days: an interaction this old counts half.
-    pub popularity_half_life_days: f64,
+    /// Half-life of popularity (trending, and a member of the `quality` blend), in days: an
+    /// interaction this old counts half. Unset: chosen by each training run on its validation
+    /// split (no decay is one of the choices).
+    pub popularity_half_life_days: Option<f64>,
+    /// Seconds each training run may spend choosing the models' settings on its validation split
+    /// (0: keep the defaults). A setting is tried only while its predicted time fits, so larger
+    /// data sets try fewer and the training log says which models kept their defaults.
+    pub tuning_budget: f64,
+    /// What `smart` gives a user with a short history: `auto` (chosen by each training run on its
+    /// validation split), `neighbours` (item-to-item and content neighbours of the history, which
+    /// reach items nobody has interacted with yet) or `blend` (`quality`'s blend).
+    pub short_history_route: ShortHistoryRoute,
     /// MMR strength of the `quality` engine across categories: 0 = relevance order, 1 = maximal
     /// spread. 0.1 costs 0.002 NDCG@10 on ML-100K (docs/BENCHMARKS.md).
     pub diversity: f32,
@@ -55,11 +65,22 @@ impl Default for RecommendConfig {
             rating_threshold: 4.0,
             train_interval: 300.0,
             retrain_after_events: 10_000,
-            popularity_half_life_days: 14.0,
+            popularity_half_life_days: None,
+            tuning_budget: 20.0,
+            short_history_route: ShortHistoryRoute::Auto,
             diversity: 0.1,
             item_ttl_days: 0.0,
         }
     }
+}
+
+/// See [`RecommendConfig::short_history_route`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShortHistoryRoute {
+    Auto,
+    Neighbours,
+    Blend,
 }
 
 impl RecommendConfig {
@@ -84,12 +105,19 @@ impl RecommendConfig {
             self.retrain_after_events,
             "at least 1",
         )?;
-        let half_life = self.popularity_half_life_days;
+        if let Some(half_life) = self.popularity_half_life_days {
+            check(
+                half_life.is_finite() && half_life > 0.0,
+                "recommend.popularity_half_life_days",
+                half_life,
+                "a positive number of days (or unset: chosen on validation)",
+            )?;
+        }
         check(
-            half_life.is_finite() && half_life > 0.0,
-            "recommend.popularity_half_life_days",
-            half_life,
-            "a positive number of days",
+            self.tuning_budget.is_finite() && (0.0..=3600.0).contains(&self.tuning_budget),
+            "recommend.tuning_budget",
+            self.tuning_budget,
+            "0..=3600 seconds",
         )?;
         check(
             (0.0..=1.0).contains(&self.diversity),

@@ -250,7 +250,11 @@ mod tests {
             interactions: 8000,
             seed: 5,
         });
-        let snap = Arc::new(crate::train::fit(world.training_data(), 1, 14.0));
+        let snap = Arc::new(crate::train::fit(
+            world.training_data(),
+            1,
+            crate::eval::Tuning::none(),
+        ));
         let engine = world.engine();
         engine.install(snap.clone(), 0);
         let (n, pop) = (snap.n_items, &snap.popularity.scores);

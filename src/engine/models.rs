@@ -54,9 +54,17 @@ pub fn quality(asked: &Asked<'_>) -> Vec<Scored> {
         sc.blended.clear();
         sc.blended.resize(snap.n_items, 0.0);
         sc.member.resize(snap.n_items, 0.0);
-        let members: [&dyn Scorer; 4] = [&snap.als, &snap.bpr, &snap.itemknn, &snap.content];
+        // In the order of `eval::QUALITY_MEMBERS`.
+        let members: [Option<&dyn Scorer>; 6] = [
+            Some(&snap.als),
+            Some(&snap.bpr),
+            Some(&snap.itemknn),
+            Some(&snap.content),
+            snap.ease.as_ref().map(|e| e as &dyn Scorer),
+            Some(&snap.popularity),
+        ];
         for (m, &w) in members.iter().zip(&snap.quality_weights) {
-            if w > 0.0 {
+            if let (Some(m), true) = (m, w > 0.0) {
                 m.score(row, hist, &mut sc.member[..snap.n_items]);
                 add_normalised(&mut sc.blended, &sc.member[..snap.n_items], w);
             }

@@ -1,7 +1,8 @@
 //! The `smart` engine: routes by what is known about the user ([`crate::algo::smart::route`]).
 //! A newcomer gets trending items (in the requested categories), a short history gets item-to-item
-//! and content neighbours of its items (content reaches items nobody has interacted with), an
-//! established user gets `quality`.
+//! and content neighbours of its items (content reaches items nobody has interacted with) or, when
+//! training found that better on its validation split, `quality`; an established user gets
+//! `quality`.
 
 use std::cell::RefCell;
 
@@ -9,7 +10,7 @@ use super::asked::Asked;
 use super::models;
 use super::request::Scored;
 use crate::algo::accumulate::Accumulator;
-use crate::algo::smart::{Route, SHORT_CONTENT_WEIGHT, route};
+use crate::algo::smart::{Route, SHORT_CONTENT_WEIGHT, ShortRoute, route};
 
 thread_local! {
     static SCRATCH: RefCell<(Accumulator, Accumulator)> = RefCell::default();
@@ -22,7 +23,10 @@ pub fn recommend(asked: &Asked<'_>) -> (Route, Vec<Scored>) {
     let route = route(known);
     let items = match route {
         Route::NewUser => trending(asked),
-        Route::ShortHistory => neighbourhood(asked),
+        Route::ShortHistory => match asked.snap.short_route {
+            ShortRoute::Neighbours => neighbourhood(asked),
+            ShortRoute::Blend => models::quality(asked),
+        },
         Route::Established => models::quality(asked),
     };
     (route, items)

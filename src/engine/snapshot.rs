@@ -9,7 +9,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::algo::popularity::Popularity;
-use crate::algo::{Csr, als, bpr, content, enhanced, itemknn};
+use crate::algo::{Csr, als, bpr, content, ease, enhanced, itemknn, smart};
+use crate::eval::Choice;
 
 /// Everything the engines read, trained at one moment. Serialisable, so that one replica of a
 /// cluster trains and the others load it ([`Snapshot::encode`]).
@@ -26,18 +27,26 @@ pub struct Snapshot {
     pub user_rows: HashMap<Arc<str>, u32>,
     /// Users × items training weights.
     pub train: Csr,
+    /// Popularity with the half-life chosen on validation (or configured): trending, and a member
+    /// of the `quality` blend.
     pub popularity: Popularity,
-    /// The most popular items by decayed popularity, best first (at most 1,000).
+    /// The most popular items by that popularity, best first (at most 1,000).
     pub popular_order: Vec<u32>,
     pub itemknn: itemknn::ItemKnn,
     pub als: als::Als,
     pub bpr: bpr::Bpr,
     pub content: content::Content,
-    /// Weights of ALS, BPR, item-to-item and content in the `quality` blend, fitted on a temporal
-    /// validation split of this run's data.
+    /// `None` above its catalogue limit or when its fit would not fit the tuning budget.
+    pub ease: Option<ease::Ease>,
+    /// Weights in the `quality` blend of ALS, BPR, item-to-item, content, EASE and popularity
+    /// (`eval::QUALITY_MEMBERS`), fitted on a temporal validation split of this run's data.
     pub quality_weights: Vec<f32>,
+    /// What `smart` gives a short history, chosen on the same validation split.
+    pub short_route: smart::ShortRoute,
     /// The scoring model of `enhanced`, fitted on the same validation split.
     pub ranker: enhanced::Ranker,
+    /// The settings each model's search chose on the validation split, and how.
+    pub tuning: Vec<Choice>,
     /// Category ids of each item (for `enhanced`'s category features) and the ids' names.
     pub categories: Vec<Box<[u32]>>,
     pub category_names: Vec<String>,
@@ -50,8 +59,9 @@ pub struct Snapshot {
 /// reader tells a foreign format before decompressing. A build reads only its own format (postcard
 /// is not self-describing: another layout would decode into garbage).
 const MAGIC: &[u8; 8] = b"RECOSNAP";
-/// Bumped whenever `Snapshot`, a model it holds or the encoding changes shape (4: zstd).
-pub const FORMAT: u32 = 4;
+/// Bumped whenever `Snapshot`, a model it holds or the encoding changes shape (4: zstd; 5: EASE,
+/// popularity in the blend, smart's short route, the tuning report).
+pub const FORMAT: u32 = 5;
 /// zstd's level: its default, fast on factor matrices that compress little anyway.
 const LEVEL: i32 = 3;
 /// Room for the longest string a snapshot holds (an id, a category name, a step's name): postcard
@@ -149,7 +159,11 @@ impl Snapshot {
                 self.popular_order.iter().all(|&i| (i as usize) < n),
                 "the popular order",
             ),
-            (self.quality_weights.len() == 4, "the quality weights"),
+            (self.quality_weights.len() == 6, "the quality weights"),
+            (
+                self.ease.as_ref().is_none_or(|e| e.fits(n)),
+                "the EASE weights",
+            ),
             (self.categories.len() == n, "the item categories"),
             (self.bpr.item_bias.len() == n, "the BPR item biases"),
         ];
@@ -179,6 +193,7 @@ impl Snapshot {
             bpr: &self.bpr,
             itemknn: &self.itemknn,
             content: &self.content,
+            ease: self.ease.as_ref(),
             popularity: &self.popularity.scores,
             popular_order: &self.popular_order,
             categories: &self.categories,

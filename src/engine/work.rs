@@ -3,7 +3,8 @@
 //! operation it has measured, is small, and hands it to the engine threads otherwise.
 //!
 //! The count follows what the engines do: `quality` (and `smart`, whose longest route is
-//! `quality`) scores every item with two factor models and the neighbour lists of the liked items,
+//! `quality`) scores every item with two factor models, EASE's rows of the liked items and their
+//! neighbour lists,
 //! selects a candidate pool and diversifies it; `enhanced` scores every item with one factor
 //! model, gathers neighbours of up to 200 liked items and ranks a few hundred candidates. Only the
 //! proportions matter: the orchestrator learns the time per operation for each engine.
@@ -11,7 +12,7 @@
 use super::asked::Asked;
 use crate::algo::blend::mmr_pool;
 use crate::algo::diversity::MAX_MMR_PICKS;
-use crate::algo::enhanced;
+use crate::algo::{ease, enhanced};
 use crate::kinds::EngineKind;
 
 /// Operations per candidate for `enhanced`'s features and ranker.
@@ -46,8 +47,13 @@ pub fn estimate(asked: &Asked<'_>, kind: EngineKind) -> u64 {
             let pool = mmr_pool(q.n) as u64;
             let picks = q.n.min(MAX_MMR_PICKS) as u64;
             let factors = (snap.als.factors + snap.bpr.factors) as u64;
+            // EASE adds one catalogue-long row per liked item (at most its cap).
+            let ease_rows = match &snap.ease {
+                Some(_) => asked.liked_trained().take(ease::MAX_HISTORY).count() as u64,
+                None => 0,
+            };
             // Scoring, blending and selecting over the catalogue; the pool's walk and MMR.
-            items * (factors + 16)
+            items * (factors + ease_rows + 16)
                 + neighbours(usize::MAX)
                 + pool * (picks * PER_MMR_STEP + 8)
                 + 4 * walk

@@ -39,6 +39,9 @@ pub struct EvalData {
     /// Text of each item (aligned with `item_ids`), for content similarity; empty when the source
     /// has none (train/test files).
     pub item_texts: Vec<ItemText>,
+    /// How [`EvalData::inner_split`] carves validation data from the training part: the shape of
+    /// the split this data came from, so settings are chosen on data shaped like the test.
+    pub validation: Split,
 }
 
 impl EvalData {
@@ -76,12 +79,22 @@ impl EvalData {
             train,
             train_times,
             item_texts,
+            validation: Split::Temporal,
         }
     }
 
-    /// A temporal split of the training part itself (validation for fitting blend weights): each
-    /// user's training items ordered by (time, item index), the first `floor(fraction · n)` stay.
+    /// Validation data carved from the training part the way [`EvalData::validation`] says
+    /// (per user by time, per user at random, or one time cut), keeping `fraction` of it for
+    /// training. What every setting is chosen on, never the test part.
     pub fn inner_split(&self, fraction: f64) -> EvalData {
+        let cut = match self.validation {
+            Split::GlobalTime => Some(global_cut(self.train_times.clone(), fraction)),
+            _ => None,
+        };
+        let mut rng = match self.validation {
+            Split::Random { seed } => Some(ChaCha8Rng::seed_from_u64(seed.wrapping_add(1))),
+            _ => None,
+        };
         let mut train = Vec::new();
         let mut test = vec![Vec::new(); self.train.n_rows];
         for (u, user_test) in test.iter_mut().enumerate() {
@@ -92,9 +105,12 @@ impl EvalData {
                 .zip(self.train.indices[span].iter().copied())
                 .collect();
             events.sort_unstable();
+            if let Some(rng) = &mut rng {
+                events.shuffle(rng);
+            }
             let n_train = (events.len() as f64 * fraction).floor() as usize;
             for (rank, (ts, i)) in events.into_iter().enumerate() {
-                if rank < n_train {
+                if cut.map_or(rank < n_train, |cut| ts < cut) {
                     train.push((u as u32, i, ts));
                 } else {
                     user_test.push(i);
@@ -105,6 +121,7 @@ impl EvalData {
         inner.user_ids = self.user_ids.clone();
         inner.item_ids = self.item_ids.clone();
         inner.item_texts = self.item_texts.clone();
+        inner.validation = self.validation;
         inner
     }
 
@@ -119,6 +136,7 @@ impl EvalData {
             train_times: times,
             now: 0,
             item_texts: Vec::new(),
+            validation: Split::Temporal,
         }
     }
 }
@@ -206,14 +224,10 @@ pub fn split(
             }
             None
         }
-        Split::GlobalTime => {
-            let mut times: Vec<i64> = by_user.iter().flatten().map(|e| e.0).collect();
-            let first_test = fraction(times.len());
-            Some(match times.get(first_test) {
-                Some(_) => *times.select_nth_unstable(first_test).1,
-                None => i64::MAX,
-            })
-        }
+        Split::GlobalTime => Some(global_cut(
+            by_user.iter().flatten().map(|e| e.0).collect(),
+            train_fraction,
+        )),
     };
     let mut train = Vec::new();
     let mut test = vec![Vec::new(); by_user.len()];
@@ -228,7 +242,19 @@ pub fn split(
             }
         }
     }
-    with_ids(users, items, train, test)
+    let mut data = with_ids(users, items, train, test);
+    data.validation = how;
+    data
+}
+
+/// The time before which the first `floor(fraction · n)` of `times` fall (`i64::MAX` when that is
+/// all of them).
+fn global_cut(mut times: Vec<i64>, fraction: f64) -> i64 {
+    let first_test = (times.len() as f64 * fraction).floor() as usize;
+    match times.get(first_test) {
+        Some(_) => *times.select_nth_unstable(first_test).1,
+        None => i64::MAX,
+    }
 }
 
 /// Item ids compare as numbers when both are numbers (MovieLens ids), else as text.
@@ -297,6 +323,7 @@ fn build(
         item_ids: Vec::new(),
         now,
         item_texts: vec![ItemText::default(); n_items],
+        validation: Split::Temporal,
     }
 }
 

@@ -8,7 +8,6 @@ use std::time::Instant;
 use chrono::Utc;
 
 use crate::algo::content::ItemText;
-use crate::algo::popularity::{self, Event};
 use crate::engine::Snapshot;
 use crate::eval::{self, EvalData};
 
@@ -24,26 +23,11 @@ pub struct TrainingData {
     pub texts: Vec<ItemText>,
 }
 
-/// Fits every model: CPU work for a blocking thread (rayon inside).
-pub fn fit(data: TrainingData, version: u64, half_life_days: f64) -> Snapshot {
+/// Fits every model: CPU work for a blocking thread (rayon inside). `tuning` bounds the search
+/// for settings on the validation split.
+pub fn fit(data: TrainingData, version: u64, tuning: eval::Tuning) -> Snapshot {
     let started = Instant::now();
     let steps = eval::Steps::default();
-    let popularity = steps.time("popularity", || {
-        let events = data
-            .interactions
-            .iter()
-            .map(|&(_, item, weight, timestamp)| Event {
-                item,
-                weight,
-                timestamp,
-            });
-        popularity::fit(
-            data.n_items,
-            events.collect::<Vec<_>>(),
-            eval::now_of(&data.interactions),
-            Some(half_life_days * 86_400.0),
-        )
-    });
     let set = steps.time("interactions", || {
         EvalData::from_interactions(
             data.user_rows.len(),
@@ -52,8 +36,8 @@ pub fn fit(data: TrainingData, version: u64, half_life_days: f64) -> Snapshot {
             data.texts,
         )
     });
-    let (members, learned) = eval::fit_and_learn(&set, true, &steps);
-    let popular_order = crate::algo::top_n(&popularity.scores, &[], eval::POPULAR_ORDER_LEN);
+    let (members, learned) = eval::fit_and_learn(&set, true, tuning, &steps);
+    let popular_order = crate::algo::top_n(&members.recent.scores, &[], eval::POPULAR_ORDER_LEN);
     let (mut categories, category_names) =
         crate::algo::enhanced::category_ids(set.item_texts.iter().map(|t| &t.categories[..]));
     categories.resize(data.n_items, Box::new([]));
@@ -62,6 +46,8 @@ pub fn fit(data: TrainingData, version: u64, half_life_days: f64) -> Snapshot {
         bpr,
         itemknn,
         content,
+        ease,
+        recent,
     } = members;
     Snapshot {
         version,
@@ -70,7 +56,7 @@ pub fn fit(data: TrainingData, version: u64, half_life_days: f64) -> Snapshot {
         item_ids: data.item_ids,
         user_rows: data.user_rows,
         train: set.train,
-        popularity,
+        popularity: recent,
         popular_order,
         categories,
         category_names,
@@ -78,8 +64,11 @@ pub fn fit(data: TrainingData, version: u64, half_life_days: f64) -> Snapshot {
         als,
         bpr,
         content,
+        ease,
         quality_weights: learned.quality_weights,
+        short_route: learned.short_route,
         ranker: learned.ranker,
+        tuning: learned.choices,
         fit_seconds: started.elapsed().as_secs_f64(),
         steps: steps.into_list(),
     }

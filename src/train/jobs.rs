@@ -23,6 +23,12 @@ pub struct Trained {
     pub items: usize,
     pub interactions: usize,
     pub fit_seconds: f64,
+    /// Each model's settings as chosen on the validation split, and how the search went.
+    pub settings: Vec<crate::eval::Choice>,
+    /// `quality`'s blend weights by member.
+    pub quality_weights: std::collections::BTreeMap<String, f32>,
+    /// What `smart` gives a short history.
+    pub short_histories: crate::algo::smart::ShortRoute,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -43,7 +49,7 @@ pub struct Job {
     pub finished_at: Option<DateTime<Utc>>,
     /// The snapshot it trained or loaded (`succeeded`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub snapshot: Option<Trained>,
+    pub snapshot: Option<Box<Trained>>,
     /// Why it failed, for the operator (details are in the server log).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -98,7 +104,7 @@ impl Jobs {
             match result {
                 Ok(trained) => {
                     done.status = Status::Succeeded;
-                    done.snapshot = Some(trained);
+                    done.snapshot = Some(Box::new(trained));
                 }
                 Err(error) => {
                     done.status = Status::Failed;

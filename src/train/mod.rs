@@ -22,8 +22,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::algo::content::{ItemText, label_tokens};
+use crate::algo::smart::ShortRoute;
 use crate::cluster::{self, Cluster};
-use crate::config::{RecommendConfig, seconds};
+use crate::config::{RecommendConfig, ShortHistoryRoute, seconds};
 use crate::engine::{Engine, Snapshot};
 use crate::eval;
 use crate::metrics::Metrics;
@@ -119,6 +120,19 @@ async fn publish(cluster: &Cluster, snapshot: Arc<Snapshot>) -> Result<(), Error
     }
 }
 
+/// How a run chooses its settings, from `[recommend]`.
+pub fn tuning_of(config: &RecommendConfig) -> eval::Tuning {
+    eval::Tuning {
+        budget: eval::Budget(seconds(config.tuning_budget)),
+        half_life_days: config.popularity_half_life_days.map(Some),
+        short_route: match config.short_history_route {
+            ShortHistoryRoute::Auto => None,
+            ShortHistoryRoute::Neighbours => Some(ShortRoute::Neighbours),
+            ShortHistoryRoute::Blend => Some(ShortRoute::Blend),
+        },
+    }
+}
+
 /// Least time between the end of one run and an early (event-triggered) run.
 const MIN_EARLY_RETRAIN_GAP: Duration = Duration::from_secs(60);
 
@@ -183,6 +197,13 @@ impl Trainer {
                     items: s.n_items,
                     interactions: s.train.nnz(),
                     fit_seconds: s.fit_seconds,
+                    settings: s.tuning.clone(),
+                    quality_weights: eval::QUALITY_MEMBERS
+                        .iter()
+                        .map(|m| m.to_string())
+                        .zip(s.quality_weights.iter().copied())
+                        .collect(),
+                    short_histories: s.short_route,
                 }),
                 Err(e) => {
                     tracing::error!(error = %e, "training job failed");
@@ -307,8 +328,8 @@ impl Trainer {
                 interactions = data.interactions.len(),
                 "training data read"
             );
-            let half_life = self.config.popularity_half_life_days;
-            let snapshot = tokio::task::spawn_blocking(move || fit(data, version, half_life))
+            let tuning = tuning_of(&self.config);
+            let snapshot = tokio::task::spawn_blocking(move || fit(data, version, tuning))
                 .await
                 .map_err(|e| Error::Fit(e.to_string()))?;
             let snapshot = Arc::new(snapshot);
@@ -333,6 +354,7 @@ impl Trainer {
                     fit_s = snapshot.fit_seconds,
                     total_s = seconds,
                     steps = %eval::describe_steps(&snapshot.steps),
+                    settings = %eval::describe_choices(&snapshot.tuning),
                     "training finished"
                 );
             }
@@ -428,7 +450,13 @@ mod tests {
             interactions,
             texts,
         };
-        fit(data, 1, 14.0)
+        // A budget the tiny world's search never reaches: every model, EASE included.
+        let tuning = eval::Tuning {
+            budget: eval::Budget(Duration::from_secs(60)),
+            half_life_days: None,
+            short_route: None,
+        };
+        fit(data, 1, tuning)
     }
 
     /// A snapshot round-trips; one of another format, or whose models do not fit its item count
@@ -440,6 +468,9 @@ mod tests {
         let bytes = snapshot.encode();
         let back = Snapshot::decode(&bytes).expect("round trip");
         assert_eq!((back.version, back.n_items), (1, 12));
+        assert!(back.ease.is_some(), "EASE is trained for a small catalogue");
+        assert_eq!(back.tuning, snapshot.tuning);
+        assert_eq!(back.quality_weights, snapshot.quality_weights);
 
         let mut other_format = bytes.clone();
         other_format[8] = other_format[8].wrapping_add(1);
@@ -451,6 +482,11 @@ mod tests {
         misshapen.itemknn.neighbours[0].push((99, 1.0));
         let err = Snapshot::decode(&misshapen.encode()).err().unwrap();
         assert!(err.contains("item-to-item"), "{err}");
+        let mut misshapen = trained();
+        let other_catalogue = crate::algo::Csr::from_triplets(2, 5, vec![(0, 0, 1.0), (1, 1, 1.0)]);
+        misshapen.ease = crate::algo::ease::fit(&other_catalogue, Default::default());
+        let err = Snapshot::decode(&misshapen.encode()).err().unwrap();
+        assert!(err.contains("EASE"), "{err}");
         let mut misshapen = trained();
         misshapen.als.item_factors.pop();
         assert!(Snapshot::decode(&misshapen.encode()).is_err());

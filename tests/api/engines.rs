@@ -22,6 +22,44 @@ pub fn ids(v: &Value) -> Vec<String> {
         .collect()
 }
 
+/// A training run reports what each model's search chose on its validation split and how the
+/// search went (values tried and scored, or why it stopped), and the blend built on top.
+#[tokio::test]
+async fn training_reports_the_settings_it_chose() {
+    let app = spawn_app_with(Backend::Sqlite, |c| {
+        c.demo.seed_if_empty = true;
+        c.recommend.train_interval = 3600.0;
+        c.recommend.tuning_budget = 30.0;
+    })
+    .await;
+    let trained = app.train().await;
+    let settings = trained["settings"].as_array().unwrap();
+    for model in ["als", "bpr", "itemknn", "recent", "ease"] {
+        let chosen = settings.iter().find(|c| c["model"] == model);
+        let chosen = chosen.unwrap_or_else(|| panic!("{model} in {trained}"));
+        assert!(chosen["setting"].as_str().unwrap().len() > 3, "{chosen}");
+        // How far a search gets depends on how busy the machine is: it either scored some
+        // settings or says why it did not.
+        let scored = chosen["tried"].as_u64().unwrap() >= 1 && chosen["validation_ndcg"].is_f64();
+        assert!(scored || chosen["stopped"].is_string(), "{chosen}");
+    }
+    let searched = |m: &str| {
+        settings
+            .iter()
+            .any(|c| c["model"] == m && c["tried"].as_u64() > Some(1))
+    };
+    assert!(
+        searched("itemknn") && searched("recent"),
+        "the cheap searches ran: {trained}"
+    );
+    let weights = trained["quality_weights"].as_object().unwrap();
+    let total: f64 = weights.values().map(|w| w.as_f64().unwrap()).sum();
+    assert_eq!(weights.len(), 6, "{trained}");
+    assert!((total - 1.0).abs() < 1e-6, "{trained}");
+    let short = trained["short_histories"].as_str().unwrap();
+    assert!(["neighbours", "blend"].contains(&short), "{trained}");
+}
+
 #[tokio::test]
 async fn fast_engine_serves_after_training_and_reflects_a_like_at_once() {
     let app = spawn_app_with(Backend::Sqlite, |c| {

@@ -113,6 +113,10 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
     // of a run. The idle class's effect is measured by scripts/bench-stall.sh.
     config.orchestrator.worker_priority = reco::config::WorkerPriority::Nice;
     config.recommend.rerank_interval = 0.05;
+    // Every model at its defaults: how far the settings search gets depends on how busy this
+    // machine is, and the engines' tests check their mechanics on fixed models. The search has
+    // tests of its own (`engines::training_reports_the_settings_it_chose`, `quality`).
+    config.recommend.tuning_budget = 0.0;
     let (db_url, pg_database, dir) = match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("temp dir");

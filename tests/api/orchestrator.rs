@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use crate::engines::{ids, reasons};
 use crate::helpers::{Backend, TestApp, sample, spawn_app_with};
+use reco::config::ShortHistoryRoute;
 use reco::config::VariantConfig;
 use reco::engine::EngineKind;
 
@@ -41,7 +42,9 @@ async fn seen_by(app: &TestApp, user: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn enhanced_and_smart_are_their_own_engines() {
-    let app = trained(|_| {}).await;
+    // Short histories get their neighbours whatever validation would choose (the route under
+    // test below).
+    let app = trained(|c| c.recommend.short_history_route = ShortHistoryRoute::Neighbours).await;
 
     // enhanced: learned ranking over several candidate sources, explained by source.
     let (s, e) = app.get("/api/recommend/user-3?engine=enhanced").await;
@@ -129,6 +132,20 @@ async fn enhanced_and_smart_are_their_own_engines() {
     let (_, s3) = app.get("/api/recommend/user-3?engine=smart").await;
     assert_eq!(s3["route"], "established", "{s3}");
     assert_eq!(ids(&s3), ids(&quality), "{s3}");
+}
+
+/// With `recommend.short_history_route = "blend"`, a short history gets `quality`'s blend (the
+/// route training chooses when its validation split says so).
+#[tokio::test]
+async fn a_short_history_can_be_routed_to_the_blend() {
+    let app = trained(|c| c.recommend.short_history_route = ShortHistoryRoute::Blend).await;
+    let (_, pop) = app.get("/api/recommend/nobody?engine=popularity").await;
+    like(&app, "short", &ids(&pop)[3]).await;
+    let (_, smart) = app.get("/api/recommend/short?engine=smart").await;
+    assert_eq!(smart["route"], "short_history", "{smart}");
+    let (_, quality) = app.get("/api/recommend/short?engine=quality").await;
+    assert_eq!(ids(&smart), ids(&quality), "{smart} vs {quality}");
+    assert_eq!(reasons(&smart), reasons(&quality));
 }
 
 #[tokio::test]

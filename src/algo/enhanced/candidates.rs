@@ -5,6 +5,7 @@ use crate::algo::accumulate::Accumulator;
 use crate::algo::als::Als;
 use crate::algo::bpr::Bpr;
 use crate::algo::content::Content;
+use crate::algo::ease::{self, Ease};
 use crate::algo::itemknn::ItemKnn;
 use crate::algo::{History, Scorer, top_n};
 
@@ -20,7 +21,7 @@ const TOP_CATEGORIES: usize = 3;
 pub const MAX_SOURCES: usize = 200;
 
 /// Feature count, the intercept included.
-pub const N_FEATURES: usize = 9;
+pub const N_FEATURES: usize = 10;
 /// Names of the features, in order (for logs and the fitted weights' report).
 pub const FEATURES: [&str; N_FEATURES] = [
     "als",
@@ -31,6 +32,7 @@ pub const FEATURES: [&str; N_FEATURES] = [
     "category_affinity",
     "als_rank",
     "neighbours_rank",
+    "ease",
     "intercept",
 ];
 
@@ -63,6 +65,8 @@ pub struct Models<'a> {
     pub bpr: &'a Bpr,
     pub itemknn: &'a ItemKnn,
     pub content: &'a Content,
+    /// `None` when training did not fit EASE (a large catalogue, or no budget).
+    pub ease: Option<&'a Ease>,
     /// Time-decayed popularity per item.
     pub popularity: &'a [f32],
     /// Items by descending popularity (a prefix is enough).
@@ -252,6 +256,17 @@ impl Models<'_> {
                 .map_or(0.0, |r| 1.0 / (r as f32 + 2.0).ln())
         };
         let neighbour_items: Vec<u32> = sources.neighbour_top.iter().map(|x| x.0).collect();
+        // EASE's score of a candidate: its column in the rows of the history's items (at most
+        // EASE's cap), read for the candidates only.
+        let ease_rows: Vec<&[f32]> = match self.ease {
+            Some(e) => {
+                let rows = history.items.iter().take(ease::MAX_HISTORY);
+                rows.map(|&j| e.row(j)).collect()
+            }
+            None => Vec::new(),
+        };
+        let ease_score = |i: u32| ease_rows.iter().map(|row| row[i as usize]).sum::<f32>();
+        let ease_max = max_of(&ease_score);
         for c in out.iter_mut() {
             let i = c.item;
             let affinity = self.categories[i as usize]
@@ -268,6 +283,7 @@ impl Models<'_> {
                 affinity,
                 rank_in(&sources.factor_top, i),
                 rank_in(&neighbour_items, i),
+                ease_score(i) / ease_max,
                 1.0,
             ];
         }
@@ -318,11 +334,13 @@ mod tests {
             itemknn::fit(&ui, Default::default()),
             content::fit(&texts, Default::default()),
         );
+        let e = crate::algo::ease::fit(&ui, Default::default());
         let models = Models {
             als: &a,
             bpr: &b,
             itemknn: &k,
             content: &c,
+            ease: e.as_ref(),
             popularity: &popularity,
             popular_order: &popular_order,
             categories: &categories,
@@ -341,6 +359,10 @@ mod tests {
             "all of the history is in its category"
         );
         assert!(seven.features[2] > 0.0 && seven.features[3] > 0.0);
+        assert!(
+            seven.features[8] > 0.0,
+            "EASE links item 7 to the block: {seven:?}"
+        );
         // A ranker preferring neighbours and category puts the missing item first.
         let mut w = [0.0; N_FEATURES];
         w[2] = 1.0;

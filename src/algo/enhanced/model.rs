@@ -5,6 +5,7 @@ use super::ranker::Ranker;
 use crate::algo::als::Als;
 use crate::algo::bpr::Bpr;
 use crate::algo::content::Content;
+use crate::algo::ease::Ease;
 use crate::algo::itemknn::ItemKnn;
 use crate::algo::{History, Scorer};
 
@@ -14,6 +15,7 @@ pub struct Enhanced {
     pub bpr: Bpr,
     pub itemknn: ItemKnn,
     pub content: Content,
+    pub ease: Option<Ease>,
     pub popularity: Vec<f32>,
     pub popular_order: Vec<u32>,
     pub categories: Vec<Box<[u32]>>,
@@ -27,6 +29,7 @@ impl Enhanced {
             bpr: &self.bpr,
             itemknn: &self.itemknn,
             content: &self.content,
+            ease: self.ease.as_ref(),
             popularity: &self.popularity,
             popular_order: &self.popular_order,
             categories: &self.categories,

@@ -135,3 +135,65 @@ fn decay_runs_from_the_wall_clock_not_a_future_event() {
     );
     assert_eq!(pop.score(1), 1.0, "the future event counts as new");
 }
+
+/// The validation split inside the training part has the shape of the split it came from: one
+/// time cut for a global-time split (the latest training users validate with no history), a
+/// seeded random draw per user for a random one, the last 20% by time per user otherwise.
+#[test]
+fn validation_is_carved_like_the_test_split() {
+    let (catalogue, positives) = twenty_users();
+    let global = split(&catalogue, positives.clone(), 0.8, Split::GlobalTime);
+    let inner = global.inner_split(0.8);
+    assert_eq!(inner.validation, Split::GlobalTime);
+    // 160 training positives: the first 128 by time stay, users 0-11 and 8 of user 12's.
+    for u in 0..16 {
+        let (train, test) = (inner.train.row_len(u), inner.test[u].len());
+        let expect = match u {
+            0..12 => (10, 0),
+            12 => (8, 2),
+            _ => (0, 10),
+        };
+        assert_eq!((train, test), expect, "user {u}");
+    }
+
+    let temporal = split(&catalogue, positives.clone(), 0.8, Split::Temporal);
+    let random = split(&catalogue, positives, 0.8, Split::Random { seed: 1 });
+    let (t, r) = (temporal.inner_split(0.8), random.inner_split(0.8));
+    let last = |d: &EvalData, u: usize| -> Vec<i64> {
+        // The times of user `u`'s validation items in the training part of `d`.
+        let row = d.train.indptr[u]..d.train.indptr[u + 1];
+        let times: Vec<(u32, i64)> = d.train.indices[row.clone()]
+            .iter()
+            .copied()
+            .zip(d.train_times[row].iter().copied())
+            .collect();
+        let inner = d.inner_split(0.8);
+        let mut out: Vec<i64> = inner.test[u]
+            .iter()
+            .map(|i| times.iter().find(|x| x.0 == *i).unwrap().1)
+            .collect();
+        out.sort();
+        out
+    };
+    for u in 0..20 {
+        assert_eq!(t.test[u].len(), 2, "user {u}");
+        let times = last(&temporal, u);
+        let newest: Vec<i64> = {
+            let row = temporal.train.indptr[u]..temporal.train.indptr[u + 1];
+            let mut all = temporal.train_times[row].to_vec();
+            all.sort();
+            all[all.len() - 2..].to_vec()
+        };
+        assert_eq!(times, newest, "temporal: the newest two of user {u}");
+        assert_eq!(r.test[u].len(), 2, "user {u}");
+    }
+    assert!(
+        (0..20).any(|u| {
+            let row = random.train.indptr[u]..random.train.indptr[u + 1];
+            let mut all = random.train_times[row].to_vec();
+            all.sort();
+            last(&random, u) != all[all.len() - 2..]
+        }),
+        "random: not simply the newest"
+    );
+}

@@ -1,0 +1,143 @@
+//! The models `reco evaluate` scores, built from one fit-and-learn step ([`Fitted`]): the single
+//! models at the settings chosen on validation, and the engines the way the server composes them.
+
+use std::time::Instant;
+
+use super::data::EvalData;
+use super::learn::{
+    Extras, Learned, Members, QUALITY_MEMBERS, Tuning, blend, fit_and_learn, smart,
+};
+use super::steps::Steps;
+use crate::algo::blend::{Blend, Diversity};
+use crate::algo::{self, Scorer};
+
+/// MMR strength of `quality` (the server's `recommend.diversity` default).
+pub const QUALITY_DIVERSITY: f32 = 0.1;
+
+/// What every model of one `reco evaluate` run is built from: fitted and learned once.
+pub struct Fitted {
+    pub members: Members,
+    pub learned: Learned,
+    extras: Extras,
+    /// Seconds of each fitting step, and of the whole fit-and-learn step.
+    steps: Vec<(String, f64)>,
+    seconds: f64,
+}
+
+impl Fitted {
+    pub fn new(data: &EvalData, tuning: Tuning) -> Fitted {
+        let started = Instant::now();
+        let steps = Steps::default();
+        let (members, learned) = fit_and_learn(data, true, tuning, &steps);
+        let extras = Extras::of(data, &members);
+        Fitted {
+            members,
+            learned,
+            extras,
+            steps: steps.into_list(),
+            seconds: started.elapsed().as_secs_f64(),
+        }
+    }
+
+    /// Seconds of the final fit of `step`.
+    fn step_seconds(&self, step: &str) -> f64 {
+        let last = self.steps.iter().rev().find(|(name, _)| name == step);
+        last.map_or(0.0, |s| s.1)
+    }
+
+    /// The chosen setting of a tuned model, as the report shows it.
+    fn chosen(&self, model: &str) -> Option<String> {
+        let c = self.learned.choices.iter().find(|c| c.model == model)?;
+        let mut text = c.setting.clone();
+        if let Some(ndcg) = c.validation_ndcg {
+            text.push_str(&format!(
+                " (validation NDCG@10 {ndcg:.4}, {} tried)",
+                c.tried
+            ));
+        }
+        if let Some(why) = &c.stopped {
+            text.push_str(&format!("; {why}"));
+        }
+        Some(text)
+    }
+
+    /// `quality`'s weights, as the report shows them.
+    fn weights(&self) -> String {
+        let w = &self.learned.quality_weights;
+        let parts: Vec<String> = QUALITY_MEMBERS
+            .iter()
+            .zip(w)
+            .filter(|(_, w)| **w > 0.0)
+            .map(|(m, w)| format!("{m} {w:.2}"))
+            .collect();
+        format!("weights {}", parts.join(", "))
+    }
+
+    /// The named model, the seconds its fit took, and its chosen setting; `None` for EASE when it
+    /// was not fitted, and for a name `reco evaluate` does not know. The models are borrowed.
+    pub fn model<'a>(
+        &'a self,
+        name: &str,
+        data: &EvalData,
+    ) -> Option<(Box<dyn Scorer + 'a>, f64, Option<String>)> {
+        let m = &self.members;
+        let single = |s: Box<dyn Scorer + 'a>, step: &str| (s, self.step_seconds(step), None);
+        let (scorer, seconds, setting): (Box<dyn Scorer + 'a>, f64, Option<String>) = match name {
+            "popularity" => {
+                let started = Instant::now();
+                let plain = super::tune::popularity_of(data, None);
+                (Box::new(plain), started.elapsed().as_secs_f64(), None)
+            }
+            "recent" => single(Box::new(&m.recent), "popularity"),
+            "itemknn" => single(Box::new(&m.itemknn), "item-to-item"),
+            "ease" => single(Box::new(m.ease.as_ref()?), "ease"),
+            "als" => single(Box::new(&m.als), "als"),
+            "bpr" => single(Box::new(&m.bpr), "bpr"),
+            "content" => single(Box::new(&m.content), "content"),
+            "fast" => {
+                // Item-to-item plus 0.1 of the trending popularity: the server's `fast` formula.
+                let blend = Blend {
+                    members: vec![(Box::new(&m.itemknn), 1.0), (Box::new(&m.recent), 0.1)],
+                    diversity: None,
+                };
+                (Box::new(blend), self.seconds, None)
+            }
+            "quality" => {
+                let mut blend = blend(m, &self.learned.quality_weights);
+                blend.diversity = Some(Diversity {
+                    categories: data
+                        .item_texts
+                        .iter()
+                        .map(|t| t.categories.clone())
+                        .collect(),
+                    strength: QUALITY_DIVERSITY,
+                });
+                (Box::new(blend), self.seconds, Some(self.weights()))
+            }
+            "enhanced" => {
+                let enhanced = algo::enhanced::Enhanced {
+                    als: m.als.clone(),
+                    bpr: m.bpr.clone(),
+                    itemknn: m.itemknn.clone(),
+                    content: m.content.clone(),
+                    ease: m.ease.clone(),
+                    popularity: m.recent.scores.clone(),
+                    popular_order: self.extras.popular_order.clone(),
+                    categories: self.extras.categories.clone(),
+                    ranker: self.learned.ranker.clone(),
+                };
+                (Box::new(enhanced), self.seconds, None)
+            }
+            "smart" => {
+                // MMR needs the whole list, which a routed scorer does not own: relevance order.
+                let established = Box::new(blend(m, &self.learned.quality_weights));
+                let smart = smart(m, established, self.learned.short_route);
+                let route = format!("short histories: {:?}", self.learned.short_route);
+                (Box::new(smart), self.seconds, Some(route.to_lowercase()))
+            }
+            _ => return None,
+        };
+        let setting = setting.or_else(|| self.chosen(name));
+        Some((scorer, seconds, setting))
+    }
+}

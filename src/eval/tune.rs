@@ -1,0 +1,468 @@
+//! Choosing each model's settings on the validation split, within a time budget.
+//!
+//! A server pointed at its users' own data cannot know in advance which regularisation, neighbour
+//! count or popularity half-life suits it, so every training run searches them on the validation
+//! split (never on test data): for each model a coordinate search over a small grid of values per
+//! setting, starting from the default. For one setting it tries every other value of its grid
+//! (the other settings held) and moves to the best, if that beats the current point; then the
+//! next setting; and a second round if anything moved. A strictly better score is needed to move,
+//! so ties keep the default. (Stepping only while each step improves stopped short: ALS's
+//! regularisation falls from 0.05 to 0.5 on MovieLens before it rises at 10.)
+//!
+//! The budget is wall-clock time for the whole search, shared by the searches running side by side
+//! (ALS, BPR, and the cheap models one after the other). A further setting is tried only while
+//! the longest fit-and-score of that model so far still ends within the budget, so at ten million
+//! interactions, where one ALS fit takes longer than the default budget, the defaults stay (and the
+//! report says so) without costing more than the one fit validation always needed. The default
+//! setting's fit is needed anyway (the blend weights are learned on it); it is scored only when a
+//! second setting can follow.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::data::EvalData;
+use super::score::validation_ndcg;
+use super::steps::Steps;
+use crate::algo::{self, Scorer, als, bpr, ease, itemknn, popularity};
+
+/// Every model's settings for one training run.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub als: als::Params,
+    pub bpr: bpr::Params,
+    pub itemknn: itemknn::Params,
+    /// EASE's `λ`; `None`: no EASE (its catalogue limit, or a fit longer than the budget allows).
+    pub ease_lambda: Option<f64>,
+    /// Popularity's half-life in days; `None`: no decay.
+    pub half_life_days: Option<f64>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            als: Default::default(),
+            bpr: Default::default(),
+            itemknn: Default::default(),
+            ease_lambda: Some(ease::Params::default().lambda),
+            half_life_days: Some(DEFAULT_HALF_LIFE_DAYS),
+        }
+    }
+}
+
+/// Popularity's half-life when nothing else is known (the server's default before tuning).
+pub const DEFAULT_HALF_LIFE_DAYS: f64 = 14.0;
+
+/// What the search chose for one model, as the training report and `reco evaluate` show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Choice {
+    pub model: String,
+    /// The chosen setting, as `name value` pairs.
+    pub setting: String,
+    /// NDCG@10 of the chosen setting on the validation split (`None`: not scored, because no
+    /// second setting fitted the budget).
+    pub validation_ndcg: Option<f64>,
+    /// Settings fitted and scored.
+    pub tried: usize,
+    /// Why the search stopped before it converged, when it did.
+    pub stopped: Option<String>,
+}
+
+/// One line for the training log: `als: factors 64, ...; bpr: ...`.
+pub fn describe(choices: &[Choice]) -> String {
+    choices
+        .iter()
+        .map(|c| format!("{}: {}", c.model, c.setting))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// How long tuning may take, from when it starts; zero: keep every default.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget(pub Duration);
+
+/// Most validation users a setting is scored on (spread evenly over the rows): enough to rank
+/// settings, and the scoring cost stays bounded on a million users.
+const MAX_USERS: usize = 2000;
+
+/// One setting's values, smallest first, and where the search starts.
+struct Axis {
+    name: &'static str,
+    values: &'static [f64],
+    start: usize,
+}
+
+/// Where one search ended: the chosen values (one per axis), its model fitted on the validation
+/// split's training part, and the report.
+pub struct Searched<M> {
+    pub values: Vec<f64>,
+    pub model: M,
+    pub choice: Choice,
+}
+
+/// The coordinate search (see the module docs) over `axes` for `model`, fitting with `fit` on the
+/// validation split `inner`; `None` when `fit` fits nothing at the start (EASE over its limit).
+fn search<M: Scorer>(
+    model: &str,
+    axes: &[Axis],
+    inner: &EvalData,
+    users: &[usize],
+    until: Instant,
+    fit: impl Fn(&[f64]) -> Option<M>,
+) -> Option<Searched<M>> {
+    let value_of =
+        |at: &[usize]| -> Vec<f64> { at.iter().zip(axes).map(|(&i, a)| a.values[i]).collect() };
+    let mut at: Vec<usize> = axes.iter().map(|a| a.start).collect();
+    let started = Instant::now();
+    let mut model_fit = fit(&value_of(&at))?;
+    // The longest fit-and-score so far: what the next setting is expected to cost.
+    let mut longest = started.elapsed();
+    let mut stopped = None;
+    let mut tried = vec![at.clone()];
+    let mut best = None;
+    if Instant::now() + longest > until {
+        stopped = Some(format!(
+            "kept the default: one fit takes {:.1} s, beyond the tuning budget",
+            longest.as_secs_f64()
+        ));
+    } else {
+        let score = validation_ndcg(&model_fit, inner, users);
+        longest = started.elapsed();
+        best = Some(score);
+        'rounds: for _round in 0..2 {
+            let mut moved = false;
+            for d in 0..axes.len() {
+                // Every other value of this setting, nearest to the current one first, so that a
+                // budget that runs out has tried the likeliest; then the best of them, if better.
+                let mut others: Vec<usize> =
+                    (0..axes[d].values.len()).filter(|&i| i != at[d]).collect();
+                others.sort_by_key(|&i| i.abs_diff(at[d]));
+                let mut best_here: Option<(Vec<usize>, f64, M)> = None;
+                for i in others {
+                    let mut point = at.clone();
+                    point[d] = i;
+                    if tried.contains(&point) {
+                        continue;
+                    }
+                    if Instant::now() + longest > until {
+                        stopped = Some("stopped at the tuning budget".to_string());
+                        break;
+                    }
+                    let t = Instant::now();
+                    let candidate = fit(&value_of(&point));
+                    longest = longest.max(t.elapsed());
+                    tried.push(point.clone());
+                    let Some(m) = candidate else { continue };
+                    let score = validation_ndcg(&m, inner, users);
+                    longest = longest.max(t.elapsed());
+                    if best_here.as_ref().is_none_or(|(_, b, _)| score > *b) {
+                        best_here = Some((point, score, m));
+                    }
+                }
+                if let Some((point, score, m)) = best_here
+                    && best.is_none_or(|b| score > b)
+                {
+                    (model_fit, at, best, moved) = (m, point, Some(score), true);
+                }
+                if stopped.is_some() {
+                    break 'rounds;
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+    let values = value_of(&at);
+    let setting = axes
+        .iter()
+        .zip(&values)
+        .map(|(a, v)| format!("{} {}", a.name, show(*v)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let choice = Choice {
+        model: model.to_string(),
+        setting,
+        validation_ndcg: best,
+        tried: if best.is_some() { tried.len() } else { 0 },
+        stopped,
+    };
+    Some(Searched {
+        values,
+        model: model_fit,
+        choice,
+    })
+}
+
+/// A value as a setting prints it: whole numbers without a fraction, no decay as `none`.
+fn show(v: f64) -> String {
+    if v.is_infinite() {
+        "none".to_string()
+    } else {
+        format!("{v}")
+    }
+}
+
+const ALS_AXES: [Axis; 3] = [
+    Axis {
+        name: "factors",
+        values: &[32.0, 64.0, 128.0],
+        start: 1,
+    },
+    Axis {
+        name: "regularization",
+        values: &[0.01, 0.05, 0.5, 2.0, 10.0, 50.0],
+        start: 1,
+    },
+    Axis {
+        name: "alpha",
+        values: &[0.5, 1.0, 2.0, 5.0, 10.0],
+        start: 2,
+    },
+];
+
+const BPR_AXES: [Axis; 3] = [
+    Axis {
+        name: "learning_rate",
+        values: &[0.01, 0.02, 0.05, 0.1],
+        start: 2,
+    },
+    Axis {
+        name: "regularization",
+        values: &[0.001, 0.003, 0.01, 0.03, 0.1],
+        start: 2,
+    },
+    Axis {
+        name: "epochs",
+        values: &[50.0, 100.0, 200.0],
+        start: 1,
+    },
+];
+
+const ITEMKNN_AXES: [Axis; 2] = [
+    Axis {
+        name: "neighbours",
+        values: &[25.0, 50.0, 100.0, 200.0, 400.0],
+        start: 2,
+    },
+    Axis {
+        name: "shrinkage",
+        values: &[0.0, 10.0, 50.0, 100.0, 200.0],
+        start: 1,
+    },
+];
+
+const EASE_AXES: [Axis; 1] = [Axis {
+    name: "lambda",
+    values: &[10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0],
+    start: 3,
+}];
+
+/// Half-lives in days; infinite: no decay. Starts at the server's old default, 14 days.
+const HALF_LIFE_AXES: [Axis; 1] = [Axis {
+    name: "half_life_days",
+    values: &[0.25, 1.0, 3.0, 7.0, 14.0, 30.0, 90.0, 365.0, f64::INFINITY],
+    start: 4,
+}];
+
+/// Popularity with a half-life in days (`None`: none), on `data`'s training part.
+pub fn popularity_of(data: &EvalData, half_life_days: Option<f64>) -> popularity::Popularity {
+    let half_life = half_life_days.map(|d| d * 86_400.0);
+    popularity::fit(data.train.n_cols, data.train_events(), data.now, half_life)
+}
+
+/// Floating-point operations per second EASE's dense inverse runs at (nalgebra's Cholesky, one
+/// thread; about 1 s for ML-100K's 1,682 items on this project's 2-core machine): predicts a fit's
+/// time before it starts, since one fit is all a large catalogue could afford.
+const EASE_FLOPS: f64 = 5.0e9;
+
+/// The predicted seconds of one EASE fit on `n` items (a Cholesky factorisation and an inverse).
+pub fn ease_seconds(n: usize) -> f64 {
+    (n as f64).powi(3) / EASE_FLOPS
+}
+
+/// Every model the search tunes, fitted on the validation split's training part at its chosen
+/// setting, with the chosen settings and the report.
+pub struct Tuned {
+    pub settings: Settings,
+    pub als: als::Als,
+    pub bpr: bpr::Bpr,
+    pub itemknn: itemknn::ItemKnn,
+    pub ease: Option<ease::Ease>,
+    pub recent: popularity::Popularity,
+    pub choices: Vec<Choice>,
+}
+
+/// Searches every model's settings on `inner` (a validation split) within `budget`. ALS and BPR
+/// search side by side with the cheap models (item-to-item, popularity's half-life, EASE, one
+/// after the other). `fixed_half_life`: the configured half-life, not searched.
+pub fn tune(
+    inner: &EvalData,
+    budget: Budget,
+    fixed_half_life: Option<Option<f64>>,
+    steps: &Steps,
+) -> Tuned {
+    let until = Instant::now() + budget.0;
+    let users = algo::validation_users(&inner.train, &inner.test, MAX_USERS);
+    let users = &users[..];
+    let defaults = Settings::default();
+    let als_search = || {
+        steps.time("validation als", || {
+            search("als", &ALS_AXES, inner, users, until, |v| {
+                let params = als::Params {
+                    factors: v[0] as usize,
+                    regularization: v[1] as f32,
+                    alpha: v[2] as f32,
+                    ..defaults.als
+                };
+                Some(als::fit(&inner.train, params))
+            })
+        })
+    };
+    let bpr_search = || {
+        steps.time("validation bpr", || {
+            search("bpr", &BPR_AXES, inner, users, until, |v| {
+                let params = bpr::Params {
+                    learning_rate: v[0] as f32,
+                    regularization: v[1] as f32,
+                    iterations: v[2] as usize,
+                    ..defaults.bpr
+                };
+                Some(bpr::fit(&inner.train, params))
+            })
+        })
+    };
+    let cheap = || {
+        let knn = steps.time("validation item-to-item", || {
+            search("itemknn", &ITEMKNN_AXES, inner, users, until, |v| {
+                let params = itemknn::Params {
+                    k: v[0] as usize,
+                    shrinkage: v[1] as f32,
+                };
+                Some(itemknn::fit(&inner.train, params))
+            })
+        });
+        let recent = steps.time("validation popularity", || match fixed_half_life {
+            Some(days) => fixed_recent(inner, days),
+            None => search("recent", &HALF_LIFE_AXES, inner, users, until, |v| {
+                Some(popularity_of(inner, v[0].is_finite().then_some(v[0])))
+            }),
+        });
+        let ease = steps.time("validation ease", || ease_search(inner, users, until));
+        (knn, recent, ease)
+    };
+    let ((als, bpr), (knn, recent, ease)) =
+        rayon::join(|| rayon::join(als_search, bpr_search), cheap);
+    let (als, bpr, knn, recent) = (
+        als.expect("ALS always fits"),
+        bpr.expect("BPR always fits"),
+        knn.expect("item-to-item always fits"),
+        recent.expect("popularity always fits"),
+    );
+    let settings = Settings {
+        als: als::Params {
+            factors: als.values[0] as usize,
+            regularization: als.values[1] as f32,
+            alpha: als.values[2] as f32,
+            ..defaults.als
+        },
+        bpr: bpr::Params {
+            learning_rate: bpr.values[0] as f32,
+            regularization: bpr.values[1] as f32,
+            iterations: bpr.values[2] as usize,
+            ..defaults.bpr
+        },
+        itemknn: itemknn::Params {
+            k: knn.values[0] as usize,
+            shrinkage: knn.values[1] as f32,
+        },
+        ease_lambda: ease.as_ref().ok().map(|e| e.values[0]),
+        half_life_days: Some(recent.values[0]).filter(|d| d.is_finite()),
+    };
+    let mut choices = vec![als.choice, bpr.choice, knn.choice, recent.choice];
+    match &ease {
+        Ok(e) => choices.push(e.choice.clone()),
+        Err(why) => choices.push(Choice {
+            model: "ease".to_string(),
+            setting: "not used".to_string(),
+            validation_ndcg: None,
+            tried: 0,
+            stopped: Some(why.clone()),
+        }),
+    }
+    for c in &choices {
+        tracing::info!(
+            model = c.model,
+            setting = c.setting,
+            validation_ndcg = c.validation_ndcg,
+            tried = c.tried,
+            stopped = c.stopped,
+            "chosen on the validation split"
+        );
+    }
+    Tuned {
+        settings,
+        als: als.model,
+        bpr: bpr.model,
+        itemknn: knn.model,
+        ease: ease.ok().map(|e| e.model),
+        recent: recent.model,
+        choices,
+    }
+}
+
+/// Popularity at the configured half-life (not searched).
+fn fixed_recent(inner: &EvalData, days: Option<f64>) -> Option<Searched<popularity::Popularity>> {
+    Some(Searched {
+        values: vec![days.unwrap_or(f64::INFINITY)],
+        model: popularity_of(inner, days),
+        choice: Choice {
+            model: "recent".to_string(),
+            setting: format!(
+                "half_life_days {} (configured)",
+                show(days.unwrap_or(f64::INFINITY))
+            ),
+            validation_ndcg: None,
+            tried: 0,
+            stopped: None,
+        },
+    })
+}
+
+/// EASE's search, when its catalogue is within the limit and a fit is predicted to take at most a
+/// quarter of what is left of the budget: the search's first fit and the final fit on all the
+/// data then take at most half of it (the prediction can be off by twice on a busy machine).
+fn ease_search(
+    inner: &EvalData,
+    users: &[usize],
+    until: Instant,
+) -> Result<Searched<ease::Ease>, String> {
+    let n = inner.train.n_cols;
+    let max_items = ease::Params::default().max_items;
+    let left = until
+        .saturating_duration_since(Instant::now())
+        .as_secs_f64();
+    let why = if n > max_items {
+        format!("{n} items, above its limit of {max_items}")
+    } else if ease_seconds(n) > left / 4.0 {
+        format!(
+            "one fit on {n} items would take about {:.1} s, more than a quarter of the {left:.1} s \
+             of tuning budget left",
+            ease_seconds(n)
+        )
+    } else {
+        let searched = search("ease", &EASE_AXES, inner, users, until, |v| {
+            let params = ease::Params {
+                lambda: v[0],
+                ..Default::default()
+            };
+            ease::fit(&inner.train, params)
+        });
+        return searched.ok_or_else(|| "the fit declined the catalogue".to_string());
+    };
+    tracing::info!(reason = why, "EASE not used");
+    Err(why)
+}
+
+#[cfg(test)]
+mod tests;

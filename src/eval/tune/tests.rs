@@ -1,0 +1,106 @@
+//! Unit tests of the settings search.
+
+use super::*;
+use crate::eval::data::{Positive, Split, split};
+use crate::eval::score::evaluate;
+
+/// 15 users of an early period like all of items 0-9, 30 users of a period 100 days later four
+/// each of items 10-19 (the early items have more likes in all): what is popular lately predicts
+/// the test.
+fn shifting_taste() -> EvalData {
+    let catalogue: Vec<String> = (0..20).map(|i| i.to_string()).collect();
+    let mut positives = Vec::new();
+    for (users, likes, first_item, day0) in [(0..15, 10, 0, 0), (15..45, 4, 10, 100)] {
+        for u in users {
+            for k in 0..likes {
+                positives.push(Positive {
+                    user: format!("u{u}"),
+                    item: (first_item + (u + k) % 10).to_string(),
+                    timestamp: (day0 + k as i64) * 86_400 + u as i64,
+                });
+            }
+        }
+    }
+    split(&catalogue, positives, 0.8, Split::Temporal)
+}
+
+/// Popularity's half-life is chosen on the validation split: a decay wins when recent likes
+/// predict the test, and it then beats all-time popularity on the test itself. The choice is
+/// reported with its validation score.
+#[test]
+fn the_half_life_is_chosen_on_validation() {
+    let data = shifting_taste();
+    let inner = data.inner_split(0.8);
+    let tuned = tune(
+        &inner,
+        Budget(Duration::from_secs(600)),
+        None,
+        &Steps::default(),
+    );
+    let days = tuned.settings.half_life_days.expect("a decay wins here");
+    assert!(days <= 90.0, "{days}");
+    let recent = tuned.choices.iter().find(|c| c.model == "recent").unwrap();
+    assert!(
+        recent.validation_ndcg.is_some() && recent.tried >= 2,
+        "{recent:?}"
+    );
+    assert_eq!(recent.stopped, None, "{recent:?}");
+
+    let chosen = popularity_of(&data, Some(days));
+    let all_time = popularity_of(&data, None);
+    let (chosen, all_time) = (evaluate(&chosen, &data, 10), evaluate(&all_time, &data, 10));
+    assert!(chosen.ndcg > all_time.ndcg, "{chosen:?} vs {all_time:?}");
+}
+
+/// With no budget every model keeps its default and says why; a configured half-life is used as
+/// given, not searched.
+#[test]
+fn no_budget_keeps_every_default_and_says_so() {
+    let inner = shifting_taste().inner_split(0.8);
+    let tuned = tune(
+        &inner,
+        Budget(Duration::ZERO),
+        Some(None),
+        &Steps::default(),
+    );
+    let defaults = Settings::default();
+    assert_eq!(
+        tuned.settings.als.regularization,
+        defaults.als.regularization
+    );
+    assert_eq!(tuned.settings.bpr.learning_rate, defaults.bpr.learning_rate);
+    assert_eq!(tuned.settings.itemknn.k, defaults.itemknn.k);
+    assert_eq!(tuned.settings.half_life_days, None, "configured: no decay");
+    assert!(tuned.ease.is_none(), "EASE needs some budget");
+    for model in ["als", "bpr", "itemknn"] {
+        let c = tuned.choices.iter().find(|c| c.model == model).unwrap();
+        assert_eq!((c.tried, c.validation_ndcg), (0, None), "{c:?}");
+        assert!(
+            c.stopped.as_deref().unwrap().contains("kept the default"),
+            "{c:?}"
+        );
+    }
+    let ease = tuned.choices.iter().find(|c| c.model == "ease").unwrap();
+    assert_eq!(ease.setting, "not used");
+}
+
+/// A tie never moves the search away from the default: on 20 items every neighbour count of the
+/// grid (25 and up) keeps every neighbour, so all score the same; each is tried once.
+#[test]
+fn ties_keep_the_default() {
+    let inner = shifting_taste().inner_split(0.8);
+    let users = algo::validation_users(&inner.train, &inner.test, MAX_USERS);
+    let far = Instant::now() + Duration::from_secs(600);
+    let searched = search("itemknn", &ITEMKNN_AXES[..1], &inner, &users, far, |v| {
+        Some(itemknn::fit(
+            &inner.train,
+            itemknn::Params {
+                k: v[0] as usize,
+                shrinkage: 10.0,
+            },
+        ))
+    })
+    .unwrap();
+    assert_eq!(searched.values, vec![100.0]);
+    assert_eq!(searched.choice.tried, 5, "every value once, one round");
+}
