@@ -152,9 +152,22 @@ fn main() {
         println!("  step {step:<28} {seconds:>7.1} s");
     }
     println!(
-        "quality weights {:?}; ranker {:?}",
-        snapshot.quality_weights, snapshot.ranker.weights
+        "quality weights {:?}; short histories {:?}; ranker {:?}",
+        snapshot.quality_weights, snapshot.short_route, snapshot.ranker.weights
     );
+    for c in &snapshot.tuning {
+        println!(
+            "  chosen {:<8} {} (validation NDCG@10 {:?}, {} tried{})",
+            c.model,
+            c.setting,
+            c.validation_ndcg,
+            c.tried,
+            c.stopped
+                .as_deref()
+                .map(|s| format!("; {s}"))
+                .unwrap_or_default()
+        );
+    }
     snapshot_sizes(&snapshot);
     // Serving memory: the engine's live state (catalogue and every history), by the heap blocks
     // it holds.

@@ -262,6 +262,9 @@ pub fn smart<'a>(
     }
 }
 
+/// Most validation users with a short history the route is chosen on.
+const SHORT_USERS: usize = 2000;
+
 /// Whether short histories (1 to [`algo::smart::SHORT_HISTORY`]` - 1` liked items) get their
 /// neighbours or the blend: the one with the better NDCG@10 on those validation users (the
 /// neighbours keep a tie, and the default when there are none).
@@ -270,6 +273,10 @@ fn choose_short_route(members: &Members, weights: &[f32], inner: &EvalData) -> S
         .into_iter()
         .filter(|&u| algo::smart::route(inner.train.row_len(u)) == Route::ShortHistory)
         .collect();
+    // At most `SHORT_USERS`, spread evenly: a million users may have hundreds of thousands of
+    // short histories, and each is scored over the whole catalogue by every member.
+    let stride = short.len().div_ceil(SHORT_USERS).max(1);
+    let short: Vec<usize> = short.into_iter().step_by(stride).collect();
     if short.is_empty() {
         return ShortRoute::Neighbours;
     }

@@ -9,8 +9,9 @@
 //! so ties keep the default. (Stepping only while each step improves stopped short: ALS's
 //! regularisation falls from 0.05 to 0.5 on MovieLens before it rises at 10.)
 //!
-//! The budget is wall-clock time for the whole search, shared by the searches running side by side
-//! (ALS, BPR, and the cheap models one after the other). A further setting is tried only while
+//! The budget is wall-clock time for the whole search: the cheap models (popularity's half-life,
+//! item-to-item, EASE) search first within half of it, then ALS and BPR side by side until its
+//! end. A further setting is tried only while
 //! the longest fit-and-score of that model so far still ends within the budget, so at ten million
 //! interactions, where one ALS fit takes longer than the default budget, the defaults stay (and the
 //! report says so) without costing more than the one fit validation always needed. The default
@@ -81,6 +82,33 @@ pub fn describe(choices: &[Choice]) -> String {
 #[derive(Debug, Clone, Copy)]
 pub struct Budget(pub Duration);
 
+/// Training interactions up to which the whole budget is spent; above, it shrinks in proportion.
+/// Each fit grows with the data while the search's gain does not: at ten million interactions,
+/// where one ALS fit takes over a minute, the whole default budget would add a fifth to a
+/// training run that has to stay within three minutes, and could not finish one more ALS fit.
+pub const FULL_BUDGET_UP_TO: usize = 1_000_000;
+
+impl Budget {
+    /// The budget for `interactions` training interactions (see [`FULL_BUDGET_UP_TO`]), logged
+    /// when it is scaled down.
+    pub fn scaled(self, interactions: usize) -> Duration {
+        if interactions <= FULL_BUDGET_UP_TO {
+            return self.0;
+        }
+        let scaled = self
+            .0
+            .mul_f64(FULL_BUDGET_UP_TO as f64 / interactions as f64);
+        tracing::info!(
+            interactions,
+            budget_s = self.0.as_secs_f64(),
+            scaled_s = scaled.as_secs_f64(),
+            full_up_to = FULL_BUDGET_UP_TO,
+            "tuning budget scaled down for the size of the data"
+        );
+        scaled
+    }
+}
+
 /// Most validation users a setting is scored on (spread evenly over the rows): enough to rank
 /// settings, and the scoring cost stays bounded on a million users.
 const MAX_USERS: usize = 2000;
@@ -120,9 +148,11 @@ fn search<M: Scorer>(
     let mut stopped = None;
     let mut tried = vec![at.clone()];
     let mut best = None;
-    if Instant::now() + longest > until {
+    let now = Instant::now();
+    if now + longest > until {
+        let left = until.saturating_duration_since(now).as_secs_f64();
         stopped = Some(format!(
-            "kept the default: one fit takes {:.1} s, beyond the tuning budget",
+            "kept the default: one fit takes {:.1} s, {left:.1} s of the tuning budget left",
             longest.as_secs_f64()
         ));
     } else {
@@ -293,16 +323,21 @@ pub struct Tuned {
     pub choices: Vec<Choice>,
 }
 
-/// Searches every model's settings on `inner` (a validation split) within `budget`. ALS and BPR
-/// search side by side with the cheap models (item-to-item, popularity's half-life, EASE, one
-/// after the other). `fixed_half_life`: the configured half-life, not searched.
+/// Searches every model's settings on `inner` (a validation split) within `budget` (see the
+/// module docs). `fixed_half_life`: the configured half-life, not searched.
 pub fn tune(
     inner: &EvalData,
     budget: Budget,
     fixed_half_life: Option<Option<f64>>,
     steps: &Steps,
 ) -> Tuned {
-    let until = Instant::now() + budget.0;
+    let started = Instant::now();
+    let budget = budget.scaled(inner.train.nnz());
+    let until = started + budget;
+    // The cheap models search first, on both threads, within half of the budget; ALS and BPR
+    // then search side by side until its end. (Side by side with ALS and BPR the cheap chain
+    // started whenever a thread came free, sometimes after the whole budget.)
+    let until_cheap = started + budget / 2;
     let users = algo::validation_users(&inner.train, &inner.test, MAX_USERS);
     let users = &users[..];
     let defaults = Settings::default();
@@ -332,9 +367,17 @@ pub fn tune(
             })
         })
     };
+    // Cheapest and most telling for new users first: popularity's half-life, then item-to-item,
+    // then EASE (whose single fit is the costliest of the three).
     let cheap = || {
+        let recent = steps.time("validation popularity", || match fixed_half_life {
+            Some(days) => fixed_recent(inner, days),
+            None => search("recent", &HALF_LIFE_AXES, inner, users, until_cheap, |v| {
+                Some(popularity_of(inner, v[0].is_finite().then_some(v[0])))
+            }),
+        });
         let knn = steps.time("validation item-to-item", || {
-            search("itemknn", &ITEMKNN_AXES, inner, users, until, |v| {
+            search("itemknn", &ITEMKNN_AXES, inner, users, until_cheap, |v| {
                 let params = itemknn::Params {
                     k: v[0] as usize,
                     shrinkage: v[1] as f32,
@@ -342,17 +385,11 @@ pub fn tune(
                 Some(itemknn::fit(&inner.train, params))
             })
         });
-        let recent = steps.time("validation popularity", || match fixed_half_life {
-            Some(days) => fixed_recent(inner, days),
-            None => search("recent", &HALF_LIFE_AXES, inner, users, until, |v| {
-                Some(popularity_of(inner, v[0].is_finite().then_some(v[0])))
-            }),
-        });
-        let ease = steps.time("validation ease", || ease_search(inner, users, until));
+        let ease = steps.time("validation ease", || ease_search(inner, users, until_cheap));
         (knn, recent, ease)
     };
-    let ((als, bpr), (knn, recent, ease)) =
-        rayon::join(|| rayon::join(als_search, bpr_search), cheap);
+    let (knn, recent, ease) = cheap();
+    let (als, bpr) = rayon::join(als_search, bpr_search);
     let (als, bpr, knn, recent) = (
         als.expect("ALS always fits"),
         bpr.expect("BPR always fits"),

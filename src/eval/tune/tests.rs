@@ -104,3 +104,15 @@ fn ties_keep_the_default() {
     assert_eq!(searched.values, vec![100.0]);
     assert_eq!(searched.choice.tried, 5, "every value once, one round");
 }
+
+/// The budget holds whole up to a million interactions and shrinks in proportion above.
+#[test]
+fn the_budget_shrinks_with_the_data() {
+    let budget = Budget(Duration::from_secs(20));
+    assert_eq!(budget.scaled(100_000), Duration::from_secs(20));
+    assert_eq!(budget.scaled(FULL_BUDGET_UP_TO), Duration::from_secs(20));
+    assert_eq!(
+        budget.scaled(10 * FULL_BUDGET_UP_TO),
+        Duration::from_secs(2)
+    );
+}
