@@ -22,6 +22,13 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+mod grids;
+
+use grids::{
+    ALS_AXES, Axis, BPR_AXES, EASE_AXES, HALF_LIFE_AXES, ITEMKNN_AXES, als_params, bpr_params,
+    itemknn_params,
+};
+
 use super::data::EvalData;
 use super::score::validation_ndcg;
 use super::steps::Steps;
@@ -112,13 +119,6 @@ impl Budget {
 /// Most validation users a setting is scored on (spread evenly over the rows): enough to rank
 /// settings, and the scoring cost stays bounded on a million users.
 const MAX_USERS: usize = 2000;
-
-/// One setting's values, smallest first, and where the search starts.
-struct Axis {
-    name: &'static str,
-    values: &'static [f64],
-    start: usize,
-}
 
 /// Where one search ended: the chosen values (one per axis), its model fitted on the validation
 /// split's training part, and the report.
@@ -233,68 +233,6 @@ fn show(v: f64) -> String {
     }
 }
 
-const ALS_AXES: [Axis; 3] = [
-    Axis {
-        name: "factors",
-        values: &[32.0, 64.0, 128.0],
-        start: 1,
-    },
-    Axis {
-        name: "regularization",
-        values: &[0.01, 0.05, 0.5, 2.0, 10.0, 50.0],
-        start: 1,
-    },
-    Axis {
-        name: "alpha",
-        values: &[0.5, 1.0, 2.0, 5.0, 10.0],
-        start: 2,
-    },
-];
-
-const BPR_AXES: [Axis; 3] = [
-    Axis {
-        name: "learning_rate",
-        values: &[0.01, 0.02, 0.05, 0.1],
-        start: 2,
-    },
-    Axis {
-        name: "regularization",
-        values: &[0.001, 0.003, 0.01, 0.03, 0.1],
-        start: 2,
-    },
-    Axis {
-        name: "epochs",
-        values: &[50.0, 100.0, 200.0],
-        start: 1,
-    },
-];
-
-const ITEMKNN_AXES: [Axis; 2] = [
-    Axis {
-        name: "neighbours",
-        values: &[25.0, 50.0, 100.0, 200.0, 400.0],
-        start: 2,
-    },
-    Axis {
-        name: "shrinkage",
-        values: &[0.0, 10.0, 50.0, 100.0, 200.0],
-        start: 1,
-    },
-];
-
-const EASE_AXES: [Axis; 1] = [Axis {
-    name: "lambda",
-    values: &[10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0],
-    start: 3,
-}];
-
-/// Half-lives in days; infinite: no decay. Starts at the server's old default, 14 days.
-const HALF_LIFE_AXES: [Axis; 1] = [Axis {
-    name: "half_life_days",
-    values: &[0.25, 1.0, 3.0, 7.0, 14.0, 30.0, 90.0, 365.0, f64::INFINITY],
-    start: 4,
-}];
-
 /// Popularity with a half-life in days (`None`: none), on `data`'s training part.
 pub fn popularity_of(data: &EvalData, half_life_days: Option<f64>) -> popularity::Popularity {
     let half_life = half_life_days.map(|d| d * 86_400.0);
@@ -340,30 +278,17 @@ pub fn tune(
     let until_cheap = started + budget / 2;
     let users = algo::validation_users(&inner.train, &inner.test, MAX_USERS);
     let users = &users[..];
-    let defaults = Settings::default();
     let als_search = || {
         steps.time("validation als", || {
             search("als", &ALS_AXES, inner, users, until, |v| {
-                let params = als::Params {
-                    factors: v[0] as usize,
-                    regularization: v[1] as f32,
-                    alpha: v[2] as f32,
-                    ..defaults.als
-                };
-                Some(als::fit(&inner.train, params))
+                Some(als::fit(&inner.train, als_params(v)))
             })
         })
     };
     let bpr_search = || {
         steps.time("validation bpr", || {
             search("bpr", &BPR_AXES, inner, users, until, |v| {
-                let params = bpr::Params {
-                    learning_rate: v[0] as f32,
-                    regularization: v[1] as f32,
-                    iterations: v[2] as usize,
-                    ..defaults.bpr
-                };
-                Some(bpr::fit(&inner.train, params))
+                Some(bpr::fit(&inner.train, bpr_params(v)))
             })
         })
     };
@@ -378,11 +303,7 @@ pub fn tune(
         });
         let knn = steps.time("validation item-to-item", || {
             search("itemknn", &ITEMKNN_AXES, inner, users, until_cheap, |v| {
-                let params = itemknn::Params {
-                    k: v[0] as usize,
-                    shrinkage: v[1] as f32,
-                };
-                Some(itemknn::fit(&inner.train, params))
+                Some(itemknn::fit(&inner.train, itemknn_params(v)))
             })
         });
         let ease = steps.time("validation ease", || ease_search(inner, users, until_cheap));
@@ -397,22 +318,9 @@ pub fn tune(
         recent.expect("popularity always fits"),
     );
     let settings = Settings {
-        als: als::Params {
-            factors: als.values[0] as usize,
-            regularization: als.values[1] as f32,
-            alpha: als.values[2] as f32,
-            ..defaults.als
-        },
-        bpr: bpr::Params {
-            learning_rate: bpr.values[0] as f32,
-            regularization: bpr.values[1] as f32,
-            iterations: bpr.values[2] as usize,
-            ..defaults.bpr
-        },
-        itemknn: itemknn::Params {
-            k: knn.values[0] as usize,
-            shrinkage: knn.values[1] as f32,
-        },
+        als: als_params(&als.values),
+        bpr: bpr_params(&bpr.values),
+        itemknn: itemknn_params(&knn.values),
         ease_lambda: ease.as_ref().ok().map(|e| e.values[0]),
         half_life_days: Some(recent.values[0]).filter(|d| d.is_finite()),
     };

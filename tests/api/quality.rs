@@ -37,17 +37,22 @@ const PEERS: [&str; 6] = ["itemknn", "ease", "als", "bpr", "content", "recent"];
 /// peers: the comparison is otherwise exact.
 const MARGIN: f64 = 0.001;
 
+/// The NDCG@10 of `name` in `reports`.
+fn ndcg_of(reports: &[reco::eval::Report], name: &str) -> f64 {
+    let report = reports.iter().find(|r| r.model == name);
+    report
+        .unwrap_or_else(|| panic!("{name} evaluated"))
+        .metrics
+        .ndcg
+}
+
 /// `smart`'s NDCG@10 and the best of [`PEERS`] in `reports`.
 fn smart_and_best_peer(reports: &[reco::eval::Report]) -> (f64, f64) {
-    let ndcg = |name: &str| {
-        let report = reports.iter().find(|r| r.model == name);
-        report
-            .unwrap_or_else(|| panic!("{name} evaluated"))
-            .metrics
-            .ndcg
-    };
-    let best = PEERS.map(ndcg).into_iter().fold(0.0, f64::max);
-    (ndcg("smart"), best)
+    let peers = PEERS.map(|p| ndcg_of(reports, p));
+    (
+        ndcg_of(reports, "smart"),
+        peers.into_iter().fold(0.0, f64::max),
+    )
 }
 
 #[test]
@@ -77,14 +82,7 @@ fn every_model_stays_above_its_ndcg_floor() {
             "{name}: NDCG@10 {ndcg:.4} below its floor {floor}"
         );
     }
-    let ndcg = |name: &str| {
-        reports
-            .iter()
-            .find(|r| r.model == name)
-            .unwrap()
-            .metrics
-            .ndcg
-    };
+    let ndcg = |name: &str| ndcg_of(&reports, name);
     for name in [
         "itemknn", "als", "bpr", "fast", "quality", "enhanced", "smart",
     ] {
@@ -132,14 +130,7 @@ fn other_splits_divide_as_named() {
     let reports = reco::eval::run(&global, &models, 10, CONVERGED);
     eprintln!("{}", reco::eval::table(&reports));
     assert!(reports.iter().all(|r| r.metrics.users > cold));
-    let ndcg = |name: &str| {
-        reports
-            .iter()
-            .find(|r| r.model == name)
-            .unwrap()
-            .metrics
-            .ndcg
-    };
+    let ndcg = |name: &str| ndcg_of(&reports, name);
     assert!(ndcg("popularity") > ndcg("als"));
     let (smart, best) = smart_and_best_peer(&reports);
     assert!(
