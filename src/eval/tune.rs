@@ -11,12 +11,11 @@
 //!
 //! The budget is wall-clock time for the whole search: the cheap models (popularity's half-life,
 //! item-to-item, EASE) search first within half of it, then ALS and BPR side by side until its
-//! end. A further setting is tried only while
-//! the longest fit-and-score of that model so far still ends within the budget, so at ten million
-//! interactions, where one ALS fit takes longer than the default budget, the defaults stay (and the
-//! report says so) without costing more than the one fit validation always needed. The default
-//! setting's fit is needed anyway (the blend weights are learned on it); it is scored only when a
-//! second setting can follow.
+//! end. A further setting is tried only while the longest fit-and-score of that model so far
+//! still ends within the budget, so at ten million interactions, where one ALS fit takes longer
+//! than the default budget, the defaults stay (and the report says so) without costing more than
+//! the one fit validation always needed. The default setting's fit is needed anyway (the blend
+//! weights are learned on it); it is scored only when a second setting can follow.
 
 use std::time::{Duration, Instant};
 
