@@ -45,15 +45,16 @@ pub struct EvalData {
 }
 
 impl EvalData {
-    /// Training positives as popularity events.
+    /// Training positives as popularity events, each (user, item) pair with its weight in the
+    /// matrix (1 in evaluation; the sum of the policy's weights of the pair's rows in training:
+    /// a purchase counts ten times a view) at the pair's newest time.
     pub fn train_events(&self) -> impl Iterator<Item = Event> + '_ {
-        self.train
-            .indices
-            .iter()
+        let entries = self.train.indices.iter().zip(&self.train.data);
+        entries
             .zip(&self.train_times)
-            .map(|(&item, &timestamp)| Event {
+            .map(|((&item, &weight), &timestamp)| Event {
                 item,
-                weight: 1.0,
+                weight,
                 timestamp,
             })
     }

@@ -86,21 +86,24 @@ impl Members {
     }
 }
 
-/// The inputs of `enhanced` besides the members: popularity's order and category ids.
+/// The inputs of `enhanced` besides the members: popularity's order and category ids (and the
+/// ids' names, for the snapshot).
 pub struct Extras {
     pub popular_order: Vec<u32>,
     pub categories: Vec<Box<[u32]>>,
+    pub category_names: Vec<String>,
 }
 
 impl Extras {
     pub fn of(data: &EvalData, members: &Members) -> Extras {
         let popular_order = algo::top_n(&members.recent.scores, &[], POPULAR_ORDER_LEN);
-        let (mut categories, _) =
+        let (mut categories, category_names) =
             algo::enhanced::category_ids(data.item_texts.iter().map(|t| &t.categories[..]));
         categories.resize(data.train.n_cols, Box::new([]));
         Extras {
             popular_order,
             categories,
+            category_names,
         }
     }
 

@@ -37,10 +37,11 @@ pub fn fit(data: TrainingData, version: u64, tuning: eval::Tuning) -> Snapshot {
         )
     });
     let (members, learned) = eval::fit_and_learn(&set, true, tuning, &steps);
-    let popular_order = crate::algo::top_n(&members.recent.scores, &[], eval::POPULAR_ORDER_LEN);
-    let (mut categories, category_names) =
-        crate::algo::enhanced::category_ids(set.item_texts.iter().map(|t| &t.categories[..]));
-    categories.resize(data.n_items, Box::new([]));
+    let eval::Extras {
+        popular_order,
+        categories,
+        category_names,
+    } = eval::Extras::of(&set, &members);
     let eval::Members {
         als,
         bpr,

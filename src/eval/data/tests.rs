@@ -197,3 +197,29 @@ fn validation_is_carved_like_the_test_split() {
         "random: not simply the newest"
     );
 }
+
+/// Training data keeps each pair's weight for popularity: the policy's weights of its rows added
+/// up (a view counts a tenth of a like), at the pair's newest time.
+#[test]
+fn popularity_events_carry_the_feedback_weights() {
+    let t = 1_700_000_000;
+    let interactions = vec![
+        (0, 0, 0.1, t),
+        (1, 0, 0.1, t),
+        (2, 1, 1.0, t),
+        (0, 2, 0.1, t - 10),
+        (0, 2, 1.0, t),
+    ];
+    let data = EvalData::from_interactions(3, 3, interactions, vec![]);
+    let events: Vec<(u32, f32, i64)> = data
+        .train_events()
+        .map(|e| (e.item, e.weight, e.timestamp))
+        .collect();
+    assert_eq!(events, [(0, 0.1, t), (2, 1.1, t), (0, 0.1, t), (1, 1.0, t)]);
+    let pop = crate::algo::popularity::fit(3, data.train_events(), data.now, None);
+    assert!(
+        pop.score(1) > pop.score(0),
+        "one like beats two views: {:?}",
+        pop.scores
+    );
+}
