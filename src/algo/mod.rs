@@ -19,6 +19,7 @@ pub mod itemknn;
 pub mod matrix;
 pub mod popularity;
 pub mod reasons;
+pub mod recency;
 pub mod smart;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -47,10 +47,20 @@ impl<'a> Asked<'a> {
         self.liked_below(self.snap.n_items)
     }
 
-    /// The liked, trained items sorted, each with weight 1: a model-ready history.
+    /// The liked, trained items sorted, each with weight 1, or with the newest weighing most when
+    /// training chose recency inside histories (`algo::recency`): a model-ready history.
     pub fn liked_history(&self) -> Liked {
-        let items: Vec<u32> = self.liked_trained().collect();
-        let weights = vec![1.0; items.len()];
+        let n_items = self.snap.n_items;
+        let (items, times): (Vec<u32>, Vec<u32>) = self
+            .history
+            .into_iter()
+            .flat_map(|h| h.liked_times())
+            .take_while(|&(i, _)| (i as usize) < n_items)
+            .unzip();
+        let mut weights = vec![1.0; items.len()];
+        if let Some(half_life) = self.snap.history_half_life {
+            algo::recency::weigh(&times, half_life, &mut weights);
+        }
         Liked { items, weights }
     }
 

@@ -1,5 +1,5 @@
 //! One user's history as serving holds it: the (item, feedback type) rows they left, sorted by
-//! item index, 8 bytes each in one shared allocation.
+//! item index, 12 bytes each in one shared allocation.
 //!
 //! Histories are most of the serving state (a replica holds every user's), so each row packs the
 //! item index with the feedback type (an id the state interns) and the row's class under the
@@ -30,24 +30,33 @@ impl From<Signal> for Class {
     }
 }
 
-/// One feedback row: the item's index and, packed, its type's id and its class.
+/// One feedback row: the item's index, its type's id and its class packed, and its time (what
+/// recency inside a history orders by, `algo::recency`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Row {
     item: u32,
     /// `type id << 2 | class`.
     mark: u32,
+    /// Seconds since the Unix epoch, clamped to `u32` (until 2106; earlier than 1970 is 0).
+    time: u32,
 }
 
 /// Most distinct feedback types the packing holds (ids are interned per process).
 pub const MAX_TYPES: u32 = u32::MAX >> 2;
 
 impl Row {
-    pub fn new(item: u32, type_id: u32, class: Class) -> Row {
+    pub fn new(item: u32, type_id: u32, class: Class, time: u32) -> Row {
         debug_assert!(type_id <= MAX_TYPES);
         Row {
             item,
             mark: type_id << 2 | class as u32,
+            time,
         }
+    }
+
+    /// A row's time from a feedback timestamp.
+    pub fn time_of(timestamp: chrono::DateTime<chrono::Utc>) -> u32 {
+        timestamp.timestamp().clamp(0, i64::from(u32::MAX)) as u32
     }
 
     pub fn item(&self) -> u32 {
@@ -121,6 +130,14 @@ impl History {
         self.items().filter(|(_, r)| liked(r)).map(|(i, _)| i)
     }
 
+    /// The items the user liked, by ascending index, each with its newest row's time (as training
+    /// times a user's item by its newest row).
+    pub fn liked_times(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.items()
+            .filter(|(_, r)| liked(r))
+            .map(|(i, r)| (i, r.iter().map(|r| r.time).max().unwrap_or(0)))
+    }
+
     /// Every row.
     pub fn all(&self) -> &[Row] {
         &self.0
@@ -182,23 +199,23 @@ mod tests {
     #[test]
     fn rows_stay_sorted_and_unique_per_item_and_type() {
         let h = History::from_rows(vec![
-            Row::new(9, 0, Class::Positive),
-            Row::new(3, 1, Class::Seen),
-            Row::new(9, 0, Class::Seen),
-            Row::new(3, 0, Class::Positive),
+            Row::new(9, 0, Class::Positive, 0),
+            Row::new(3, 1, Class::Seen, 0),
+            Row::new(9, 0, Class::Seen, 0),
+            Row::new(3, 0, Class::Positive, 0),
         ]);
         assert_eq!(h.all().len(), 3, "the repeated key kept once");
         assert_eq!(
             h.marks(9),
-            [Row::new(9, 0, Class::Seen)],
+            [Row::new(9, 0, Class::Seen, 0)],
             "the later row wins"
         );
         assert_eq!(items(&h), [3, 9]);
-        let (h2, before) = h.with(Row::new(5, 2, Class::Negative));
+        let (h2, before) = h.with(Row::new(5, 2, Class::Negative, 0));
         assert_eq!(before, None);
         assert_eq!(items(&h2), [3, 5, 9]);
         assert_eq!(items(&h), [3, 9], "the old history is unchanged");
-        let (h3, before) = h2.with(Row::new(9, 0, Class::Positive));
+        let (h3, before) = h2.with(Row::new(9, 0, Class::Positive, 0));
         assert_eq!(before, Some(Class::Seen));
         assert_eq!(h3.all().len(), 4);
         assert!(h3.contains(5) && !h3.contains(4) && !h3.contains(10));
@@ -207,12 +224,12 @@ mod tests {
     #[test]
     fn liked_needs_a_positive_and_no_negative() {
         let h = History::from_rows(vec![
-            Row::new(1, 0, Class::Positive),
-            Row::new(2, 0, Class::Positive),
-            Row::new(2, 1, Class::Negative),
-            Row::new(3, 1, Class::Seen),
-            Row::new(4, 3, Class::Positive),
-            Row::new(4, 1, Class::Seen),
+            Row::new(1, 0, Class::Positive, 0),
+            Row::new(2, 0, Class::Positive, 0),
+            Row::new(2, 1, Class::Negative, 0),
+            Row::new(3, 1, Class::Seen, 0),
+            Row::new(4, 3, Class::Positive, 0),
+            Row::new(4, 1, Class::Seen, 0),
         ]);
         assert_eq!(h.liked().collect::<Vec<_>>(), [1, 4]);
         let (h, class) = h.without(2, 1).unwrap();
@@ -225,9 +242,24 @@ mod tests {
     }
 
     #[test]
-    fn a_row_is_eight_bytes() {
-        assert_eq!(std::mem::size_of::<Row>(), 8);
-        let r = Row::new(7, MAX_TYPES, Class::Negative);
+    fn a_liked_item_is_timed_by_its_newest_row() {
+        let h = History::from_rows(vec![
+            Row::new(1, 0, Class::Positive, 50),
+            Row::new(1, 1, Class::Seen, 70),
+            Row::new(2, 0, Class::Positive, 60),
+            Row::new(3, 0, Class::Seen, 90),
+        ]);
+        assert_eq!(h.liked_times().collect::<Vec<_>>(), [(1, 70), (2, 60)]);
+        let (h, _) = h.with(Row::new(2, 0, Class::Positive, 80));
+        assert_eq!(h.liked_times().collect::<Vec<_>>(), [(1, 70), (2, 80)]);
+        let before_1970 = chrono::DateTime::from_timestamp(-5, 0).unwrap();
+        assert_eq!(Row::time_of(before_1970), 0);
+    }
+
+    #[test]
+    fn a_row_is_twelve_bytes() {
+        assert_eq!(std::mem::size_of::<Row>(), 12);
+        let r = Row::new(7, MAX_TYPES, Class::Negative, 0);
         assert_eq!(
             (r.item(), r.type_id(), r.class()),
             (7, MAX_TYPES, Class::Negative)

@@ -43,6 +43,10 @@ pub struct Snapshot {
     pub quality_weights: Vec<f32>,
     /// What `smart` gives a short history, chosen on the same validation split.
     pub short_route: smart::ShortRoute,
+    /// Recency inside a history: the half-life as a share of its length (`algo::recency`), when
+    /// validation rewarded it; what a request's liked items weigh in `quality`, `enhanced` and
+    /// `smart`.
+    pub history_half_life: Option<f64>,
     /// The scoring model of `enhanced`, fitted on the same validation split.
     pub ranker: enhanced::Ranker,
     /// The settings each model's search chose on the validation split, and how.
@@ -60,8 +64,8 @@ pub struct Snapshot {
 /// is not self-describing: another layout would decode into garbage).
 const MAGIC: &[u8; 8] = b"RECOSNAP";
 /// Bumped whenever `Snapshot`, a model it holds or the encoding changes shape (4: zstd; 5: EASE,
-/// popularity in the blend, smart's short route, the tuning report).
-pub const FORMAT: u32 = 5;
+/// popularity in the blend, smart's short route, the tuning report; 6: recency inside histories).
+pub const FORMAT: u32 = 6;
 /// zstd's level: its default, fast on factor matrices that compress little anyway.
 const LEVEL: i32 = 3;
 /// Room for the longest string a snapshot holds (an id, a category name, a step's name): postcard

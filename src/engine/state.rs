@@ -211,7 +211,12 @@ impl State {
             self.items_mut().get_mut(i).deleted = false;
         }
         let class = Class::from(self.policy.signal(&f.feedback_type, f.value));
-        let row = Row::new(i, self.type_id(&f.feedback_type), class);
+        let row = Row::new(
+            i,
+            self.type_id(&f.feedback_type),
+            class,
+            Row::time_of(f.timestamp),
+        );
         let user = &mut self.users[u];
         user.generation += 1;
         // The same key again updates its class: a rating may cross the threshold either way.
@@ -268,13 +273,13 @@ impl State {
             .is_some_and(|&i| self.items.get(i).is_some_and(|m| !m.deleted))
     }
 
-    /// An anonymous session's history from the item ids it touched (unknown ids are skipped).
-    /// Every item of a session counts as liked.
+    /// An anonymous session's history from the item ids it touched, oldest first (unknown ids
+    /// are skipped). Every item of a session counts as liked; its position is its time.
     pub fn session_history(&self, item_ids: &[String]) -> History {
-        let rows = item_ids
-            .iter()
-            .filter_map(|id| self.item_index.get(id.as_str()))
-            .map(|&i| Row::new(i, self.type_ids[SESSION], Class::Positive))
+        let rows = (0..)
+            .zip(item_ids)
+            .filter_map(|(at, id)| Some((at, *self.item_index.get(id.as_str())?)))
+            .map(|(at, i)| Row::new(i, self.type_ids[SESSION], Class::Positive, at))
             .collect();
         History::from_rows(rows)
     }

@@ -84,6 +84,26 @@ impl EvalData {
         }
     }
 
+    /// The times of user `u`'s training positives, aligned with the user's matrix row.
+    pub fn user_times(&self, u: usize) -> &[i64] {
+        &self.train_times[self.train.indptr[u]..self.train.indptr[u + 1]]
+    }
+
+    /// Weighs every user's row by recency at `half_life` (see `algo::recency`), in place: from
+    /// then on the matrix weighs histories as serving's requests do, so scoring (blend weights,
+    /// the ranker, `reco evaluate`'s engines) sees the same histories. Models fitted on the
+    /// matrix before are unaffected; fit none after.
+    pub fn weigh_histories(&mut self, half_life: f64) {
+        for u in 0..self.train.n_rows {
+            let span = self.train.indptr[u]..self.train.indptr[u + 1];
+            crate::algo::recency::weigh(
+                &self.train_times[span.clone()],
+                half_life,
+                &mut self.train.data[span],
+            );
+        }
+    }
+
     /// Validation data carved from the training part the way [`EvalData::validation`] says
     /// (per user by time, per user at random, or one time cut), keeping `fraction` of it for
     /// training. What every setting is chosen on, never the test part.

@@ -187,8 +187,12 @@ fn learn(
     content: algo::content::Content,
     steps: &Steps,
 ) -> Learned {
-    let inner = steps.time("validation split", || data.inner_split(0.8));
+    let mut inner = steps.time("validation split", || data.inner_split(0.8));
     let tuned = tune::tune(&inner, tuning.budget, tuning.half_life_days, steps);
+    // Every model is fitted: from here on the histories weigh as serving's will.
+    if let Some(half_life) = tuned.settings.history_half_life {
+        inner.weigh_histories(half_life);
+    }
     let members = Members {
         als: tuned.als,
         bpr: tuned.bpr,

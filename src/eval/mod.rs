@@ -53,6 +53,10 @@ pub const MODELS: [&str; 11] = [
     "smart",
 ];
 
+/// The models of [`MODELS`] that stand for the server's engines reading histories weighted by
+/// recency (`fast` takes its neighbours unweighted, as the server's does).
+const ENGINES: [&str; 3] = ["quality", "enhanced", "smart"];
+
 /// The tuning budget of `reco evaluate` unless told otherwise (the server's default).
 pub const DEFAULT_BUDGET: Duration = Duration::from_secs(20);
 
@@ -65,11 +69,22 @@ pub fn run(data: &EvalData, models: &[&str], k: usize, budget: Duration) -> Vec<
         short_route: None,
     };
     let fitted = Fitted::new(data, tuning);
+    // The engines see histories weighted by recency, as the server's requests do; the single
+    // models are the peers, scored as they are.
+    let weighted = fitted.learned.settings.history_half_life.map(|half_life| {
+        let mut weighted = data.clone();
+        weighted.weigh_histories(half_life);
+        weighted
+    });
     models
         .iter()
         .filter_map(|&name| {
             let (scorer, fit_seconds, setting) = fitted.model(name, data)?;
-            let metrics = evaluate(scorer.as_ref(), data, k);
+            let scored = match &weighted {
+                Some(w) if ENGINES.contains(&name) => w,
+                _ => data,
+            };
+            let metrics = evaluate(scorer.as_ref(), scored, k);
             Some(Report {
                 model: name.to_string(),
                 k,

@@ -61,7 +61,8 @@ impl Fitted {
         Some(text)
     }
 
-    /// `quality`'s weights, as the report shows them.
+    /// `quality`'s weights and the recency inside histories it reads with, as the report shows
+    /// them.
     fn weights(&self) -> String {
         let w = &self.learned.quality_weights;
         let parts: Vec<String> = QUALITY_MEMBERS
@@ -70,7 +71,8 @@ impl Fitted {
             .filter(|(_, w)| **w > 0.0)
             .map(|(m, w)| format!("{m} {w:.2}"))
             .collect();
-        format!("weights {}", parts.join(", "))
+        let history = self.chosen("history").unwrap_or_default();
+        format!("weights {}; history {history}", parts.join(", "))
     }
 
     /// The named model, the seconds its fit took, and its chosen setting; `None` for EASE when it

@@ -5,7 +5,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::data::EvalData;
-use crate::algo::{History, Scorer, ndcg_at};
+use crate::algo::{History, Scorer, ndcg_at, recency};
 
 /// Quality of one model on one split.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
@@ -34,7 +34,7 @@ pub fn evaluate(scorer: &dyn Scorer, data: &EvalData, k: usize) -> Metrics {
     let users: Vec<usize> = (0..data.train.n_rows)
         .filter(|&u| !data.test[u].is_empty())
         .collect();
-    let per_user = results(scorer, data, k, &users);
+    let per_user = results(scorer, data, k, &users, None);
     let evaluated = per_user.len().max(1) as f64;
     let mut recommended = vec![false; n_items];
     for r in &per_user {
@@ -56,18 +56,42 @@ pub fn evaluate(scorer: &dyn Scorer, data: &EvalData, k: usize) -> Metrics {
 /// Mean NDCG@10 over `users` (rows of `data` with test items): what tuning and the blend weights
 /// choose by on a validation split.
 pub fn validation_ndcg(scorer: &dyn Scorer, data: &EvalData, users: &[usize]) -> f64 {
-    let per_user = results(scorer, data, 10, users);
+    validation_ndcg_weighted(scorer, data, users, None)
+}
+
+/// [`validation_ndcg`] with each history weighted by recency at `history_half_life` (see
+/// `algo::recency`; `None`: as the matrix weighs it), without changing `data`.
+pub fn validation_ndcg_weighted(
+    scorer: &dyn Scorer,
+    data: &EvalData,
+    users: &[usize],
+    history_half_life: Option<f64>,
+) -> f64 {
+    let per_user = results(scorer, data, 10, users, history_half_life);
     per_user.iter().map(|r| r.ndcg).sum::<f64>() / per_user.len().max(1) as f64
 }
 
-/// Each of `users` ranked by `scorer` (the catalogue minus their training items) and scored.
-fn results(scorer: &dyn Scorer, data: &EvalData, k: usize, users: &[usize]) -> Vec<UserResult> {
+/// Each of `users` ranked by `scorer` (the catalogue minus their training items) and scored, their
+/// histories weighted by recency at `history_half_life` when given.
+fn results(
+    scorer: &dyn Scorer,
+    data: &EvalData,
+    k: usize,
+    users: &[usize],
+    history_half_life: Option<f64>,
+) -> Vec<UserResult> {
     users
         .par_iter()
         .map_init(
-            || vec![0f32; data.train.n_cols],
-            |scores, &u| {
-                let history = History::of(&data.train, u);
+            || (vec![0f32; data.train.n_cols], Vec::new()),
+            |(scores, weights), &u| {
+                let mut history = History::of(&data.train, u);
+                if let Some(half_life) = history_half_life {
+                    weights.clear();
+                    weights.extend_from_slice(history.weights);
+                    recency::weigh(data.user_times(u), half_life, weights);
+                    history.weights = weights;
+                }
                 scorer.score(Some(u), history, scores);
                 let top = scorer.rank(scores, history.items, k);
                 let test = &data.test[u];

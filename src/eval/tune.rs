@@ -24,12 +24,12 @@ use serde::{Deserialize, Serialize};
 mod grids;
 
 use grids::{
-    ALS_AXES, Axis, BPR_AXES, EASE_AXES, HALF_LIFE_AXES, ITEMKNN_AXES, als_params, bpr_params,
-    itemknn_params,
+    ALS_AXES, Axis, BPR_AXES, EASE_AXES, HALF_LIFE_AXES, HISTORY_AXES, ITEMKNN_AXES, als_params,
+    bpr_params, itemknn_params,
 };
 
 use super::data::EvalData;
-use super::score::validation_ndcg;
+use super::score::{validation_ndcg, validation_ndcg_weighted};
 use super::steps::Steps;
 use crate::algo::{self, Scorer, als, bpr, ease, itemknn, popularity};
 
@@ -43,6 +43,9 @@ pub struct Settings {
     pub ease_lambda: Option<f64>,
     /// Popularity's half-life in days; `None`: no decay.
     pub half_life_days: Option<f64>,
+    /// Recency inside a history: its half-life as a share of the history's length
+    /// (`algo::recency`); `None`: none.
+    pub history_half_life: Option<f64>,
 }
 
 impl Default for Settings {
@@ -53,6 +56,7 @@ impl Default for Settings {
             itemknn: Default::default(),
             ease_lambda: Some(ease::Params::default().lambda),
             half_life_days: Some(DEFAULT_HALF_LIFE_DAYS),
+            history_half_life: None,
         }
     }
 }
@@ -127,15 +131,15 @@ pub struct Searched<M> {
     pub choice: Choice,
 }
 
-/// The coordinate search (see the module docs) over `axes` for `model`, fitting with `fit` on the
-/// validation split `inner`; `None` when `fit` fits nothing at the start (EASE over its limit).
-fn search<M: Scorer>(
+/// The coordinate search (see the module docs) over `axes` for `model`, fitting with `fit` and
+/// scoring with `score` (NDCG@10 on the validation split); `None` when `fit` fits nothing at the
+/// start (EASE over its limit).
+fn search<M>(
     model: &str,
     axes: &[Axis],
-    inner: &EvalData,
-    users: &[usize],
     until: Instant,
     fit: impl Fn(&[f64]) -> Option<M>,
+    score: impl Fn(&M) -> f64,
 ) -> Option<Searched<M>> {
     let value_of =
         |at: &[usize]| -> Vec<f64> { at.iter().zip(axes).map(|(&i, a)| a.values[i]).collect() };
@@ -155,9 +159,8 @@ fn search<M: Scorer>(
             longest.as_secs_f64()
         ));
     } else {
-        let score = validation_ndcg(&model_fit, inner, users);
+        best = Some(score(&model_fit));
         longest = started.elapsed();
-        best = Some(score);
         'rounds: for _round in 0..2 {
             let mut moved = false;
             for d in 0..axes.len() {
@@ -182,16 +185,16 @@ fn search<M: Scorer>(
                     longest = longest.max(t.elapsed());
                     tried.push(point.clone());
                     let Some(m) = candidate else { continue };
-                    let score = validation_ndcg(&m, inner, users);
+                    let ndcg = score(&m);
                     longest = longest.max(t.elapsed());
-                    if best_here.as_ref().is_none_or(|(_, b, _)| score > *b) {
-                        best_here = Some((point, score, m));
+                    if best_here.as_ref().is_none_or(|(_, b, _)| ndcg > *b) {
+                        best_here = Some((point, ndcg, m));
                     }
                 }
-                if let Some((point, score, m)) = best_here
-                    && best.is_none_or(|b| score > b)
+                if let Some((point, ndcg, m)) = best_here
+                    && best.is_none_or(|b| ndcg > b)
                 {
-                    (model_fit, at, best, moved) = (m, point, Some(score), true);
+                    (model_fit, at, best, moved) = (m, point, Some(ndcg), true);
                 }
                 if stopped.is_some() {
                     break 'rounds;
@@ -221,6 +224,16 @@ fn search<M: Scorer>(
         model: model_fit,
         choice,
     })
+}
+
+/// A model's score in a search: NDCG@10 on the validation users of `inner`.
+fn ndcg<'a, M: Scorer>(inner: &'a EvalData, users: &'a [usize]) -> impl Fn(&M) -> f64 + 'a {
+    move |m| validation_ndcg(m, inner, users)
+}
+
+/// A value of a grid as a setting: `None` for infinity (no decay).
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
 }
 
 /// A value as a setting prints it: whole numbers without a fraction, no decay as `none`.
@@ -279,16 +292,24 @@ pub fn tune(
     let users = &users[..];
     let als_search = || {
         steps.time("validation als", || {
-            search("als", &ALS_AXES, inner, users, until, |v| {
-                Some(als::fit(&inner.train, als_params(v)))
-            })
+            search(
+                "als",
+                &ALS_AXES,
+                until,
+                |v| Some(als::fit(&inner.train, als_params(v))),
+                ndcg(inner, users),
+            )
         })
     };
     let bpr_search = || {
         steps.time("validation bpr", || {
-            search("bpr", &BPR_AXES, inner, users, until, |v| {
-                Some(bpr::fit(&inner.train, bpr_params(v)))
-            })
+            search(
+                "bpr",
+                &BPR_AXES,
+                until,
+                |v| Some(bpr::fit(&inner.train, bpr_params(v))),
+                ndcg(inner, users),
+            )
         })
     };
     // Cheapest and most telling for new users first: popularity's half-life, then item-to-item,
@@ -296,19 +317,30 @@ pub fn tune(
     let cheap = || {
         let recent = steps.time("validation popularity", || match fixed_half_life {
             Some(days) => fixed_recent(inner, days),
-            None => search("recent", &HALF_LIFE_AXES, inner, users, until_cheap, |v| {
-                Some(popularity_of(inner, v[0].is_finite().then_some(v[0])))
-            }),
+            None => search(
+                "recent",
+                &HALF_LIFE_AXES,
+                until_cheap,
+                |v| Some(popularity_of(inner, finite(v[0]))),
+                ndcg(inner, users),
+            ),
         });
         let knn = steps.time("validation item-to-item", || {
-            search("itemknn", &ITEMKNN_AXES, inner, users, until_cheap, |v| {
-                Some(itemknn::fit(&inner.train, itemknn_params(v)))
-            })
+            search(
+                "itemknn",
+                &ITEMKNN_AXES,
+                until_cheap,
+                |v| Some(itemknn::fit(&inner.train, itemknn_params(v))),
+                ndcg(inner, users),
+            )
         });
         let ease = steps.time("validation ease", || ease_search(inner, users, until_cheap));
-        (knn, recent, ease)
+        let history = steps.time("validation history recency", || {
+            history_search(knn.as_ref(), ease.as_ref().ok(), inner, users, until_cheap)
+        });
+        (knn, recent, ease, history)
     };
-    let (knn, recent, ease) = cheap();
+    let (knn, recent, ease, history) = cheap();
     let (als, bpr) = rayon::join(als_search, bpr_search);
     let (als, bpr, knn, recent) = (
         als.expect("ALS always fits"),
@@ -321,7 +353,8 @@ pub fn tune(
         bpr: bpr_params(&bpr.values),
         itemknn: itemknn_params(&knn.values),
         ease_lambda: ease.as_ref().ok().map(|e| e.values[0]),
-        half_life_days: Some(recent.values[0]).filter(|d| d.is_finite()),
+        half_life_days: finite(recent.values[0]),
+        history_half_life: finite(history.values[0]),
     };
     let mut choices = vec![als.choice, bpr.choice, knn.choice, recent.choice];
     match &ease {
@@ -334,6 +367,7 @@ pub fn tune(
             stopped: Some(why.clone()),
         }),
     }
+    choices.push(history.choice);
     for c in &choices {
         tracing::info!(
             model = c.model,
@@ -395,17 +429,40 @@ fn ease_search(
             ease_seconds(n)
         )
     } else {
-        let searched = search("ease", &EASE_AXES, inner, users, until, |v| {
+        let fit = |v: &[f64]| {
             let params = ease::Params {
                 lambda: v[0],
                 ..Default::default()
             };
             ease::fit(&inner.train, params)
-        });
+        };
+        let searched = search("ease", &EASE_AXES, until, fit, ndcg(inner, users));
         return searched.ok_or_else(|| "the fit declined the catalogue".to_string());
     };
     tracing::info!(reason = why, "EASE not used");
     Err(why)
+}
+
+/// Recency inside histories (`algo::recency`): the half-life with the best NDCG@10 on validation
+/// for the better history model of the two (EASE, when fitted and not behind item-to-item; else
+/// item-to-item). Each value costs one scoring pass, no fit.
+fn history_search(
+    knn: Option<&Searched<itemknn::ItemKnn>>,
+    ease: Option<&Searched<ease::Ease>>,
+    inner: &EvalData,
+    users: &[usize],
+    until: Instant,
+) -> Searched<f64> {
+    let ndcg_of = |s: Option<&Choice>| s.and_then(|c| c.validation_ndcg).unwrap_or(0.0);
+    let model: &dyn Scorer = match (ease, knn) {
+        (Some(e), Some(k)) if ndcg_of(Some(&e.choice)) >= ndcg_of(Some(&k.choice)) => &e.model,
+        (_, Some(k)) => &k.model,
+        (Some(e), None) => &e.model,
+        (None, None) => unreachable!("item-to-item always fits"),
+    };
+    let score = |h: &f64| validation_ndcg_weighted(model, inner, users, finite(*h));
+    search("history", &HISTORY_AXES, until, |v| Some(v[0]), score)
+        .expect("the half-life is its own fit")
 }
 
 #[cfg(test)]

@@ -68,6 +68,7 @@ pub fn fit(data: TrainingData, version: u64, tuning: eval::Tuning) -> Snapshot {
         ease,
         quality_weights: learned.quality_weights,
         short_route: learned.short_route,
+        history_half_life: learned.settings.history_half_life,
         ranker: learned.ranker,
         tuning: learned.choices,
         fit_seconds: started.elapsed().as_secs_f64(),

@@ -34,7 +34,7 @@ async fn training_reports_the_settings_it_chose() {
     .await;
     let trained = app.train().await;
     let settings = trained["settings"].as_array().unwrap();
-    for model in ["als", "bpr", "itemknn", "recent", "ease"] {
+    for model in ["als", "bpr", "itemknn", "recent", "ease", "history"] {
         let chosen = settings.iter().find(|c| c["model"] == model);
         let chosen = chosen.unwrap_or_else(|| panic!("{model} in {trained}"));
         assert!(chosen["setting"].as_str().unwrap().len() > 3, "{chosen}");
@@ -231,4 +231,61 @@ async fn items_past_their_time_to_live_are_not_recommended() {
         200,
         "expired items are still stored"
     );
+}
+
+/// Four groups of 20 items; each of 60 users likes ten items of one group, then five of another
+/// (five users for each ordered pair of groups), an hour apart: a user's next items are in the
+/// group of their newest. Training chooses recency inside histories on its validation split, and
+/// serving weighs a history's newest items most: the same session in two orders gets two lists,
+/// each led by the group it touched last, though ten of its fifteen items are of the first group.
+#[tokio::test]
+async fn the_newest_items_of_a_history_weigh_most_when_training_chose_recency() {
+    let app = spawn_app_with(Backend::Sqlite, |c| {
+        c.recommend.train_interval = 3600.0;
+        c.recommend.tuning_budget = 30.0;
+    })
+    .await;
+    let item = |g: usize, k: usize| format!("g{g}-{k}");
+    let items: Vec<Value> = (0..4)
+        .flat_map(|g| (0..20).map(move |k| json!({"id": item(g, k)})))
+        .collect();
+    assert_eq!(app.post("/api/items/batch", json!(items)).await.0, 200);
+    let start = chrono::Utc::now() - chrono::Duration::days(30);
+    let pairs = (0..4).flat_map(|a| (0..4).filter(move |&b| b != a).map(move |b| (a, b)));
+    let mut feedback = Vec::new();
+    for (p, (a, b)) in pairs.enumerate() {
+        for u in p * 5..p * 5 + 5 {
+            let first = (0..10).map(|k| item(a, (u + k) % 20));
+            let then = (0..5).map(|k| item(b, (u + k) % 20));
+            for (t, i) in first.chain(then).enumerate() {
+                let at = start + chrono::Duration::hours(t as i64);
+                feedback.push(json!({"user_id": format!("u{u}"), "item_id": i,
+                    "type": "like", "timestamp": at.to_rfc3339()}));
+            }
+        }
+    }
+    assert_eq!(app.post("/api/feedback", json!(feedback)).await.0, 200);
+    let trained = app.train().await;
+    let history = trained["settings"].as_array().unwrap().iter();
+    let history = history.clone().find(|c| c["model"] == "history");
+    let history = history.unwrap_or_else(|| panic!("{trained}"));
+    assert_ne!(history["setting"], "half_life_share none", "{trained}");
+
+    let older: Vec<String> = (0..10).map(|k| item(0, k)).collect();
+    let newer: Vec<String> = (0..5).map(|k| item(1, k)).collect();
+    let leading_group = |order: Vec<String>| {
+        let app = &app;
+        async move {
+            let body = json!({"items": order, "n": 5, "engine": "quality"});
+            let (s, rec) = app.post("/api/recommend/session", body).await;
+            assert_eq!(s, 200, "{rec}");
+            let groups: Vec<String> = ids(&rec).iter().map(|i| i[..2].to_string()).collect();
+            let count = |g: &str| groups.iter().filter(|x| *x == g).count();
+            (count("g0"), count("g1"), rec)
+        }
+    };
+    let (g0, g1, rec) = leading_group([older.clone(), newer.clone()].concat()).await;
+    assert!(g1 > g0, "group 1 touched last leads: {rec}");
+    let (g0, g1, rec) = leading_group([newer, older].concat()).await;
+    assert!(g0 > g1, "group 0 touched last leads: {rec}");
 }

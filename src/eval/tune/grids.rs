@@ -71,6 +71,14 @@ pub const HALF_LIFE_AXES: [Axis; 1] = [Axis {
     start: 4,
 }];
 
+/// Half-lives of recency inside a history, as shares of its length (`algo::recency`); infinite:
+/// every entry weighs alike, where the search starts.
+pub const HISTORY_AXES: [Axis; 1] = [Axis {
+    name: "half_life_share",
+    values: &[0.025, 0.05, 0.1, 0.2, 0.4, 0.8, f64::INFINITY],
+    start: 6,
+}];
+
 /// ALS's parameters at the values of [`ALS_AXES`], the rest at their defaults.
 pub fn als_params(v: &[f64]) -> als::Params {
     als::Params {

@@ -52,6 +52,55 @@ fn the_half_life_is_chosen_on_validation() {
     assert!(chosen.ndcg > all_time.ndcg, "{chosen:?} vs {all_time:?}");
 }
 
+/// Four groups of ten items; each user likes five items of one group, then ten of another (five
+/// users for each ordered pair of groups): a user's next items are in the group of their newest.
+fn drifting_taste() -> EvalData {
+    let catalogue: Vec<String> = (0..40).map(|i| i.to_string()).collect();
+    let mut positives = Vec::new();
+    let pairs = (0..4).flat_map(|a| (0..4).filter(move |&b| b != a).map(move |b| (a, b)));
+    for (p, (a, b)) in pairs.enumerate() {
+        for u in p * 5..p * 5 + 5 {
+            let picks = (0..5).map(|k| a * 10 + (u + k) % 10);
+            let later = (0..10).map(|k| b * 10 + k);
+            for (t, item) in picks.chain(later).enumerate() {
+                positives.push(Positive {
+                    user: format!("u{u}"),
+                    item: item.to_string(),
+                    timestamp: t as i64 * 3_600,
+                });
+            }
+        }
+    }
+    split(&catalogue, positives, 0.8, Split::Temporal)
+}
+
+/// Recency inside histories is chosen on the validation split when a user's newest items predict
+/// their next ones, and weighing histories by it then beats weighing them alike on the test.
+#[test]
+fn recency_inside_histories_is_chosen_on_validation() {
+    let data = drifting_taste();
+    let inner = data.inner_split(0.8);
+    let tuned = tune(
+        &inner,
+        Budget(Duration::from_secs(600)),
+        None,
+        &Steps::default(),
+    );
+    let half_life = tuned.settings.history_half_life.expect("recency wins here");
+    let history = tuned.choices.iter().find(|c| c.model == "history").unwrap();
+    assert!(
+        history.tried >= 2 && history.stopped.is_none(),
+        "{history:?}"
+    );
+
+    let knn = itemknn::fit(&data.train, tuned.settings.itemknn);
+    let plain = evaluate(&knn, &data, 10);
+    let mut weighted = data.clone();
+    weighted.weigh_histories(half_life);
+    let recent = evaluate(&knn, &weighted, 10);
+    assert!(recent.ndcg > plain.ndcg, "{recent:?} vs {plain:?}");
+}
+
 /// With no budget every model keeps its default and says why; a configured half-life is used as
 /// given, not searched.
 #[test]
@@ -71,8 +120,9 @@ fn no_budget_keeps_every_default_and_says_so() {
     assert_eq!(tuned.settings.bpr.learning_rate, defaults.bpr.learning_rate);
     assert_eq!(tuned.settings.itemknn.k, defaults.itemknn.k);
     assert_eq!(tuned.settings.half_life_days, None, "configured: no decay");
+    assert_eq!(tuned.settings.history_half_life, None);
     assert!(tuned.ease.is_none(), "EASE needs some budget");
-    for model in ["als", "bpr", "itemknn"] {
+    for model in ["als", "bpr", "itemknn", "history"] {
         let c = tuned.choices.iter().find(|c| c.model == model).unwrap();
         assert_eq!((c.tried, c.validation_ndcg), (0, None), "{c:?}");
         assert!(
@@ -91,15 +141,20 @@ fn ties_keep_the_default() {
     let inner = shifting_taste().inner_split(0.8);
     let users = algo::validation_users(&inner.train, &inner.test, MAX_USERS);
     let far = Instant::now() + Duration::from_secs(600);
-    let searched = search("itemknn", &ITEMKNN_AXES[..1], &inner, &users, far, |v| {
-        Some(itemknn::fit(
-            &inner.train,
-            itemknn::Params {
-                k: v[0] as usize,
-                shrinkage: 10.0,
-            },
-        ))
-    })
+    let fit = |v: &[f64]| {
+        let params = itemknn::Params {
+            k: v[0] as usize,
+            shrinkage: 10.0,
+        };
+        Some(itemknn::fit(&inner.train, params))
+    };
+    let searched = search(
+        "itemknn",
+        &ITEMKNN_AXES[..1],
+        far,
+        fit,
+        ndcg(&inner, &users),
+    )
     .unwrap();
     assert_eq!(searched.values, vec![100.0]);
     assert_eq!(searched.choice.tried, 5, "every value once, one round");
