@@ -62,6 +62,19 @@ pub struct Als {
 
 /// Fits on a users × items matrix.
 pub fn fit(user_items: &Csr, params: Params) -> Als {
+    fit_from(user_items, params, None)
+}
+
+/// Sweeps of a fit that starts from another fit's item factors: training's final fit starts from
+/// the validation fit's (the same settings on 80% of the data). On MovieLens-100K 8 sweeps
+/// scored as well as 15 from scratch on three splits (5 lost 0.004 NDCG@10 on one), and at ten
+/// million interactions they save a third of training.
+pub const WARM_ITERATIONS: usize = 8;
+
+/// Fits on a users × items matrix, starting from the item factors `warm` of another fit when
+/// they have this catalogue's shape (then [`WARM_ITERATIONS`] sweeps, at most
+/// `params.iterations`).
+pub fn fit_from(user_items: &Csr, params: Params, warm: Option<&[f32]>) -> Als {
     let k = params.factors;
     let item_users = user_items.transpose();
     let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
@@ -71,8 +84,11 @@ pub fn fit(user_items: &Csr, params: Params) -> Als {
             .collect()
     };
     let mut users = init(user_items.n_rows);
-    let mut items = init(user_items.n_cols);
-    for _ in 0..params.iterations {
+    let (mut items, iterations) = match warm.filter(|w| w.len() == user_items.n_cols * k) {
+        Some(w) => (w.to_vec(), params.iterations.min(WARM_ITERATIONS)),
+        None => (init(user_items.n_cols), params.iterations),
+    };
+    for _ in 0..iterations {
         sweep(user_items, &mut users, &items, &params);
         sweep(&item_users, &mut items, &users, &params);
     }

@@ -88,15 +88,24 @@ pub fn fit(user_items: &Csr, params: Params) -> Option<Ease> {
     Some(Ease { n, weights })
 }
 
-/// Most history items a score sums rows of (the first ones given): a request's work stays at
-/// most this many catalogue-long rows, however long the history.
+/// Most history items a score sums rows of (the heaviest: under recency, the newest): a request's
+/// work stays at most this many catalogue-long rows, however long the history.
 pub const MAX_HISTORY: usize = 1000;
 
 impl Scorer for Ease {
     fn score(&self, _user: Option<usize>, history: History<'_>, scores: &mut [f32]) {
         scores.fill(0.0);
-        let rows = history.items.iter().zip(history.weights).take(MAX_HISTORY);
-        for (&i, &x) in rows {
+        let mut rows: Vec<(u32, f32)> = history
+            .items
+            .iter()
+            .copied()
+            .zip(history.weights.iter().copied())
+            .collect();
+        if rows.len() > MAX_HISTORY {
+            rows.select_nth_unstable_by(MAX_HISTORY, |a, b| b.1.total_cmp(&a.1));
+            rows.truncate(MAX_HISTORY);
+        }
+        for (i, x) in rows {
             for (s, &w) in scores.iter_mut().zip(self.row(i)) {
                 *s += x * w;
             }
@@ -129,5 +138,30 @@ mod tests {
             ..Params::default()
         };
         assert!(fit(&ui, small).is_none(), "over the catalogue limit");
+    }
+
+    /// Past [`MAX_HISTORY`] items, the heaviest rows are summed: the newest under recency.
+    #[test]
+    fn a_long_history_sums_its_heaviest_rows() {
+        let n = MAX_HISTORY + 2;
+        let mut weights = vec![0f32; n * n];
+        // Item `i` adds 1 to item `i + 1`'s score.
+        for i in 0..n - 1 {
+            weights[i * n + i + 1] = 1.0;
+        }
+        let model = Ease { n, weights };
+        let items: Vec<u32> = (0..n as u32).collect();
+        // The two lightest rows are items 0's and 1's: they are dropped, so items 1 and 2 get
+        // nothing; the other 1,000 are summed (the last item adds to none).
+        let mut w: Vec<f32> = vec![1.0; n];
+        (w[0], w[1]) = (0.5, 0.6);
+        let mut scores = vec![0f32; n];
+        let history = History {
+            items: &items,
+            weights: &w,
+        };
+        model.score(None, history, &mut scores);
+        assert_eq!(&scores[..4], [0.0, 0.0, 0.0, 1.0]);
+        assert_eq!(scores.iter().filter(|s| **s > 0.0).count(), MAX_HISTORY - 1);
     }
 }

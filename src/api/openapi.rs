@@ -362,7 +362,7 @@ fn schemas() -> Value {
     // The training job's schema is its own value: inside the one `json!` below it would pass the
     // macro's recursion limit.
     let settings = json!({ "type": "array",
-        "description": "each model's settings, chosen on the validation split within recommend.tuning_budget",
+        "description": "each model's settings, chosen on the validation split within recommend.tuning_budget (model \"history\": recency inside a user's history, its half-life as a share of the history)",
         "items": { "type": "object", "properties": {
             "model": { "type": "string" }, "setting": { "type": "string" },
             "validation_ndcg": { "type": ["number", "null"] }, "tried": { "type": "integer" },

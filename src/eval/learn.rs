@@ -32,17 +32,23 @@ pub struct Members {
 impl Members {
     /// Fits every model on `data` with `settings`, the interaction models in parallel; content
     /// depends only on the items' text, so a fit on the same catalogue is reused (on 100,000
-    /// items it is the slowest model). `steps` times each fit.
+    /// items it is the slowest model). ALS starts from `warm_als`, item factors of a fit with the
+    /// same settings, when given (`als::fit_from`). `steps` times each fit.
     pub fn fit(
         data: &EvalData,
         content: algo::content::Content,
         settings: &Settings,
+        warm_als: Option<&[f32]>,
         steps: &Steps,
     ) -> Members {
         let ((als, bpr), (itemknn, ease)) = rayon::join(
             || {
                 rayon::join(
-                    || steps.time("als", || algo::als::fit(&data.train, settings.als)),
+                    || {
+                        steps.time("als", || {
+                            algo::als::fit_from(&data.train, settings.als, warm_als)
+                        })
+                    },
                     || steps.time("bpr", || algo::bpr::fit(&data.train, settings.bpr)),
                 )
             },
@@ -158,9 +164,9 @@ pub struct Learned {
 }
 
 /// Chooses the settings and learns `quality`'s weights and (with `ranker`) `enhanced`'s scoring
-/// model on a validation split of `data`'s training part, then fits the members on all of it.
-/// Content depends only on the catalogue's text, so it is fitted once for both. `steps` times
-/// each step.
+/// model on a validation split of `data`'s training part, then fits the members on all of it
+/// (ALS from the validation fit's item factors). Content depends only on the catalogue's text,
+/// so it is fitted once for both. `steps` times each step.
 ///
 /// One after the other, each with rayon inside: the validation models are dropped before the final
 /// ones exist. At a million users each factor model holds a quarter of a gigabyte, and the two sets
@@ -174,19 +180,20 @@ pub fn fit_and_learn(
     let content = steps.time("content", || {
         algo::content::fit(&data.item_texts, Default::default())
     });
-    let learned = learn(data, ranker, tuning, content.clone(), steps);
-    let members = Members::fit(data, content, &learned.settings, steps);
+    let (learned, warm) = learn(data, ranker, tuning, content.clone(), steps);
+    let members = Members::fit(data, content, &learned.settings, Some(&warm), steps);
     (members, learned)
 }
 
-/// Tunes and learns on the validation split, with the content model already fitted.
+/// Tunes and learns on the validation split, with the content model already fitted; returns
+/// what is learned and the validation ALS fit's item factors.
 fn learn(
     data: &EvalData,
     ranker: bool,
     tuning: Tuning,
     content: algo::content::Content,
     steps: &Steps,
-) -> Learned {
+) -> (Learned, Vec<f32>) {
     let mut inner = steps.time("validation split", || data.inner_split(0.8));
     let tuned = tune::tune(&inner, tuning.budget, tuning.half_life_days, steps);
     // Every model is fitted: from here on the histories weigh as serving's will.
@@ -234,13 +241,14 @@ fn learn(
         ranker = ?ranker.weights,
         "learned on the validation split"
     );
-    Learned {
+    let learned = Learned {
         settings: tuned.settings,
         choices: tuned.choices,
         quality_weights,
         short_route,
         ranker,
-    }
+    };
+    (learned, members.als.item_factors)
 }
 
 /// `quality`'s blend (relevance order) over `members` with `weights`.

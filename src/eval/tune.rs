@@ -9,13 +9,17 @@
 //! so ties keep the default. (Stepping only while each step improves stopped short: ALS's
 //! regularisation falls from 0.05 to 0.5 on MovieLens before it rises at 10.)
 //!
+//! Besides each model's own settings it chooses recency inside histories (`algo::recency`): how
+//! much more a user's newest items weigh, scored on the better of item-to-item and EASE.
+//!
 //! The budget is wall-clock time for the whole search: the cheap models (popularity's half-life,
-//! item-to-item, EASE) search first within half of it, then ALS and BPR side by side until its
-//! end. A further setting is tried only while the longest fit-and-score of that model so far
-//! still ends within the budget, so at ten million interactions, where one ALS fit takes longer
-//! than the default budget, the defaults stay (and the report says so) without costing more than
-//! the one fit validation always needed. The default setting's fit is needed anyway (the blend
-//! weights are learned on it); it is scored only when a second setting can follow.
+//! item-to-item, EASE, then recency inside histories) search first within half of it, then ALS
+//! and BPR side by side until its end. A further setting is tried only while the longest
+//! fit-and-score of that model so far still ends within the budget, so at ten million
+//! interactions, where one ALS fit takes longer than the default budget, the defaults stay (and the
+//! report says so) without costing more than the one fit validation always needed. The default
+//! setting's fit is needed anyway (the blend weights are learned on it); it is scored only when a
+//! second setting can follow.
 
 use std::time::{Duration, Instant};
 
@@ -333,19 +337,19 @@ pub fn tune(
                 |v| Some(itemknn::fit(&inner.train, itemknn_params(v))),
                 ndcg(inner, users),
             )
+            .expect("item-to-item always fits")
         });
         let ease = steps.time("validation ease", || ease_search(inner, users, until_cheap));
         let history = steps.time("validation history recency", || {
-            history_search(knn.as_ref(), ease.as_ref().ok(), inner, users, until_cheap)
+            history_search(&knn, ease.as_ref().ok(), inner, users, until_cheap)
         });
         (knn, recent, ease, history)
     };
     let (knn, recent, ease, history) = cheap();
     let (als, bpr) = rayon::join(als_search, bpr_search);
-    let (als, bpr, knn, recent) = (
+    let (als, bpr, recent) = (
         als.expect("ALS always fits"),
         bpr.expect("BPR always fits"),
-        knn.expect("item-to-item always fits"),
         recent.expect("popularity always fits"),
     );
     let settings = Settings {
@@ -447,18 +451,16 @@ fn ease_search(
 /// for the better history model of the two (EASE, when fitted and not behind item-to-item; else
 /// item-to-item). Each value costs one scoring pass, no fit.
 fn history_search(
-    knn: Option<&Searched<itemknn::ItemKnn>>,
+    knn: &Searched<itemknn::ItemKnn>,
     ease: Option<&Searched<ease::Ease>>,
     inner: &EvalData,
     users: &[usize],
     until: Instant,
 ) -> Searched<f64> {
-    let ndcg_of = |s: Option<&Choice>| s.and_then(|c| c.validation_ndcg).unwrap_or(0.0);
-    let model: &dyn Scorer = match (ease, knn) {
-        (Some(e), Some(k)) if ndcg_of(Some(&e.choice)) >= ndcg_of(Some(&k.choice)) => &e.model,
-        (_, Some(k)) => &k.model,
-        (Some(e), None) => &e.model,
-        (None, None) => unreachable!("item-to-item always fits"),
+    let ndcg = |c: &Choice| c.validation_ndcg.unwrap_or(0.0);
+    let model: &dyn Scorer = match ease {
+        Some(e) if ndcg(&e.choice) >= ndcg(&knn.choice) => &e.model,
+        _ => &knn.model,
     };
     let score = |h: &f64| validation_ndcg_weighted(model, inner, users, finite(*h));
     search("history", &HISTORY_AXES, until, |v| Some(v[0]), score)
