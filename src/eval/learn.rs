@@ -169,7 +169,7 @@ pub struct Learned {
 /// so it is fitted once for both. `steps` times each step.
 ///
 /// One after the other, each with rayon inside: the validation models are dropped before the final
-/// ones exist. At a million users each factor model holds a quarter of a gigabyte, and the two sets
+/// ones exist (all but ALS's item factors, a few megabytes, which the final fit starts from). At a million users each factor model holds a quarter of a gigabyte, and the two sets
 /// side by side were most of training's peak memory; in turn, they take the same time on two cores.
 pub fn fit_and_learn(
     data: &EvalData,

@@ -24,22 +24,28 @@ fn shifting_taste() -> EvalData {
     split(&catalogue, positives, 0.8, Split::Temporal)
 }
 
+/// Every setting searched on a validation split of `data` with a budget no search here reaches.
+fn converged(data: &EvalData) -> Tuned {
+    let inner = data.inner_split(0.8);
+    let budget = Budget(Duration::from_secs(600));
+    tune(&inner, budget, None, &Steps::default())
+}
+
+/// The report of `model`'s search.
+fn choice<'a>(tuned: &'a Tuned, model: &str) -> &'a Choice {
+    tuned.choices.iter().find(|c| c.model == model).unwrap()
+}
+
 /// Popularity's half-life is chosen on the validation split: a decay wins when recent likes
 /// predict the test, and it then beats all-time popularity on the test itself. The choice is
 /// reported with its validation score.
 #[test]
 fn the_half_life_is_chosen_on_validation() {
     let data = shifting_taste();
-    let inner = data.inner_split(0.8);
-    let tuned = tune(
-        &inner,
-        Budget(Duration::from_secs(600)),
-        None,
-        &Steps::default(),
-    );
+    let tuned = converged(&data);
     let days = tuned.settings.half_life_days.expect("a decay wins here");
     assert!(days <= 90.0, "{days}");
-    let recent = tuned.choices.iter().find(|c| c.model == "recent").unwrap();
+    let recent = choice(&tuned, "recent");
     assert!(
         recent.validation_ndcg.is_some() && recent.tried >= 2,
         "{recent:?}"
@@ -79,15 +85,9 @@ fn drifting_taste() -> EvalData {
 #[test]
 fn recency_inside_histories_is_chosen_on_validation() {
     let data = drifting_taste();
-    let inner = data.inner_split(0.8);
-    let tuned = tune(
-        &inner,
-        Budget(Duration::from_secs(600)),
-        None,
-        &Steps::default(),
-    );
+    let tuned = converged(&data);
     let half_life = tuned.settings.history_half_life.expect("recency wins here");
-    let history = tuned.choices.iter().find(|c| c.model == "history").unwrap();
+    let history = choice(&tuned, "history");
     assert!(
         history.tried >= 2 && history.stopped.is_none(),
         "{history:?}"
@@ -123,14 +123,14 @@ fn no_budget_keeps_every_default_and_says_so() {
     assert_eq!(tuned.settings.history_half_life, None);
     assert!(tuned.ease.is_none(), "EASE needs some budget");
     for model in ["als", "bpr", "itemknn", "history"] {
-        let c = tuned.choices.iter().find(|c| c.model == model).unwrap();
+        let c = choice(&tuned, model);
         assert_eq!((c.tried, c.validation_ndcg), (0, None), "{c:?}");
         assert!(
             c.stopped.as_deref().unwrap().contains("kept the default"),
             "{c:?}"
         );
     }
-    let ease = tuned.choices.iter().find(|c| c.model == "ease").unwrap();
+    let ease = choice(&tuned, "ease");
     assert_eq!(ease.setting, "not used");
 }
 
