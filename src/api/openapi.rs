@@ -399,7 +399,8 @@ fn schemas() -> Value {
             "route": { "type": "string", "enum": ["new_user", "short_history", "established"] },
             "variant": { "type": "string" }, "cached": { "type": "boolean" }, "fallback": { "type": "boolean" },
             "items": { "type": "array", "items": { "type": "object", "properties": {
-                "id": { "type": "string" }, "score": { "type": "number" }, "reason": { "type": "string" } } } } } },
+                "id": { "type": "string" }, "score": { "type": "number" }, "reason": { "type": "string" },
+                "reason_item": { "type": "string", "description": "id of the item the reason names by its title" } } } } } },
         "SessionRequest": { "type": "object", "required": ["items"], "additionalProperties": false, "properties": {
             "items": { "type": "array", "items": id, "maxItems": 1000 },
             "n": { "type": "integer", "minimum": 1, "maximum": 1000 },
@@ -409,7 +410,8 @@ fn schemas() -> Value {
         "Similar": { "type": "object", "properties": {
             "item_id": { "type": "string" },
             "items": { "type": "array", "items": { "type": "object", "properties": {
-                "id": { "type": "string" }, "score": { "type": "number" }, "reason": { "type": "string" } } } } } },
+                "id": { "type": "string" }, "score": { "type": "number" }, "reason": { "type": "string" },
+                "reason_item": { "type": "string", "description": "id of the item the reason names by its title" } } } } } },
         "Upserted": count("upserted"),
         "Inserted": count("inserted"),
         "Deleted": count("deleted"),

@@ -10,7 +10,7 @@ use foldhash::fast::RandomState;
 use super::history::History;
 use super::items::{ItemMeta, Items};
 use super::ranking::Ranking;
-use super::request::{Query, Scored};
+use super::request::{Query, Reason, Scored};
 use super::snapshot::Snapshot;
 use crate::algo;
 
@@ -70,7 +70,7 @@ impl<'a> Asked<'a> {
         &self,
         parts: &[&[u32]],
         q: &Query<'_>,
-        score: impl Fn(u32, &ItemMeta) -> (f64, String),
+        score: impl Fn(u32, &ItemMeta) -> (f64, Reason),
     ) -> Vec<Scored> {
         let order = parts.iter().flat_map(|p| p.iter().copied());
         self.pick_from(self.then_popular(order), q, score)
@@ -101,7 +101,7 @@ impl<'a> Asked<'a> {
         &self,
         order: impl IntoIterator<Item = u32>,
         q: &Query<'_>,
-        score: impl Fn(u32, &ItemMeta) -> (f64, String),
+        score: impl Fn(u32, &ItemMeta) -> (f64, Reason),
     ) -> Vec<Scored> {
         self.s.pick(order, q, |i| self.seen(i), score)
     }

@@ -228,8 +228,8 @@ fn answers(
             };
             s.scored(i, q, |_, _| {
                 let reason = match source {
-                    Some(j) => format!("because you liked {}", s.item_id(j)),
-                    None => "trending".to_string(),
+                    Some(j) => s.because_liked(j),
+                    None => "trending".into(),
                 };
                 (score(i) as f64, reason)
             })

@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use foldhash::fast::RandomState;
 use std::sync::Arc;
 
-use super::request::{Query, Scored};
+use super::request::{Query, Reason, Scored};
 
 /// Entries per chunk: a change copies at most this many while requests hold the old catalogue.
 const CHUNK: usize = 1024;
@@ -22,6 +22,8 @@ const CHUNK: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct ItemMeta {
     pub id: Arc<str>,
+    /// What a reason calls the item ("because you liked <title>"); `None`: its id.
+    pub title: Option<Arc<str>>,
     /// Shared names: the state keeps one `Arc` per name (one allocation per name, not per item).
     pub categories: Box<[Arc<str>]>,
     /// The categories as a bit set over the catalogue's numbering of names (the first 64 names
@@ -74,6 +76,30 @@ impl Items {
         self.get(idx).map(|m| &*m.id).unwrap_or("")
     }
 
+    /// What a reason calls item `idx`: its title, or its id when it has none.
+    pub fn item_name(&self, idx: u32) -> &str {
+        let meta = self.get(idx);
+        meta.and_then(|m| m.title.as_deref())
+            .unwrap_or_else(|| self.item_id(idx))
+    }
+
+    /// "because you liked <item `j`>", naming item `j`.
+    pub fn because_liked(&self, j: u32) -> Reason {
+        self.naming(j, "because you liked")
+    }
+
+    /// "similar to <item `j`>", naming item `j`.
+    pub fn similar_to(&self, j: u32) -> Reason {
+        self.naming(j, "similar to")
+    }
+
+    fn naming(&self, j: u32, words: &str) -> Reason {
+        Reason {
+            text: format!("{words} {}", self.item_name(j)),
+            item: self.get(j).map(|m| m.id.clone()),
+        }
+    }
+
     pub fn item_categories(&self, idx: u32) -> &[Arc<str>] {
         self.get(idx).map(|m| &*m.categories).unwrap_or(&[])
     }
@@ -84,7 +110,7 @@ impl Items {
         order: impl IntoIterator<Item = u32>,
         q: &Query<'_>,
         seen: impl Fn(u32) -> bool,
-        score: impl Fn(u32, &ItemMeta) -> (f64, String),
+        score: impl Fn(u32, &ItemMeta) -> (f64, Reason),
     ) -> Vec<Scored> {
         self.pick_indices(order, q, seen)
             .into_iter()
@@ -124,19 +150,20 @@ impl Items {
         &self,
         idx: u32,
         q: &Query<'_>,
-        score: impl Fn(u32, &ItemMeta) -> (f64, String),
+        score: impl Fn(u32, &ItemMeta) -> (f64, Reason),
     ) -> Scored {
         let meta = self.get(idx).expect("an index from this catalogue");
-        let (score, reason) = score(idx, meta);
-        let reason = if q.categories.len() == 1 && reason == "popular" {
+        let (score, Reason { text, item }) = score(idx, meta);
+        let reason = if q.categories.len() == 1 && text == "popular" {
             format!("popular in {}", q.categories[0])
         } else {
-            reason
+            text
         };
         Scored {
             id: meta.id.clone(),
             score,
             reason,
+            reason_item: item,
         }
     }
 }
@@ -181,6 +208,7 @@ mod tests {
     fn meta(i: usize) -> ItemMeta {
         ItemMeta {
             id: Arc::from(format!("i{i}")),
+            title: None,
             categories: Box::new([]),
             category_bits: Some(0),
             hidden: false,
@@ -213,5 +241,22 @@ mod tests {
         );
         assert!(items.get(3 * CHUNK as u32).is_none());
         assert_eq!(items.iter().count(), 3 * CHUNK);
+    }
+
+    /// A reason names an item by its title and links it by its id; without a title, by its id.
+    #[test]
+    fn a_reason_names_an_item_by_its_title() {
+        let mut items = Items::default();
+        items.push(meta(0));
+        items.push(ItemMeta {
+            title: Some(Arc::from("Star Wars (1977)")),
+            ..meta(1)
+        });
+        let titled = items.because_liked(1);
+        assert_eq!(titled.text, "because you liked Star Wars (1977)");
+        assert_eq!(titled.item.as_deref(), Some("i1"));
+        let untitled = items.similar_to(0);
+        assert_eq!(untitled.text, "similar to i0");
+        assert_eq!(untitled.item.as_deref(), Some("i0"));
     }
 }

@@ -344,7 +344,7 @@ impl Engine {
             ranking.latest.iter().copied(),
             q,
             |_| false,
-            |_, meta| (meta.timestamp_ms as f64 / 1000.0, "latest".to_string()),
+            |_, meta| (meta.timestamp_ms as f64 / 1000.0, "latest".into()),
         )
     }
 }
@@ -419,7 +419,7 @@ fn popular_for(s: &Items, seen: Option<&History>, ranking: &Ranking, q: &Query<'
         ranking.popular.iter().copied(),
         q,
         |i| seen.is_some_and(|h| h.contains(i)),
-        |i, _| (ranking.popularity(i), "popular".to_string()),
+        |i, _| (ranking.popularity(i), "popular".into()),
     )
 }
 

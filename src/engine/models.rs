@@ -99,9 +99,9 @@ pub fn quality(asked: &Asked<'_>) -> Vec<Scored> {
         .map(|((i, score), because)| {
             s.scored(i, q, |_, _| {
                 let reason = match because {
-                    Some(j) => format!("because you liked {}", s.item_id(j)),
-                    None if items.is_empty() => "popular".to_string(),
-                    None => "matches your taste".to_string(),
+                    Some(j) => s.because_liked(j),
+                    None if items.is_empty() => "popular".into(),
+                    None => "matches your taste".into(),
                 };
                 (f64::from(score), reason)
             })
@@ -211,18 +211,18 @@ pub fn enhanced(asked: &Asked<'_>) -> Vec<Scored> {
     asked.pick(&[&order], q, |i, _| match by_item.get(&i) {
         Some(&(score, source)) => {
             let reason = match source {
-                Source::Neighbours(j) => format!("because you liked {}", s.item_id(j)),
-                Source::Content(j) => format!("similar to {}", s.item_id(j)),
-                Source::Category(c) => format!(
-                    "popular in {}",
-                    snap.category_names.get(c as usize).map_or("", |n| n)
-                ),
-                Source::Factors => "matches your taste".to_string(),
-                Source::Popular => "trending".to_string(),
+                Source::Neighbours(j) => s.because_liked(j),
+                Source::Content(j) => s.similar_to(j),
+                Source::Category(c) => {
+                    let name = snap.category_names.get(c as usize).map_or("", |n| n);
+                    format!("popular in {name}").into()
+                }
+                Source::Factors => "matches your taste".into(),
+                Source::Popular => "trending".into(),
             };
             (sigmoid(score), reason)
         }
-        None => (0.0, "popular".to_string()),
+        None => (0.0, "popular".into()),
     })
 }
 

@@ -54,6 +54,28 @@ pub struct Scored {
     pub id: Arc<str>,
     pub score: f64,
     pub reason: String,
+    /// The id of the item the reason names by its title, so a client can link or localise it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason_item: Option<Arc<str>>,
+}
+
+/// Why an item is recommended: the text, and the id of the item it names, if it names one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reason {
+    pub text: String,
+    pub item: Option<Arc<str>>,
+}
+
+impl From<String> for Reason {
+    fn from(text: String) -> Self {
+        Reason { text, item: None }
+    }
+}
+
+impl From<&str> for Reason {
+    fn from(text: &str) -> Self {
+        text.to_string().into()
+    }
 }
 
 /// An engine's answer.

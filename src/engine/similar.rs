@@ -45,7 +45,7 @@ pub fn similar(
         q,
         |i| i == idx,
         |i, meta| match by_index.get(&i) {
-            Some(&(score, reason)) => (score as f64, reason.to_string()),
+            Some(&(score, reason)) => (score as f64, reason.into()),
             None => {
                 let shared = meta
                     .categories
@@ -53,7 +53,7 @@ pub fn similar(
                     .find(|c| categories.contains(c))
                     .map(|c| c.to_string())
                     .unwrap_or_default();
-                (0.0, format!("popular in {shared}"))
+                (0.0, format!("popular in {shared}").into())
             }
         },
     )

@@ -42,8 +42,8 @@ fn trending(asked: &Asked<'_>) -> Vec<Scored> {
             .iter()
             .find(|c| q.categories.iter().any(|w| &***c == w.as_str()));
         let reason = match category {
-            Some(c) => format!("trending in {c}"),
-            None => "trending".to_string(),
+            Some(c) => format!("trending in {c}").into(),
+            None => "trending".into(),
         };
         (f64::from(score), reason)
     })
@@ -87,11 +87,11 @@ fn neighbourhood(asked: &Asked<'_>) -> Vec<Scored> {
         let picked = asked.pick(&[&idx, &snap.popular_order], q, |i, _| {
             let (k, c) = (knn.sum(i) / knn_max, content.sum(i) / content_max);
             let reason = if k == 0.0 && c == 0.0 {
-                "trending".to_string()
+                "trending".into()
             } else if k >= c {
-                format!("because you liked {}", s.item_id(knn.source(i)))
+                s.because_liked(knn.source(i))
             } else {
-                format!("similar to {}", s.item_id(content.source(i)))
+                s.similar_to(content.source(i))
             };
             (f64::from(score(i)), reason)
         });

@@ -97,6 +97,7 @@ impl State {
         let id: Arc<str> = Arc::from(id);
         let idx = self.items_mut().push(ItemMeta {
             id: id.clone(),
+            title: None,
             categories: Box::new([]),
             category_bits: Some(0),
             hidden: false,
@@ -136,7 +137,9 @@ impl State {
                 name
             })
             .collect();
+        let title = (!item.title.is_empty()).then(|| Arc::from(item.title.as_str()));
         let meta = self.items_mut().get_mut(idx);
+        meta.title = title;
         meta.categories = categories;
         meta.category_bits = bits;
         meta.hidden = item.hidden;
@@ -161,6 +164,7 @@ impl State {
         };
         let meta = self.items_mut().get_mut(idx);
         meta.deleted = true;
+        meta.title = None;
         meta.categories = Box::new([]);
         meta.category_bits = Some(0);
         self.popularity[idx as usize] = 0.0;

@@ -13,6 +13,22 @@ pub fn reasons(v: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The item each reason names, by id (`None`: it names none).
+pub fn reason_items(v: &Value) -> Vec<Option<String>> {
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["reason_item"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// An item's title, as reasons name it.
+pub async fn title_of(app: &TestApp, id: &str) -> String {
+    let (_, item) = app.get(&format!("/api/items/{id}")).await;
+    item["title"].as_str().unwrap().to_string()
+}
+
 pub fn ids(v: &Value) -> Vec<String> {
     v["items"]
         .as_array()
@@ -78,7 +94,9 @@ async fn fast_engine_serves_after_training_and_reflects_a_like_at_once() {
     assert!(
         reasons(&rec)
             .iter()
-            .any(|r| r.starts_with("because you liked item-")),
+            .zip(reason_items(&rec))
+            .any(|(r, i)| r.starts_with("because you liked ")
+                && i.is_some_and(|i| i.starts_with("item-"))),
         "{rec}"
     );
     let (_, auto) = app.get("/api/recommend/user-3").await;
@@ -128,11 +146,15 @@ async fn fast_engine_serves_after_training_and_reflects_a_like_at_once() {
         !ids(&warm).contains(&liked),
         "the liked item is excluded at once: {warm}"
     );
+    // The reason names the liked item by its title, and links it by its id.
+    let title = title_of(&app, &liked).await;
     assert_eq!(
         reasons(&warm)[0],
-        format!("because you liked {liked}"),
+        format!("because you liked {title}"),
         "{warm}"
     );
+    assert_eq!(reason_items(&warm)[0].as_ref(), Some(&liked), "{warm}");
+    assert_ne!(title, liked, "demo items have titles");
 
     similar_items_and_sessions(&app, liked.clone()).await;
     bad_engines_are_rejected_and_every_engine_is_counted(&app).await;
@@ -167,7 +189,9 @@ async fn similar_items_and_sessions(app: &TestApp, liked: String) {
         .await;
     assert_eq!((s, sess["engine"].as_str()), (200, Some("fast")), "{sess}");
     assert!(!ids(&sess).contains(&liked));
-    assert_eq!(reasons(&sess)[0], format!("because you liked {liked}"));
+    let title = title_of(app, &liked).await;
+    assert_eq!(reasons(&sess)[0], format!("because you liked {title}"));
+    assert_eq!(reason_items(&sess)[0].as_ref(), Some(&liked));
     let (s, sess) = app
         .post(
             "/api/recommend/session",

@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::engines::{ids, reasons};
+use crate::engines::{ids, reason_items, reasons};
 use crate::helpers::{Backend, TestApp, sample, spawn_app_with};
 use reco::config::ShortHistoryRoute;
 use reco::config::VariantConfig;
@@ -119,11 +119,13 @@ async fn enhanced_and_smart_are_their_own_engines() {
     assert!(!ids(&s2).contains(&liked), "{s2}");
     let twin_at = ids(&s2).iter().position(|i| i == "cold-twin");
     let twin_at = twin_at.unwrap_or_else(|| panic!("the cold twin is recommended: {s2}"));
-    assert_eq!(reasons(&s2)[twin_at], format!("similar to {liked}"), "{s2}");
+    let title = original["title"].as_str().unwrap();
+    assert_eq!(reasons(&s2)[twin_at], format!("similar to {title}"), "{s2}");
+    assert_eq!(reason_items(&s2)[twin_at].as_ref(), Some(&liked), "{s2}");
     assert!(
         reasons(&s2)
             .iter()
-            .any(|r| *r == format!("because you liked {liked}")),
+            .any(|r| *r == format!("because you liked {title}")),
         "neighbours too: {s2}"
     );
 
