@@ -153,7 +153,7 @@ pub const ROUTES: &[Route] = &[
     (
         "get",
         "/api/recommend/{user_id}",
-        "Recommendations for a user (?n=&category=&exclude=)",
+        "Recommendations for a user (?n=&category=&exclude=&fields=)",
         None,
         "Recommendations",
         Access::Read,
@@ -169,7 +169,7 @@ pub const ROUTES: &[Route] = &[
     (
         "get",
         "/api/items/{id}/similar",
-        "Items like this one (?n=&category=&exclude=)",
+        "Items like this one (?n=&category=&exclude=&fields=)",
         None,
         "Similar",
         Access::Read,
@@ -177,7 +177,7 @@ pub const ROUTES: &[Route] = &[
     (
         "get",
         "/api/popular",
-        "Most popular items (?n=&category=&exclude=)",
+        "Most popular items (?n=&category=&exclude=&fields=)",
         None,
         "Recommendations",
         Access::Read,
@@ -185,7 +185,7 @@ pub const ROUTES: &[Route] = &[
     (
         "get",
         "/api/latest",
-        "Newest items (?n=&category=&exclude=)",
+        "Newest items (?n=&category=&exclude=&fields=)",
         None,
         "Recommendations",
         Access::Read,
@@ -328,6 +328,7 @@ fn parameters(path: &str, method: &str) -> Vec<Value> {
             "exclude",
             json!({ "type": "array", "items": { "type": "string" } }),
         ));
+        out.push(query("fields", item_fields()));
         if path.starts_with("/api/recommend") {
             let engines = json!({ "type": "string", "enum": ["auto", "fast", "quality", "enhanced", "smart", "popularity"], "default": "auto" });
             out.push(query("engine", engines));
@@ -342,9 +343,16 @@ fn parameters(path: &str, method: &str) -> Vec<Value> {
     out
 }
 
+/// `fields=`: the item fields returned with each recommendation.
+fn item_fields() -> Value {
+    json!({ "type": "array", "items": { "type": "string", "enum": crate::engine::Fields::NAMES },
+        "description": "item fields to return with each recommendation, read from memory" })
+}
+
 fn schemas() -> Value {
     let id = json!({ "type": "string", "minLength": 1, "maxLength": 256, "description": "no control characters" });
     let labels = json!({ "type": "object", "additionalProperties": true });
+    let fields = item_fields();
     let ts = json!({ "type": "string", "format": "date-time" });
     let item_props = json!({
         "id": id, "categories": { "type": "array", "items": id, "maxItems": 100 }, "labels": labels,
@@ -377,7 +385,15 @@ fn schemas() -> Value {
                 "settings": settings,
                 "quality_weights": { "type": "object", "additionalProperties": { "type": "number" } },
                 "short_histories": { "type": "string", "enum": ["neighbours", "blend"] } } } } });
+    // One recommended item: the item fields `fields=` asked for are added beside its id, each as
+    // `Item` has it (read from memory).
+    let recommended = json!({ "type": "object", "required": ["id", "score", "reason"], "properties": {
+        "id": { "type": "string" }, "score": { "type": "number" }, "reason": { "type": "string" },
+        "reason_item": { "type": "string", "description": "id of the item the reason names by its title" },
+        "title": { "type": "string" }, "categories": { "type": "array", "items": { "type": "string" } },
+        "labels": labels, "timestamp": ts } });
     json!({
+        "Recommended": recommended,
         "Item": { "type": "object", "properties": item_props, "required": ["id", "categories", "labels", "title", "description", "timestamp", "hidden"] },
         "ItemInput": { "type": "object", "properties": item_props, "required": ["id"], "additionalProperties": false },
         "ItemInputBatch": { "type": "array", "items": { "$ref": "#/components/schemas/ItemInput" }, "minItems": 1, "maxItems": 10000, "x-unique-by": "id", "description": "ids are unique within a batch" },
@@ -398,20 +414,17 @@ fn schemas() -> Value {
             "user_id": { "type": "string" }, "engine": { "type": "string" },
             "route": { "type": "string", "enum": ["new_user", "short_history", "established"] },
             "variant": { "type": "string" }, "cached": { "type": "boolean" }, "fallback": { "type": "boolean" },
-            "items": { "type": "array", "items": { "type": "object", "properties": {
-                "id": { "type": "string" }, "score": { "type": "number" }, "reason": { "type": "string" },
-                "reason_item": { "type": "string", "description": "id of the item the reason names by its title" } } } } } },
+            "items": { "type": "array", "items": { "$ref": "#/components/schemas/Recommended" } } } },
         "SessionRequest": { "type": "object", "required": ["items"], "additionalProperties": false, "properties": {
             "items": { "type": "array", "items": id, "maxItems": 1000 },
             "n": { "type": "integer", "minimum": 1, "maximum": 1000 },
             "category": { "type": "array", "items": { "type": "string" } },
             "exclude": { "type": "array", "items": { "type": "string" } },
+            "fields": fields,
             "engine": { "type": "string", "enum": ["auto", "fast", "quality", "enhanced", "smart", "popularity"] } } },
         "Similar": { "type": "object", "properties": {
             "item_id": { "type": "string" },
-            "items": { "type": "array", "items": { "type": "object", "properties": {
-                "id": { "type": "string" }, "score": { "type": "number" }, "reason": { "type": "string" },
-                "reason_item": { "type": "string", "description": "id of the item the reason names by its title" } } } } } },
+            "items": { "type": "array", "items": { "$ref": "#/components/schemas/Recommended" } } } },
         "Upserted": count("upserted"),
         "Inserted": count("inserted"),
         "Deleted": count("deleted"),

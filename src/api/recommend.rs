@@ -9,13 +9,14 @@ use super::error::{Error, Result};
 use super::extract::{Json, Path, Query, split_list, validate_id};
 use crate::app::AppState;
 use crate::config::RecommendConfig;
-use crate::engine::{EngineKind, Request, Route, Scored};
+use crate::engine::{EngineKind, Fields, Request, Route, Scored};
 use crate::orchestrator::Served;
 
 const MAX_N: usize = 1000;
 const MAX_LIST: usize = 1000;
 
-/// `?n=&category=&exclude=`; `category` and `exclude` may repeat or hold comma-separated values.
+/// `?n=&category=&exclude=&fields=`; `category`, `exclude` and `fields` may repeat or hold
+/// comma-separated values.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
@@ -24,6 +25,9 @@ pub struct Params {
     category: Vec<String>,
     #[serde(default)]
     exclude: Vec<String>,
+    /// Item fields to return with each recommendation (see [`Fields::NAMES`]).
+    #[serde(default)]
+    fields: Vec<String>,
     /// `auto` (default), `fast`, `quality`, `enhanced`, `smart` or `popularity`.
     engine: Option<EngineKind>,
 }
@@ -40,7 +44,7 @@ impl Params {
         Ok(self)
     }
 
-    fn check(self, config: &RecommendConfig) -> Result<Request> {
+    fn check(self, config: &RecommendConfig) -> Result<(Request, Fields)> {
         let n = self.n.unwrap_or(config.default_n);
         if !(1..=MAX_N).contains(&n) {
             return Err(Error::Invalid {
@@ -65,13 +69,32 @@ impl Params {
         let not_before_ms = (config.item_ttl_days > 0.0).then(|| {
             chrono::Utc::now().timestamp_millis() - (config.item_ttl_days * 86_400_000.0) as i64
         });
-        Ok(Request {
+        let request = Request {
             n,
             categories,
             exclude,
             not_before_ms,
-        })
+        };
+        Ok((request, item_fields(&self.fields)?))
     }
+}
+
+/// The item fields named by `fields=`; an unknown name is a 400 naming it.
+fn item_fields(names: &[String]) -> Result<Fields> {
+    let mut fields = Fields::default();
+    for name in split_list(names) {
+        if !fields.add(&name) {
+            return Err(Error::invalid(
+                "fields",
+                format!(
+                    "unknown item field '{}': one of {}",
+                    name.chars().take(64).collect::<String>(),
+                    Fields::NAMES.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(fields)
 }
 
 /// The response of every recommendation route.
@@ -129,8 +152,9 @@ pub async fn recommend(
 ) -> Result<Json<Recommendations>> {
     validate_id("user_id", &user_id)?;
     let kind = params.engine.unwrap_or(EngineKind::Auto);
-    let request = params.check(&state.config.recommend)?;
-    let served = state.orchestrator.recommend(&user_id, request, kind).await;
+    let (request, fields) = params.check(&state.config.recommend)?;
+    let mut served = state.orchestrator.recommend(&user_id, request, kind).await;
+    state.engine.describe(&mut served.rec.items, fields);
     Ok(Json(Recommendations::served(Some(user_id), served)))
 }
 
@@ -138,8 +162,9 @@ pub async fn popular(
     State(state): State<AppState>,
     Query(params): Query<Params>,
 ) -> Result<Json<Recommendations>> {
-    let request = params.without_engine()?.check(&state.config.recommend)?;
-    let items = state.engine.popular(&request.query());
+    let (request, fields) = params.without_engine()?.check(&state.config.recommend)?;
+    let mut items = state.engine.popular(&request.query());
+    state.engine.describe(&mut items, fields);
     Ok(Json(Recommendations::list("popularity", items)))
 }
 
@@ -147,8 +172,9 @@ pub async fn latest(
     State(state): State<AppState>,
     Query(params): Query<Params>,
 ) -> Result<Json<Recommendations>> {
-    let request = params.without_engine()?.check(&state.config.recommend)?;
-    let items = state.engine.latest(&request.query());
+    let (request, fields) = params.without_engine()?.check(&state.config.recommend)?;
+    let mut items = state.engine.latest(&request.query());
+    state.engine.describe(&mut items, fields);
     Ok(Json(Recommendations::list("latest", items)))
 }
 
@@ -159,9 +185,12 @@ pub async fn similar(
     Query(params): Query<Params>,
 ) -> Result<Json<Similar>> {
     validate_id("id", &item_id)?;
-    let request = params.without_engine()?.check(&state.config.recommend)?;
+    let (request, fields) = params.without_engine()?.check(&state.config.recommend)?;
     match state.engine.similar(&item_id, &request.query()) {
-        Some(items) => Ok(Json(Similar { item_id, items })),
+        Some(mut items) => {
+            state.engine.describe(&mut items, fields);
+            Ok(Json(Similar { item_id, items }))
+        }
         None => Err(Error::not_found("item", &item_id, "id")),
     }
 }
@@ -186,6 +215,8 @@ pub struct SessionRequest {
     category: Vec<String>,
     #[serde(default)]
     exclude: Vec<String>,
+    #[serde(default)]
+    fields: Vec<String>,
     engine: Option<EngineKind>,
 }
 
@@ -206,13 +237,15 @@ pub async fn session(
         n: body.n,
         category: body.category,
         exclude: body.exclude,
+        fields: body.fields,
         engine: None,
     };
-    let request = params.check(&state.config.recommend)?;
+    let (request, fields) = params.check(&state.config.recommend)?;
     let kind = body.engine.unwrap_or(EngineKind::Auto);
-    let served = state
+    let mut served = state
         .orchestrator
         .recommend_session(body.items, request, kind)
         .await;
+    state.engine.describe(&mut served.rec.items, fields);
     Ok(Json(Recommendations::served(None, served)))
 }

@@ -93,7 +93,12 @@ impl World {
                 Item {
                     id: format!("item-{i}"),
                     categories,
-                    labels: serde_json::json!({}),
+                    // Labels of a realistic size (a year and a link, like MovieLens'), so that
+                    // the serving state measured at scale holds them; training reads none.
+                    labels: serde_json::json!({
+                        "year": 1950 + i % 70,
+                        "url": format!("https://example.com/items/{i}"),
+                    }),
                     title: words(3),
                     description: words(8),
                     timestamp: start + chrono::Duration::minutes(rng.random_range(0..259_200)),

@@ -1,5 +1,6 @@
-//! [`Items`]: the catalogue's filterable fields as an immutable value a request reads without any
-//! lock, and the filter walk every list ends with ([`Items::pick`]).
+//! [`Items`]: the catalogue's filterable fields (and those an answer can carry: title, labels) as
+//! an immutable value a request reads without any lock, and the filter walk every list ends with
+//! ([`Items::pick`]).
 //!
 //! The state holds the current `Arc<Items>`; a request clones the `Arc` under the state's read
 //! lock and scores on it after releasing the lock, so a long request never holds up the writer and
@@ -13,7 +14,9 @@ use std::collections::HashSet;
 use foldhash::fast::RandomState;
 use std::sync::Arc;
 
-use super::request::{Query, Reason, Scored};
+use serde_json::value::RawValue;
+
+use super::request::{Labels, Query, Reason, Scored};
 
 /// Entries per chunk: a change copies at most this many while requests hold the old catalogue.
 const CHUNK: usize = 1024;
@@ -26,6 +29,8 @@ pub struct ItemMeta {
     pub title: Option<Arc<str>>,
     /// Shared names: the state keeps one `Arc` per name (one allocation per name, not per item).
     pub categories: Box<[Arc<str>]>,
+    /// Returned with an answer that asks for them (`fields=labels`); `None`: no labels.
+    pub labels: Option<Labels>,
     /// The categories as a bit set over the catalogue's numbering of names (the first 64 names
     /// it met), unless one is numbered beyond them or listed twice: `quality`'s diversity
     /// compares items by these without numbering names per request.
@@ -34,6 +39,23 @@ pub struct ItemMeta {
     /// Deleted items keep their index (a re-created id reuses it) but are never recommended.
     pub deleted: bool,
     pub timestamp_ms: i64,
+}
+
+/// An item's labels as held in memory: their JSON text, `None` for no labels (`{}`), so an item
+/// without labels costs no allocation.
+pub fn labels_in_memory(labels: &serde_json::Value) -> Option<Labels> {
+    let empty = labels.is_null() || labels.as_object().is_some_and(|m| m.is_empty());
+    (!empty).then(|| {
+        Labels(Arc::from(
+            serde_json::value::to_raw_value(labels).expect("a JSON value serialises"),
+        ))
+    })
+}
+
+pub fn empty_labels() -> Labels {
+    Labels(Arc::from(
+        RawValue::from_string("{}".into()).expect("valid JSON"),
+    ))
 }
 
 /// Every item's [`ItemMeta`] by compact index, shared copy-on-write in chunks.
@@ -164,6 +186,8 @@ impl Items {
             score,
             reason,
             reason_item: item,
+            fields: None,
+            idx,
         }
     }
 }
@@ -202,14 +226,15 @@ impl<'a> Filter<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
 
-    fn meta(i: usize) -> ItemMeta {
+    pub fn meta(i: usize) -> ItemMeta {
         ItemMeta {
             id: Arc::from(format!("i{i}")),
             title: None,
             categories: Box::new([]),
+            labels: None,
             category_bits: Some(0),
             hidden: false,
             deleted: false,

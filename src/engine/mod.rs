@@ -22,6 +22,7 @@
 
 mod asked;
 mod fast;
+mod fields;
 mod history;
 mod items;
 mod models;
@@ -50,9 +51,10 @@ use state::State;
 
 pub use crate::algo::smart::Route;
 pub use crate::kinds::EngineKind;
+pub use fields::Fields;
 pub use items::ItemMeta;
 pub use ranking::Ranking;
-pub use request::{Query, Recommendation, Request, Scored, Who};
+pub use request::{ItemFields, Query, Recommendation, Request, Scored, Who};
 pub use snapshot::Snapshot;
 
 /// Errors of the engine layer.
@@ -328,6 +330,27 @@ impl Engine {
             &self.ranking.load(),
             q,
         ))
+    }
+
+    /// Adds the item fields `which` to each answer, from the catalogue in memory (the current
+    /// one, so a cached answer shows an item's latest title). The state's lock is taken to clone
+    /// the catalogue and again only for answers scored on an older numbering of the items.
+    pub fn describe(&self, answers: &mut [Scored], which: Fields) {
+        if !which.any() || answers.is_empty() {
+            return;
+        }
+        let items = self.state.read().items();
+        let stale = fields::describe(&items, answers, which);
+        if stale.is_empty() {
+            return;
+        }
+        let state = self.state.read();
+        let current = state.items();
+        for i in stale {
+            let s = &mut answers[i];
+            let idx = state.item_index().get(&*s.id).copied();
+            fields::describe_one(s, idx.and_then(|idx| current.get(idx)), which);
+        }
     }
 
     /// The most popular items overall (filtered like [`Engine::recommend`], without a user).

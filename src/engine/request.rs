@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 use crate::algo::smart::Route;
 use crate::kinds::EngineKind;
@@ -57,6 +59,12 @@ pub struct Scored {
     /// The id of the item the reason names by its title, so a client can link or localise it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason_item: Option<Arc<str>>,
+    /// The item fields the request asked for (`fields=`), filled after scoring.
+    #[serde(flatten)]
+    pub fields: Option<Box<ItemFields>>,
+    /// The item's index in the catalogue it was scored on, to find its fields without a lookup.
+    #[serde(skip)]
+    pub idx: u32,
 }
 
 /// Why an item is recommended: the text, and the id of the item it names, if it names one.
@@ -86,4 +94,28 @@ pub struct Recommendation {
     /// `smart`'s route for this user.
     pub route: Option<Route>,
     pub items: Vec<Scored>,
+}
+
+/// The item fields of one recommendation, flattened into it in the response.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ItemFields {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub categories: Option<Box<[Arc<str>]>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Labels>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<DateTime<Utc>>,
+}
+
+/// Labels as JSON text, serialised as they are (no parse per answer).
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct Labels(pub Arc<RawValue>);
+
+impl PartialEq for Labels {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::history::{Class, History, MAX_TYPES, Row};
-use super::items::{ItemMeta, Items};
+use super::items::{ItemMeta, Items, labels_in_memory};
 use crate::policy::FeedbackPolicy;
 use crate::store::{Feedback, Item};
 
@@ -99,6 +99,7 @@ impl State {
             id: id.clone(),
             title: None,
             categories: Box::new([]),
+            labels: None,
             category_bits: Some(0),
             hidden: false,
             deleted: false,
@@ -140,6 +141,7 @@ impl State {
         let title = (!item.title.is_empty()).then(|| Arc::from(item.title.as_str()));
         let meta = self.items_mut().get_mut(idx);
         meta.title = title;
+        meta.labels = labels_in_memory(&item.labels);
         meta.categories = categories;
         meta.category_bits = bits;
         meta.hidden = item.hidden;
@@ -165,6 +167,7 @@ impl State {
         let meta = self.items_mut().get_mut(idx);
         meta.deleted = true;
         meta.title = None;
+        meta.labels = None;
         meta.categories = Box::new([]);
         meta.category_bits = Some(0);
         self.popularity[idx as usize] = 0.0;

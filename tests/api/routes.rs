@@ -191,6 +191,7 @@ async fn feedback_and_recommend(app: &TestApp) {
     assert_eq!((s, ids(&pop)), (200, vec!["i1".to_string(), "i3".into()]));
     let (s, latest) = app.get("/api/latest?n=1").await;
     assert_eq!((s, ids(&latest)), (200, vec!["b1".to_string()]));
+    item_fields_in_answers(app).await;
 
     // Feedback is seen at once: no re-rank needed for exclusion.
     app.post(
@@ -202,6 +203,82 @@ async fn feedback_and_recommend(app: &TestApp) {
     assert!(!ids(&rec).contains(&"i3".to_string()), "{rec}");
 
     feedback_lists_and_deletes(app).await;
+}
+
+/// `fields=` returns each recommended item's fields as `GET /api/items/{id}` shows them, on every
+/// list route, current after a change even when the answer itself is cached; an unknown field is
+/// a 400 naming `fields`.
+async fn item_fields_in_answers(app: &TestApp) {
+    let all = "fields=title,categories,labels,timestamp";
+    let (_, sim_to) = app.get("/api/popular?n=1").await;
+    let first = &ids(&sim_to)[0];
+    let routes = [
+        format!("/api/popular?n=3&{all}"),
+        format!("/api/latest?n=3&{all}"),
+        format!("/api/recommend/u1?{all}"),
+        format!("/api/recommend/newcomer?engine=popularity&fields=title&{all}"),
+        format!("/api/items/{first}/similar?fields=title,categories&fields=labels,timestamp"),
+    ];
+    for route in routes {
+        let (s, rec) = app.get(&route).await;
+        assert_eq!(s, 200, "{route}: {rec}");
+        let answers = rec["items"].as_array().unwrap();
+        assert!(!answers.is_empty(), "{route}: {rec}");
+        for answer in answers {
+            let (_, item) = app
+                .get(&format!("/api/items/{}", answer["id"].as_str().unwrap()))
+                .await;
+            for field in ["title", "categories", "labels", "timestamp"] {
+                assert_eq!(answer[field], item[field], "{route}: {field} of {answer}");
+            }
+        }
+    }
+    let (s, sess) = app
+        .post(
+            "/api/recommend/session",
+            json!({"items": [first], "fields": ["title", "labels"]}),
+        )
+        .await;
+    assert_eq!(s, 200, "{sess}");
+    let answer = &sess["items"][0];
+    let (_, item) = app
+        .get(&format!("/api/items/{}", answer["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(
+        (&answer["title"], &answer["labels"]),
+        (&item["title"], &item["labels"])
+    );
+    assert!(answer.get("categories").is_none(), "not asked: {answer}");
+
+    // An answer served twice from the cache shows the item's title as it is now.
+    let (_, before) = app.get("/api/recommend/u2?fields=title").await;
+    let id = ids(&before)[0].clone();
+    let (s, _) = app
+        .send(
+            Method::PATCH,
+            &format!("/api/items/{id}"),
+            Some(json!({"title": "Renamed"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (_, after) = app.get("/api/recommend/u2?fields=title").await;
+    let renamed = after["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == id.as_str());
+    assert_eq!(
+        renamed.map(|a| &a["title"]),
+        Some(&json!("Renamed")),
+        "{after}"
+    );
+
+    let (s, err) = app.get("/api/popular?fields=title,description").await;
+    assert_eq!((s, &err["field"]), (400, &json!("fields")), "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("description"),
+        "{err}"
+    );
 }
 
 /// Feedback listed by user and by item (cursor pagination), deleted by type or whole, created on
