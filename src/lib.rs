@@ -13,6 +13,7 @@
 //! - [`store`]: typed queries for items, users and feedback; migrations for PostgreSQL and SQLite.
 //! - [`eval`]: offline evaluation (splits, ranking metrics) and the fit shared with training.
 //! - [`cluster`]: replicas sharing one database: budget shares, training lock, snapshots.
+//! - [`rules`]: what a valid item, user and feedback row is (the API and `reco import` check by it).
 //! - [`engine`]: recommendations served from memory (`fast`, `quality`, `enhanced`, `smart`).
 //! - [`train`]: background training into immutable snapshots.
 //! - [`orchestrator`]: `engine=auto`: experiments, the deadline, the per-user cache, clicks.
@@ -44,6 +45,7 @@ pub mod metrics;
 pub mod ops;
 pub mod orchestrator;
 pub mod policy;
+pub mod rules;
 pub mod store;
 pub mod telemetry;
 pub mod train;

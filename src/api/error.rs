@@ -113,6 +113,12 @@ impl Error {
     }
 }
 
+impl From<crate::rules::Invalid> for Error {
+    fn from(e: crate::rules::Invalid) -> Self {
+        Error::invalid(e.field, e.message)
+    }
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();

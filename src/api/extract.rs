@@ -10,8 +10,6 @@ use serde::de::DeserializeOwned;
 
 use super::error::Error;
 
-/// Longest id, in bytes.
-pub const MAX_ID_BYTES: usize = 256;
 /// Most rows in one batch call.
 pub const MAX_BATCH: usize = 10_000;
 
@@ -119,7 +117,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     }
 }
 
-/// Path parameters; each id is checked against [`validate_id`] by the handler that names it.
+/// Path parameters; each id is checked against `rules::validate_id` by the handler that names it.
 pub struct Path<T>(pub T);
 
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
@@ -137,68 +135,8 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
     }
 }
 
-/// Ids: 1 to 256 bytes, no control characters. Anything else (quotes, SQL-looking text, emoji) is
-/// stored and returned verbatim.
-pub fn validate_id(field: &str, id: &str) -> Result<(), Error> {
-    if id.is_empty() {
-        return Err(Error::invalid(field, "must not be empty"));
-    }
-    if id.len() > MAX_ID_BYTES {
-        return Err(Error::invalid(
-            field,
-            format!("must be at most {MAX_ID_BYTES} bytes (got {})", id.len()),
-        ));
-    }
-    if id.chars().any(char::is_control) {
-        return Err(Error::invalid(field, "must not contain control characters"));
-    }
-    Ok(())
-}
-
-/// A bounded free-text field without NUL characters (PostgreSQL's text cannot hold them).
-pub fn validate_text(field: &str, text: &str, max_bytes: usize) -> Result<(), Error> {
-    if text.len() > max_bytes {
-        return Err(Error::invalid(
-            field,
-            format!("must be at most {max_bytes} bytes (got {})", text.len()),
-        ));
-    }
-    reject_nul(field, text)
-}
-
-/// Rejects text holding a NUL character, which no database text column can store.
-fn reject_nul(field: &str, text: &str) -> Result<(), Error> {
-    if text.contains('\0') {
-        return Err(Error::invalid(field, "must not contain NUL characters"));
-    }
-    Ok(())
-}
-
-/// Labels must be a JSON object of at most 64 KiB with no NUL in any key or string.
-pub fn validate_labels(field: &str, labels: &serde_json::Value) -> Result<(), Error> {
-    if !labels.is_object() {
-        return Err(Error::invalid(field, "must be a JSON object"));
-    }
-    if labels.to_string().len() > 64 * 1024 {
-        return Err(Error::invalid(field, "must be at most 65536 bytes of JSON"));
-    }
-    // Iterative: the depth of a 64 KiB document is not ours to bound.
-    let mut todo = vec![labels];
-    while let Some(v) = todo.pop() {
-        match v {
-            serde_json::Value::String(s) => reject_nul(field, s)?,
-            serde_json::Value::Array(a) => todo.extend(a),
-            serde_json::Value::Object(o) => {
-                for (k, v) in o {
-                    reject_nul(field, k)?;
-                    todo.push(v);
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
+use crate::rules::reject_nul;
+pub use crate::rules::validate_id;
 
 /// A batch: non-empty and at most [`MAX_BATCH`] rows.
 pub fn validate_batch<T>(rows: &[T]) -> Result<(), Error> {
@@ -317,15 +255,6 @@ pub fn reject_duplicate_ids<'a>(ids: impl Iterator<Item = &'a str>) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ids_are_checked() {
-        assert!(validate_id("id", "ok-1 'or 1=1; DROP TABLE items;--").is_ok());
-        assert!(validate_id("id", "").is_err());
-        assert!(validate_id("id", &"x".repeat(257)).is_err());
-        assert!(validate_id("id", &"x".repeat(256)).is_ok());
-        assert!(validate_id("id", "a\nb").is_err());
-    }
 
     #[test]
     fn json_errors_name_the_field() {

@@ -2,86 +2,22 @@
 //! list by user or item.
 
 use axum::extract::State;
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::{Error, Result};
-use super::extract::{Json, ListParams, Path, Query, validate_id, validate_rows};
+use super::extract::{Json, ListParams, Path, Query, validate_rows};
 use crate::app::AppState;
+use crate::rules::{FeedbackInput, latest_feedback_time, validate_id, validate_type};
 use crate::store::{Feedback, FeedbackOf, Page};
-
-const MAX_TYPE_BYTES: usize = 64;
-
-/// One feedback event as sent by a client.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FeedbackInput {
-    user_id: String,
-    item_id: String,
-    #[serde(rename = "type")]
-    feedback_type: String,
-    #[serde(default = "one")]
-    value: f64,
-    timestamp: Option<DateTime<Utc>>,
-}
-
-fn one() -> f64 {
-    1.0
-}
-
-fn validate_type(field: &str, t: &str) -> Result<()> {
-    validate_id(field, t)?;
-    if t.len() > MAX_TYPE_BYTES {
-        return Err(Error::invalid(
-            field,
-            format!("must be at most {MAX_TYPE_BYTES} bytes"),
-        ));
-    }
-    Ok(())
-}
-
-impl FeedbackInput {
-    /// Checks every field; a timestamp may be at most `latest` (now plus the allowed skew).
-    fn validate(self, prefix: &str, latest: DateTime<Utc>) -> Result<Feedback> {
-        validate_id(&format!("{prefix}user_id"), &self.user_id)?;
-        validate_id(&format!("{prefix}item_id"), &self.item_id)?;
-        validate_type(&format!("{prefix}type"), &self.feedback_type)?;
-        if !self.value.is_finite() {
-            return Err(Error::invalid(
-                format!("{prefix}value"),
-                "must be a finite number",
-            ));
-        }
-        if let Some(t) = self.timestamp
-            && t > latest
-        {
-            return Err(Error::invalid(
-                format!("{prefix}timestamp"),
-                format!(
-                    "must not be later than now plus feedback.max_future_skew ({})",
-                    latest.to_rfc3339()
-                ),
-            ));
-        }
-        Ok(Feedback {
-            user_id: self.user_id,
-            item_id: self.item_id,
-            feedback_type: self.feedback_type,
-            value: self.value,
-            timestamp: self.timestamp.unwrap_or_else(Utc::now),
-        })
-    }
-}
 
 /// Inserts a batch. Answers only after the rows are committed (group commit).
 pub async fn insert(
     State(state): State<AppState>,
     Json(inputs): Json<Vec<FeedbackInput>>,
 ) -> Result<Json<Value>> {
-    let skew = state.config.feedback.max_future_skew;
-    let latest = Utc::now() + chrono::Duration::milliseconds((skew * 1000.0) as i64);
-    let rows = validate_rows(inputs, |f, prefix| f.validate(prefix, latest))?;
+    let latest = latest_feedback_time(state.config.feedback.max_future_skew);
+    let rows = validate_rows(inputs, |f, prefix| Ok(f.validate(prefix, latest)?))?;
     let n = state.catalogue.insert_feedback(rows).await?;
     Ok(Json(json!({ "inserted": n })))
 }

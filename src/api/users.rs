@@ -2,39 +2,13 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::Utc;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::{Error, Result};
-use super::extract::{
-    Json, ListParams, Path, Query, reject_duplicate_ids, validate_id, validate_labels,
-    validate_rows,
-};
-use super::items::empty_object;
+use super::extract::{Json, ListParams, Path, Query, reject_duplicate_ids, validate_rows};
 use crate::app::AppState;
+use crate::rules::{UserInput, validate_id, validate_labels};
 use crate::store::{Page, User, UserPatch};
-
-/// A user as sent by a client: only `id` is required.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UserInput {
-    id: String,
-    #[serde(default = "empty_object")]
-    labels: Value,
-}
-
-impl UserInput {
-    fn validate(self, prefix: &str) -> Result<User> {
-        validate_id(&format!("{prefix}id"), &self.id)?;
-        validate_labels(&format!("{prefix}labels"), &self.labels)?;
-        Ok(User {
-            id: self.id,
-            labels: self.labels,
-            created_at: Utc::now(),
-        })
-    }
-}
 
 pub async fn upsert(
     State(state): State<AppState>,
@@ -53,7 +27,7 @@ pub async fn upsert_batch(
     State(state): State<AppState>,
     Json(inputs): Json<Vec<UserInput>>,
 ) -> Result<Json<Value>> {
-    let users = validate_rows(inputs, UserInput::validate)?;
+    let users = validate_rows(inputs, |u, prefix| Ok(u.validate(prefix)?))?;
     reject_duplicate_ids(users.iter().map(|x| x.id.as_str()))?;
     state.catalogue.upsert_users(&users).await?;
     Ok(Json(json!({ "upserted": users.len() })))

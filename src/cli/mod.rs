@@ -6,6 +6,7 @@ mod config_cmd;
 mod connect;
 mod diagnose;
 mod evaluate;
+mod export;
 mod import;
 mod migrate;
 mod monitor;
@@ -53,8 +54,10 @@ pub enum Command {
     Serve(serve::Opts),
     /// Apply database migrations and exit.
     Migrate(migrate::Opts),
-    /// Import a data set into the database.
+    /// Import rows into the database: MovieLens, CSV or JSON Lines files, or a SQL query.
     Import(import::Opts),
+    /// Export items, users or feedback as JSON Lines or CSV (all, or since a time).
+    Export(export::Opts),
     /// Print the effective configuration, secrets redacted.
     Config(config_cmd::Opts),
     /// Measure recommendation quality offline (Precision, Recall, NDCG, HR at 10; coverage).
@@ -109,6 +112,7 @@ pub fn main() -> anyhow::Result<()> {
             Command::Serve(opts) => serve::run(opts, config).await,
             Command::Migrate(opts) => migrate::run(opts, config).await,
             Command::Import(opts) => import::run(opts, config).await,
+            Command::Export(opts) => export::run(opts, config).await,
             Command::Evaluate(opts) => evaluate::run(opts, config).await,
             Command::Monitor(opts) => monitor::run(opts, config).await,
             Command::Diagnose(opts) => diagnose::run(opts, config).await,

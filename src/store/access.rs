@@ -189,12 +189,33 @@ impl Store {
         decode: fn(&AnyRow) -> Result<T>,
         mut f: impl FnMut(T) + Send,
     ) -> Result<()> {
-        let q = self.pool.query(AssertSqlSafe(sql));
+        self.stream_rows(sql, None, decode, |row| {
+            f(row);
+            true
+        })
+        .await
+    }
+
+    /// [`Store::for_each_row`] with `$1` bound to `since_ms` when given, until `f` returns
+    /// false (an export whose output failed stops reading).
+    pub(super) async fn stream_rows<T>(
+        &self,
+        sql: String,
+        since_ms: Option<i64>,
+        decode: fn(&AnyRow) -> Result<T>,
+        mut f: impl FnMut(T) -> bool + Send,
+    ) -> Result<()> {
+        let mut q = self.pool.query(AssertSqlSafe(sql));
+        if let Some(ms) = since_ms {
+            q = q.bind(ms);
+        }
         self.with_conn(|conn, _| {
             Box::pin(async move {
                 let mut rows = q.fetch(&mut **conn);
                 while let Some(row) = rows.try_next().await? {
-                    f(decode(&row)?);
+                    if !f(decode(&row)?) {
+                        break;
+                    }
                 }
                 Ok(())
             })

@@ -177,6 +177,22 @@ impl Store {
         self.for_each_row(format!("SELECT {COLUMNS} FROM feedback"), decode, f)
             .await
     }
+
+    /// Streams every feedback row (with `since`: those whose `timestamp_ms` is at or after it, epoch
+    /// ms) through `f` over one connection, until `f` returns false (`reco export`).
+    pub async fn export_feedback(
+        &self,
+        since_ms: Option<i64>,
+        f: impl FnMut(Feedback) -> bool + Send,
+    ) -> Result<()> {
+        let filter = if since_ms.is_some() {
+            " WHERE timestamp_ms >= $1"
+        } else {
+            ""
+        };
+        let sql = format!("SELECT {COLUMNS} FROM feedback{filter}");
+        self.stream_rows(sql, since_ms, decode, f).await
+    }
 }
 
 /// The rows of `$1` (a JSON array) as a table.

@@ -101,4 +101,20 @@ impl Store {
         self.for_each_row(format!("SELECT {COLUMNS} FROM items"), decode, f)
             .await
     }
+
+    /// Streams every item row (with `since`: those whose `timestamp_ms` is at or after it, epoch
+    /// ms) through `f` over one connection, until `f` returns false (`reco export`).
+    pub async fn export_items(
+        &self,
+        since_ms: Option<i64>,
+        f: impl FnMut(Item) -> bool + Send,
+    ) -> Result<()> {
+        let filter = if since_ms.is_some() {
+            " WHERE timestamp_ms >= $1"
+        } else {
+            ""
+        };
+        let sql = format!("SELECT {COLUMNS} FROM items{filter}");
+        self.stream_rows(sql, since_ms, decode, f).await
+    }
 }

@@ -78,4 +78,20 @@ impl Store {
         self.for_each_row("SELECT id FROM users".into(), id, f)
             .await
     }
+
+    /// Streams every user row (with `since`: those whose `created_ms` is at or after it, epoch
+    /// ms) through `f` over one connection, until `f` returns false (`reco export`).
+    pub async fn export_users(
+        &self,
+        since_ms: Option<i64>,
+        f: impl FnMut(User) -> bool + Send,
+    ) -> Result<()> {
+        let filter = if since_ms.is_some() {
+            " WHERE created_ms >= $1"
+        } else {
+            ""
+        };
+        let sql = format!("SELECT {COLUMNS} FROM users{filter}");
+        self.stream_rows(sql, since_ms, decode, f).await
+    }
 }

@@ -24,3 +24,4 @@ mod reset;
 mod routes;
 mod servers;
 mod stall;
+mod transfer;
