@@ -89,3 +89,21 @@ fi
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked --all-targets "$@"
+
+# The Python client (clients/python) against a real reco server: pytest in a venv made here (the
+# client itself needs only the standard library; pytest comes from PyPI).
+venv=target/py-venv
+if [ ! -x "$venv/bin/pytest" ]; then
+  if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      log "installing python3-venv from Debian's packages"
+      apt-get update -qq >/dev/null
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    fi
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+  fi
+  "$venv/bin/pip" install -q -e 'clients/python[test]'
+fi
+cargo build --locked -q
+RECO_BIN="$PWD/target/debug/reco" "$venv/bin/python" -m pytest -q -p no:cacheprovider clients/python

@@ -50,7 +50,7 @@ pub enum Source {
 #[derive(Debug, clap::Args)]
 pub struct Rows {
     /// The file to read (`-`: standard input).
-    #[arg(required_unless_present = "from_database")]
+    #[arg(required_unless_present = "query")]
     file: Option<PathBuf>,
     /// The file's format (default: from its extension: .csv, .jsonl/.ndjson/.json).
     #[arg(long, value_enum)]
@@ -69,16 +69,10 @@ pub struct Rows {
     batch_size: usize,
     /// Read from this PostgreSQL database instead of a file (one read-only connection, named
     /// `reco-import`); may hold a password, so it may come from the environment instead.
-    #[arg(
-        long,
-        env = "RECO_IMPORT_FROM_DATABASE",
-        hide_env_values = true,
-        requires = "query",
-        conflicts_with = "file"
-    )]
+    #[arg(long, env = "RECO_IMPORT_FROM_DATABASE", hide_env_values = true)]
     from_database: Option<String>,
-    /// The query whose rows are imported (with --from-database): `SELECT uid, post_id, ...`.
-    #[arg(long, requires = "from_database")]
+    /// The query whose rows are imported (from --from-database): `SELECT uid, post_id, ...`.
+    #[arg(long, conflicts_with = "file")]
     query: Option<String>,
 }
 
@@ -119,6 +113,9 @@ async fn import_rows(store: &Store, config: &Config, kind: Kind, rows: Rows) -> 
     let mapping = Mapping::new(kind, &rows.columns, &rows.defaults).map_err(anyhow::Error::msg)?;
     let source = match (rows.from_database, rows.query) {
         (Some(url), Some(query)) => RowSource::Query { url, query },
+        (None, Some(_)) => {
+            bail!("--query reads from --from-database URL (or $RECO_IMPORT_FROM_DATABASE)")
+        }
         _ => {
             let file = rows.file.context("a file to read, or --from-database")?;
             let format = match rows.format {

@@ -2,7 +2,7 @@
 //! users with power-law activity and taste clusters (each cluster prefers a few categories). The
 //! embedded default imports it into an empty database; tests use it for data with real structure.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{Duration, Utc};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
@@ -66,10 +66,13 @@ pub fn item_id(i: usize) -> String {
     format!("item-{}", i + 1)
 }
 
-/// Generates the catalogue; the same seed always gives the same data.
+/// Generates the catalogue; the same seed always gives the same data, with its times spread over
+/// the 365 days before today (UTC): none lies in the future, which the API (and an import of an
+/// export) would refuse.
 pub fn generate(spec: &DemoSpec, seed: u64) -> Dataset {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let epoch: DateTime<Utc> = DateTime::from_timestamp(1_767_225_600, 0).expect("valid"); // 2026-01-01
+    let today = Utc::now().date_naive().and_time(chrono::NaiveTime::MIN).and_utc();
+    let epoch = today - Duration::days(365);
     let items: Vec<Item> = (0..spec.items)
         .map(|i| {
             let primary = CATEGORIES[rng.random_range(0..CATEGORIES.len())];

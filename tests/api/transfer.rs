@@ -13,7 +13,12 @@ use sqlx::Executor;
 use crate::helpers::{BOTH, Backend, TestApp, pg_connect, spawn_app};
 
 fn reco(db_url: &str, args: &[&str]) -> Output {
+    reco_with(db_url, args, &[])
+}
+
+fn reco_with(db_url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_reco"))
+        .envs(env.iter().copied())
         .env_remove("DATABASE_URL")
         .env_remove("RECO_CONFIG")
         .env("NO_COLOR", "1")
@@ -306,17 +311,16 @@ async fn rows_come_from_a_query_on_another_database() {
         ("7", "post-1", "2024-03-04T05:06:07.500+00:00".to_string())
     );
 
-    // The connection names itself, and it cannot write.
-    let out = reco(
+    // The connection names itself (its URL from the environment this time), and it cannot write.
+    let out = reco_with(
         &target.db_url,
         &[
             "import",
             "items",
-            "--from-database",
-            &source.db_url,
             "--query",
             "SELECT current_setting('application_name') AS id",
         ],
+        &[("RECO_IMPORT_FROM_DATABASE", source.db_url.as_str())],
     );
     assert!(out.status.success(), "{}", text(&out));
     let (items, _, _) = dump(&target.state.store).await;
