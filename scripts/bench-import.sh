@@ -8,7 +8,7 @@
 # over 100,000 users and 20,000 items) is generated once into $OUT. Each round imports it into a
 # fresh database reco_bench_import (created and dropped on $RECO_BENCH_DATABASE_URL, an admin URL;
 # default postgres://postgres@127.0.0.1:5432/postgres) with a column mapping, and reports the
-# wall time, rows per second and the peak resident memory of the reco process (GNU time).
+# wall time, rows per second, the CPU time and peak resident memory of the reco process (GNU time).
 # RECO_BIN=path runs that binary instead of building this checkout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,14 +44,15 @@ for round in $(seq 1 "$ROUNDS"); do
   psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS reco_bench_import WITH (FORCE)" \
     -qc "CREATE DATABASE reco_bench_import"
   $BIN --database-url "$DB_URL" migrate >/dev/null
-  /usr/bin/time -f "%e s wall, %M KiB peak resident" -o "$OUT/import-time.txt" \
+  /usr/bin/time -f "%e %U %S %M" -o "$OUT/import-time.txt" \
     $BIN --database-url "$DB_URL" --log-level warn import feedback "$FILE" \
       --columns user_id=uid,item_id=post_id,type=kind,timestamp=created_at,value=rating \
       > "$OUT/import.log"
   stored=$(psql "$DB_URL" -Atc "SELECT COUNT(*) FROM feedback")
-  read -r wall _ _ _ kib _ < "$OUT/import-time.txt"
-  awk -v r="$round" -v rows="$ROWS" -v wall="$wall" -v kib="$kib" -v stored="$stored" \
-    'BEGIN { printf "round %d: %d rows in %.1f s: %.0f rows/s; peak resident %.0f MiB; %d rows stored\n",
-             r, rows, wall, rows / wall, kib / 1024, stored }'
+  read -r wall user sys kib < "$OUT/import-time.txt"
+  awk -v r="$round" -v rows="$ROWS" -v wall="$wall" -v user="$user" -v sys="$sys" \
+    -v kib="$kib" -v stored="$stored" \
+    'BEGIN { printf "round %d: %d rows in %.1f s: %.0f rows/s; reco used %.1f s of CPU; peak resident %.0f MiB; %d rows stored\n",
+             r, rows, wall, rows / wall, user + sys, kib / 1024, stored }'
 done
 psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS reco_bench_import WITH (FORCE)"
