@@ -7,6 +7,7 @@
 //! the store and the engine, and write only through the catalogue.
 
 mod auth;
+mod dashboard;
 pub mod error;
 pub mod extract;
 mod feedback;
@@ -84,13 +85,17 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/admin/train/{id}", get(ops::train_job))
         .route("/api/admin/cluster", get(ops::cluster))
-        .route("/api/admin/dashboard", get(ops::dashboard_data))
+        .route("/api/admin/dashboard", get(dashboard::data))
+        .route(
+            "/api/admin/users/{id}/overview",
+            get(dashboard::user_overview),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,
         ));
     let open = Router::new()
-        .route("/dashboard", get(ops::dashboard_page))
+        .route("/dashboard", get(dashboard::page))
         .route("/health/live", get(ops::live))
         .route("/health/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))

@@ -217,7 +217,15 @@ pub const ROUTES: &[Route] = &[
     (
         "get",
         "/api/admin/dashboard",
-        "What the dashboard draws: pool status, per-engine request counts and latency, latest training runs",
+        "What the dashboard draws: pool status, per-engine latency histograms, feedback and experiment counters, training runs with validation scores",
+        None,
+        "Object",
+        Access::Write,
+    ),
+    (
+        "get",
+        "/api/admin/users/{id}/overview",
+        "One user for the dashboard: newest history rows with titles, and each engine's list (?n=)",
         None,
         "Object",
         Access::Write,
@@ -390,8 +398,7 @@ fn schemas() -> Value {
     let recommended = json!({ "type": "object", "required": ["id", "score", "reason"], "properties": {
         "id": { "type": "string" }, "score": { "type": "number" }, "reason": { "type": "string" },
         "reason_item": { "type": "string", "description": "id of the item the reason names by its title" },
-        "title": { "type": "string" }, "categories": { "type": "array", "items": { "type": "string" } },
-        "labels": labels, "timestamp": ts } });
+        "title": { "type": "string" }, "categories": { "type": "array", "items": { "type": "string" } }, "labels": labels, "timestamp": ts } });
     json!({
         "Recommended": recommended,
         "Item": { "type": "object", "properties": item_props, "required": ["id", "categories", "labels", "title", "description", "timestamp", "hidden"] },
@@ -416,10 +423,8 @@ fn schemas() -> Value {
             "variant": { "type": "string" }, "cached": { "type": "boolean" }, "fallback": { "type": "boolean" },
             "items": { "type": "array", "items": { "$ref": "#/components/schemas/Recommended" } } } },
         "SessionRequest": { "type": "object", "required": ["items"], "additionalProperties": false, "properties": {
-            "items": { "type": "array", "items": id, "maxItems": 1000 },
-            "n": { "type": "integer", "minimum": 1, "maximum": 1000 },
-            "category": { "type": "array", "items": { "type": "string" } },
-            "exclude": { "type": "array", "items": { "type": "string" } },
+            "items": { "type": "array", "items": id, "maxItems": 1000 }, "n": { "type": "integer", "minimum": 1, "maximum": 1000 },
+            "category": { "type": "array", "items": { "type": "string" } }, "exclude": { "type": "array", "items": { "type": "string" } },
             "fields": fields,
             "engine": { "type": "string", "enum": ["auto", "fast", "quality", "enhanced", "smart", "popularity"] } } },
         "Similar": { "type": "object", "properties": {

@@ -10,8 +10,6 @@ use super::extract::{Json, Path};
 use crate::app::AppState;
 use crate::cluster::Cluster;
 use crate::db::{PoolStatus, Rebuilt};
-use crate::engine::EngineKind;
-use crate::metrics::EngineLabel;
 
 /// The process is up. Also the trivial handler the benchmarks compare recommend against.
 pub async fn live() -> Json<Value> {
@@ -85,45 +83,6 @@ pub async fn pool_status(State(state): State<AppState>) -> Json<PoolStatus> {
 /// connections of the old one finish and close.
 pub async fn pool_reset(State(state): State<AppState>) -> Json<Rebuilt> {
     Json(state.pool.rebuild())
-}
-
-/// The dashboard page (`GET /dashboard`): one embedded HTML file whose script polls
-/// `/api/admin/dashboard` every second and draws the charts. It holds no data itself, so it is open;
-/// the data route asks for the API key when one is set.
-pub async fn dashboard_page() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        include_str!("assets/dashboard.html"),
-    )
-}
-
-/// What the dashboard draws (admin): pool status, per-engine counters and latency summaries,
-/// the latest training runs and the cluster size.
-pub async fn dashboard_data(State(state): State<AppState>) -> Json<Value> {
-    // Every engine that serves (`auto` is served by one of them).
-    let engines: serde_json::Map<String, Value> = EngineKind::serving()
-        .map(|kind| {
-            let engine = kind.name();
-            let label = EngineLabel { engine };
-            let summary = state.metrics.engine_seconds.get_or_create(&label).summary();
-            (engine.to_string(), json!(summary))
-        })
-        .collect();
-    let cluster = match &state.cluster {
-        Some(c) => json!({ "id": c.id(), "budget": c.budget(), "replicas": c.live_replicas() }),
-        None => Value::Null,
-    };
-    Json(json!({
-        "at_ms": chrono::Utc::now().timestamp_millis(),
-        "pool": state.pool.status(),
-        "engines": engines,
-        "training": state.metrics.recent_runs(),
-        "snapshot_version": state.engine.snapshot().map(|s| s.version),
-        "cluster": cluster,
-    }))
 }
 
 /// This replica's view of the cluster (admin): its id, the budget, the live replicas with their

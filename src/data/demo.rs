@@ -71,7 +71,10 @@ pub fn item_id(i: usize) -> String {
 /// export) would refuse.
 pub fn generate(spec: &DemoSpec, seed: u64) -> Dataset {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let today = Utc::now().date_naive().and_time(chrono::NaiveTime::MIN).and_utc();
+    let today = Utc::now()
+        .date_naive()
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc();
     let epoch = today - Duration::days(365);
     let items: Vec<Item> = (0..spec.items)
         .map(|i| {

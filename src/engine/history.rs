@@ -63,6 +63,11 @@ impl Row {
         self.item
     }
 
+    /// Seconds since the Unix epoch.
+    pub fn time(&self) -> u32 {
+        self.time
+    }
+
     pub fn type_id(&self) -> u32 {
         self.mark >> 2
     }

@@ -10,8 +10,9 @@
 //! popularity), the catalogue a request reads and its filter walk (`items`), the trained models
 //! (`snapshot`), the live order (`ranking`), what a request asks and gets (`request`), one
 //! request's context and the steps every engine shares (`asked`), and the engines as free
-//! functions over it (`fast`, `models` for `quality` and `enhanced`, `smart`, `similar`). This
-//! file composes them; they never import it.
+//! functions over it (`fast`, `models` for `quality` and `enhanced`, `smart`, `similar`), the item
+//! fields an answer carries (`fields`) and a user's history as the dashboard shows it (`look`).
+//! This file composes them; they never import it.
 //!
 //! Concurrency: the catalogue and histories sit behind one `RwLock` that writers hold only to apply
 //! a committed change and readers only to clone two `Arc`s (the catalogue, `items`, and the
@@ -25,6 +26,7 @@ mod fast;
 mod fields;
 mod history;
 mod items;
+mod look;
 mod models;
 mod ranking;
 mod request;
@@ -53,6 +55,7 @@ pub use crate::algo::smart::Route;
 pub use crate::kinds::EngineKind;
 pub use fields::Fields;
 pub use items::ItemMeta;
+pub use look::HistoryEntry;
 pub use ranking::Ranking;
 pub use request::{ItemFields, Query, Recommendation, Request, Scored, Who};
 pub use snapshot::Snapshot;
@@ -330,6 +333,16 @@ impl Engine {
             &self.ranking.load(),
             q,
         ))
+    }
+
+    /// The `limit` newest rows of a user's history with their items' titles and categories;
+    /// `None` for a user the engine does not know. The lock is held to clone three values.
+    pub fn recent_history(&self, user: &str, limit: usize) -> Option<Vec<HistoryEntry>> {
+        let (items, history, names) = {
+            let state = self.state.read();
+            (state.items(), state.user_history(user)?, state.type_names())
+        };
+        Some(look::recent(&items, &history, &names, limit))
     }
 
     /// Adds the item fields `which` to each answer, from the catalogue in memory (the current

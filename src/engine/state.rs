@@ -211,6 +211,17 @@ impl State {
         id
     }
 
+    /// Every feedback type's name, by the id history rows hold.
+    pub fn type_names(&self) -> Vec<Arc<str>> {
+        let mut names = vec![Arc::from(""); self.type_ids.len()];
+        for (name, &id) in &self.type_ids {
+            if let Some(slot) = names.get_mut(id as usize) {
+                *slot = name.clone();
+            }
+        }
+        names
+    }
+
     pub fn add_feedback(&mut self, f: &Feedback) {
         let u = self.user_idx(&f.user_id) as usize;
         let i = self.item_idx(&f.item_id, chrono::Utc::now().timestamp_millis());

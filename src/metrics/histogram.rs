@@ -60,13 +60,18 @@ impl LatencyHistogram {
             .fetch_add((seconds * 1e9) as u64, Ordering::Relaxed);
     }
 
-    pub fn summary(&self) -> HistogramSummary {
-        let counts: Vec<u64> = self
-            .inner
+    /// The count of each bucket of [`LATENCY_BUCKETS`], then the overflow bucket (not
+    /// cumulative): the dashboard takes quantiles of an interval from two of these.
+    pub fn bucket_counts(&self) -> Vec<u64> {
+        self.inner
             .buckets
             .iter()
             .map(|b| b.load(Ordering::Relaxed))
-            .collect();
+            .collect()
+    }
+
+    pub fn summary(&self) -> HistogramSummary {
+        let counts = self.bucket_counts();
         let count: u64 = counts.iter().sum();
         let sum = self.inner.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
         let quantile = |q: f64| -> f64 {

@@ -65,6 +65,9 @@ pub struct TrainingRun {
     pub result: &'static str,
     pub seconds: f64,
     pub version: Option<u64>,
+    /// Each model's NDCG@10 on the run's validation split, for the settings the run chose
+    /// (`None`: not scored, when no second setting fitted the tuning budget).
+    pub validation: Vec<(String, Option<f64>)>,
 }
 
 /// Training runs kept for the dashboard.
@@ -211,7 +214,13 @@ impl Metrics {
         }
     }
 
-    fn note_run(&self, result: &'static str, seconds: f64, version: Option<u64>) {
+    fn note_run(
+        &self,
+        result: &'static str,
+        seconds: f64,
+        version: Option<u64>,
+        validation: Vec<(String, Option<f64>)>,
+    ) {
         let mut runs = self.recent_runs.lock();
         if runs.len() == RECENT_RUNS {
             runs.pop_front();
@@ -221,6 +230,7 @@ impl Metrics {
             result,
             seconds,
             version,
+            validation,
         });
     }
 
@@ -290,17 +300,44 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts a training run and records its duration.
-    pub fn record_training(&self, ok: bool, seconds: f64, version: Option<u64>) {
+    /// Counts a training run and records its duration and its models' validation scores.
+    pub fn record_training(
+        &self,
+        ok: bool,
+        seconds: f64,
+        version: Option<u64>,
+        validation: Vec<(String, Option<f64>)>,
+    ) {
         let result = if ok { "ok" } else { "failed" };
         self.train_runs.get_or_create(&ResultLabel { result }).inc();
         self.train_seconds.observe(seconds);
-        self.note_run(result, seconds, version);
+        self.note_run(result, seconds, version, validation);
+    }
+
+    /// Requests, impressions and clicks of `engine=auto` for `variant`, over every engine.
+    pub fn variant_totals(&self, variant: &str, engines: &[&'static str]) -> (u64, u64, u64) {
+        let sum = |family: &Family<VariantEngineLabel, Counter>| -> u64 {
+            engines
+                .iter()
+                .filter_map(|&engine| {
+                    let label = VariantEngineLabel {
+                        variant: variant.to_string(),
+                        engine,
+                    };
+                    family.get(&label).map(|c| c.get())
+                })
+                .sum()
+        };
+        (
+            sum(&self.variant_requests),
+            sum(&self.variant_impressions),
+            sum(&self.variant_clicks),
+        )
     }
 
     /// A snapshot trained by another replica was loaded.
     pub fn record_snapshot_load(&self, seconds: f64, version: u64) {
-        self.note_run("loaded", seconds, Some(version));
+        self.note_run("loaded", seconds, Some(version), Vec::new());
         self.train_runs
             .get_or_create(&ResultLabel { result: "loaded" })
             .inc();

@@ -344,8 +344,13 @@ impl Trainer {
             Ok(snapshot) => {
                 self.version.store(snapshot.version, Ordering::Relaxed);
                 self.engine.install(snapshot.clone(), events_before);
+                let validation = snapshot
+                    .tuning
+                    .iter()
+                    .map(|c| (c.model.clone(), c.validation_ndcg))
+                    .collect();
                 self.metrics
-                    .record_training(true, seconds, Some(snapshot.version));
+                    .record_training(true, seconds, Some(snapshot.version), validation);
                 tracing::info!(
                     version = snapshot.version,
                     users = snapshot.user_rows.len(),
@@ -359,7 +364,8 @@ impl Trainer {
                 );
             }
             Err(e) => {
-                self.metrics.record_training(false, seconds, None);
+                self.metrics
+                    .record_training(false, seconds, None, Vec::new());
                 tracing::error!(error = %e, "training failed; keeping the previous models");
             }
         }
