@@ -3,10 +3,12 @@ errors as exceptions carrying reco's code and field, and retries on 503 honourin
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
 import uuid
+from typing import Iterator
 
 import pytest
 
@@ -100,14 +102,14 @@ def test_errors_carry_reco_code_and_field(server: Server) -> None:
     assert e.value.status is None and e.value.code == "unreachable"
 
 
-def test_a_busy_database_is_retried_after_what_retry_after_says(server: Server) -> None:
-    """A lock on the items table makes reco's write wait past its statement timeout, so reco
-    answers 503 with Retry-After; the lock is released when the client reports its first retry,
-    and the retried write succeeds."""
+@contextlib.contextmanager
+def table_lock(server: Server, table: str) -> Iterator[str]:
+    """Holds an exclusive lock on ``table`` from a psql session named by the returned application
+    name, until the block ends or the session is terminated."""
     holder = "pyclient_lock_" + uuid.uuid4().hex[:8]
     lock = subprocess.Popen(
         ["psql", server.db_url, "-c",
-         "BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(600);"],
+         f"BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(600);"],
         env=dict(os.environ, PGAPPNAME=holder),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -120,48 +122,40 @@ def test_a_busy_database_is_retried_after_what_retry_after_says(server: Server) 
                    "AND l.granted").stdout.strip() != "1":
             assert time.monotonic() < deadline, "the lock was never taken"
             time.sleep(0.05)
+        yield holder
+    finally:
+        release(server, holder)
+        lock.kill()
+        lock.wait()
 
+
+def release(server: Server, holder: str) -> None:
+    psql(server.db_url,
+         f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{holder}'")
+
+
+def test_a_busy_database_is_retried_after_what_retry_after_says(server: Server) -> None:
+    """A lock on the items table makes reco's write wait past its statement timeout, so reco
+    answers 503 with Retry-After; the lock is released when the client reports its first retry,
+    and the retried write succeeds."""
+    with table_lock(server, "items") as holder:
         retries = []
 
-        def release(attempt: int, error: RecoError, wait: float) -> None:
+        def on_retry(attempt: int, error: RecoError, wait: float) -> None:
             retries.append((attempt, error.status, error.code, error.retry_after, wait))
-            psql(server.db_url,
-                 f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{holder}'")
+            release(server, holder)
 
-        reco = server.client(on_retry=release, retries=3)
+        reco = server.client(on_retry=on_retry, retries=3)
         item = unique("busy")
         assert reco.upsert_item(item, title="after the lock")["id"] == item
         assert retries and retries[0][:3] == (1, 503, "database_busy"), retries
         assert retries[0][3] is not None and retries[0][4] == retries[0][3], "waited Retry-After"
         assert reco.get_item(item)["title"] == "after the lock"
-    finally:
-        lock.kill()
-        lock.wait()
 
 
 def test_retries_stop_and_raise(server: Server) -> None:
     """Without retries the 503 is raised as it came."""
-    holder = "pyclient_lock_" + uuid.uuid4().hex[:8]
-    lock = subprocess.Popen(
-        ["psql", server.db_url, "-c",
-         "BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(600);"],
-        env=dict(os.environ, PGAPPNAME=holder),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while psql(server.db_url,
-                   "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
-                   f"WHERE a.application_name = '{holder}' AND l.granted "
-                   "AND l.mode = 'AccessExclusiveLock'").stdout.strip() != "1":
-            assert time.monotonic() < deadline, "the lock was never taken"
-            time.sleep(0.05)
+    with table_lock(server, "users"):
         with pytest.raises(RecoError) as e:
             server.client(retries=0).upsert_user(unique("user"))
         assert e.value.status == 503 and e.value.retry_after is not None
-    finally:
-        lock.kill()
-        lock.wait()
-        psql(server.db_url,
-             f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{holder}'")
