@@ -4,7 +4,8 @@
 //! An import is two halves joined by a channel of two batches: a source (`read` for files, on a
 //! blocking thread; `sql` for a query) checks each row (`schema`, by `crate::rules`, as the API
 //! does) and groups them into batches (`batch`); the writer (`import`) commits each batch in one
-//! transaction through the pool. Memory holds at most three batches whatever the input's size.
+//! transaction through the pool. Memory holds at most four batches (one being read, two queued, one
+//! being written) whatever the input's size.
 //! `export` streams a table over one connection into a file.
 
 mod batch;
@@ -62,7 +63,11 @@ pub async fn import(
         }),
     };
     let result = import::write_batches(store, rx, progress).await;
-    // On an error the receiver is gone, so the source stops at its next send.
-    let _ = reader.await;
+    // On success every sender is gone, so the source has finished. On an error the receiver is
+    // gone and the source stops at its next send; it is not awaited, since a reader blocked on
+    // standard input would never get there.
+    if result.is_ok() {
+        let _ = reader.await;
+    }
     result
 }
