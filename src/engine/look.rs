@@ -30,9 +30,14 @@ pub fn recent(
     type_names: &[Arc<str>],
     limit: usize,
 ) -> Vec<HistoryEntry> {
+    let newest_first = |r: &super::history::Row| std::cmp::Reverse(r.time());
     let mut rows: Vec<_> = history.all().to_vec();
-    rows.sort_by_key(|r| std::cmp::Reverse(r.time()));
-    rows.truncate(limit);
+    // The newest `limit` in linear time, then sorted: a long history is not sorted whole.
+    if rows.len() > limit {
+        rows.select_nth_unstable_by_key(limit, newest_first);
+        rows.truncate(limit);
+    }
+    rows.sort_unstable_by_key(newest_first);
     rows.into_iter()
         .filter_map(|r| {
             let meta = items.get(r.item())?;

@@ -88,7 +88,8 @@ pub struct Engine {
 
 /// A change to the state, as recorded in the reload journal.
 enum Change {
-    Upsert(Item),
+    /// An item and its labels as held in memory (prepared before the lock is taken).
+    Upsert(Item, Option<request::Labels>),
     DeleteItem(String),
     EnsureUser(String),
     DeleteUser(String),
@@ -99,7 +100,7 @@ enum Change {
 impl Change {
     fn apply(&self, s: &mut State) {
         match self {
-            Change::Upsert(item) => s.upsert_item(item),
+            Change::Upsert(item, labels) => s.upsert_item(item, labels.clone()),
             Change::DeleteItem(id) => s.delete_item(id),
             Change::EnsureUser(id) => s.ensure_user(id),
             Change::DeleteUser(id) => s.delete_user(id),
@@ -125,7 +126,9 @@ impl Engine {
     }
 
     /// Applies `changes` to the state (under its write lock), recording them while a reload runs.
-    fn apply(&self, changes: impl IntoIterator<Item = Change>) {
+    /// The changes are built before the lock is taken (a `Vec`, not a lazy iterator), so the
+    /// writer holds it only to apply them: cloning rows and serialising labels happen outside.
+    fn apply(&self, changes: Vec<Change>) {
         let mut s = self.state.write();
         let mut journal = self.journal.lock();
         for change in changes {
@@ -175,7 +178,12 @@ impl Engine {
         *self.journal.lock() = Some(Vec::new());
         let mut fresh = State::with_item_order(self.state.read().policy().clone(), item_order);
         let read = async {
-            store.for_each_item(|item| fresh.upsert_item(&item)).await?;
+            store
+                .for_each_item(|item| {
+                    let labels = items::labels_in_memory(&item.labels);
+                    fresh.upsert_item(&item, labels)
+                })
+                .await?;
             store.for_each_user_id(|id| fresh.ensure_user(&id)).await?;
             store.for_each_feedback(|f| fresh.add_feedback(&f)).await
         }
@@ -233,33 +241,41 @@ impl Engine {
     }
 
     pub fn upsert_items(&self, items: &[Item]) {
-        self.apply(items.iter().cloned().map(Change::Upsert));
+        let changes = items
+            .iter()
+            .map(|i| Change::Upsert(i.clone(), items::labels_in_memory(&i.labels)))
+            .collect();
+        self.apply(changes);
         self.catalogue_generation.fetch_add(1, Ordering::AcqRel);
     }
 
     pub fn delete_item(&self, id: &str) {
-        self.apply([Change::DeleteItem(id.to_string())]);
+        self.apply(vec![Change::DeleteItem(id.to_string())]);
         self.catalogue_generation.fetch_add(1, Ordering::AcqRel);
     }
 
     pub fn ensure_users<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
-        self.apply(ids.into_iter().map(|id| Change::EnsureUser(id.to_string())));
+        self.apply(
+            ids.into_iter()
+                .map(|id| Change::EnsureUser(id.to_string()))
+                .collect(),
+        );
     }
 
     pub fn delete_user(&self, id: &str) {
-        self.apply([Change::DeleteUser(id.to_string())]);
+        self.apply(vec![Change::DeleteUser(id.to_string())]);
     }
 
     /// Applies committed feedback (creating users and items it names that are not known yet).
     pub fn add_feedback(&self, rows: &[Feedback]) {
-        self.apply(rows.iter().cloned().map(Change::AddFeedback));
+        self.apply(rows.iter().cloned().map(Change::AddFeedback).collect());
         self.events_since_training
             .fetch_add(rows.len() as u64, Ordering::Relaxed);
     }
 
     /// Applies deleted feedback rows.
     pub fn remove_feedback(&self, rows: &[Feedback]) {
-        self.apply(rows.iter().cloned().map(Change::RemoveFeedback));
+        self.apply(rows.iter().cloned().map(Change::RemoveFeedback).collect());
     }
 
     /// What a cached answer for `user` depends on: the snapshot version (0 before training), the

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::history::{Class, History, MAX_TYPES, Row};
-use super::items::{ItemMeta, Items, labels_in_memory};
+use super::items::{ItemMeta, Items};
+use super::request::Labels;
 use crate::policy::FeedbackPolicy;
 use crate::store::{Feedback, Item};
 
@@ -122,7 +123,9 @@ impl State {
         idx
     }
 
-    pub fn upsert_item(&mut self, item: &Item) {
+    /// Applies an item; `labels` are its labels as held in memory (`items::labels_in_memory`,
+    /// prepared by the caller outside the state's lock).
+    pub fn upsert_item(&mut self, item: &Item, labels: Option<Labels>) {
         let ts = item.timestamp.timestamp_millis();
         let idx = self.item_idx(&item.id, ts);
         let mut bits = Some(0u64);
@@ -141,7 +144,7 @@ impl State {
         let title = (!item.title.is_empty()).then(|| Arc::from(item.title.as_str()));
         let meta = self.items_mut().get_mut(idx);
         meta.title = title;
-        meta.labels = labels_in_memory(&item.labels);
+        meta.labels = labels;
         meta.categories = categories;
         meta.category_bits = bits;
         meta.hidden = item.hidden;

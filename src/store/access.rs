@@ -196,17 +196,20 @@ impl Store {
         .await
     }
 
-    /// [`Store::for_each_row`] with `$1` bound to `since_ms` when given, until `f` returns
-    /// false (an export whose output failed stops reading).
+    /// [`Store::for_each_row`] until `f` returns false (an export whose output failed stops
+    /// reading); with `since` = `(column, ms)`, only the rows whose `column` is at or after `ms`.
     pub(super) async fn stream_rows<T>(
         &self,
-        sql: String,
-        since_ms: Option<i64>,
+        mut sql: String,
+        since: Option<(&str, i64)>,
         decode: fn(&AnyRow) -> Result<T>,
         mut f: impl FnMut(T) -> bool + Send,
     ) -> Result<()> {
+        if let Some((column, _)) = since {
+            sql.push_str(&format!(" WHERE {column} >= $1"));
+        }
         let mut q = self.pool.query(AssertSqlSafe(sql));
-        if let Some(ms) = since_ms {
+        if let Some((_, ms)) = since {
             q = q.bind(ms);
         }
         self.with_conn(|conn, _| {

@@ -185,13 +185,9 @@ impl Store {
         since_ms: Option<i64>,
         f: impl FnMut(Feedback) -> bool + Send,
     ) -> Result<()> {
-        let filter = if since_ms.is_some() {
-            " WHERE timestamp_ms >= $1"
-        } else {
-            ""
-        };
-        let sql = format!("SELECT {COLUMNS} FROM feedback{filter}");
-        self.stream_rows(sql, since_ms, decode, f).await
+        let sql = format!("SELECT {COLUMNS} FROM feedback");
+        self.stream_rows(sql, since_ms.map(|ms| ("timestamp_ms", ms)), decode, f)
+            .await
     }
 }
 

@@ -86,12 +86,8 @@ impl Store {
         since_ms: Option<i64>,
         f: impl FnMut(User) -> bool + Send,
     ) -> Result<()> {
-        let filter = if since_ms.is_some() {
-            " WHERE created_ms >= $1"
-        } else {
-            ""
-        };
-        let sql = format!("SELECT {COLUMNS} FROM users{filter}");
-        self.stream_rows(sql, since_ms, decode, f).await
+        let sql = format!("SELECT {COLUMNS} FROM users");
+        self.stream_rows(sql, since_ms.map(|ms| ("created_ms", ms)), decode, f)
+            .await
     }
 }

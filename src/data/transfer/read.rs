@@ -125,6 +125,9 @@ fn read_csv(input: impl Read, sink: &mut Sink) -> Outcome {
         .mapping()
         .check_header(header.iter())
         .map_err(|e| Some(Stop::Failed(e)))?;
+    // Each column's position, found once rather than per cell.
+    let columns: std::collections::HashMap<&str, usize> =
+        header.iter().enumerate().map(|(i, h)| (h, i)).collect();
     let mut record = csv::StringRecord::new();
     loop {
         let line = reader.position().line() + 1;
@@ -132,10 +135,7 @@ fn read_csv(input: impl Read, sink: &mut Sink) -> Outcome {
             Ok(false) => return Ok(()),
             Ok(true) => {
                 let line = record.position().map_or(line, |p| p.line());
-                let get = |column: &str| {
-                    let at = header.iter().position(|h| h == column)?;
-                    record.get(at).map(Cell::Text)
-                };
+                let get = |column: &str| record.get(*columns.get(column)?).map(Cell::Text);
                 sink.push(line, get)?;
             }
             Err(e) => match e.kind() {
