@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::Context;
 use tokio::task::JoinHandle;
 
-use crate::catalogue::Catalogue;
+use crate::catalogue::{self, Catalogue};
 use crate::cluster::Cluster;
 use crate::config::{Config, seconds};
 use crate::data::demo;
@@ -54,8 +54,8 @@ pub struct App {
 const WRITER: &str = "feedback writer";
 
 /// The background tasks: the feedback writer, the re-ranker, the trainer (aborted at shutdown: a
-/// run in progress is abandoned, the snapshot stays) and the cluster heartbeat (aborted before the
-/// pool shrinks and closes). Every one of them runs until shutdown; one that ends earlier is found
+/// run in progress is abandoned, the snapshot stays), the cluster heartbeat (aborted before the
+/// pool shrinks and closes) and the change feed's follower. Every one of them runs until shutdown; one that ends earlier is found
 /// by the watchdog.
 struct Tasks(Vec<(&'static str, JoinHandle<()>)>);
 
@@ -148,6 +148,18 @@ impl App {
         if config.demo.seed_if_empty && pool.backend() == Backend::Sqlite {
             seed_demo(&store, config.demo.seed).await?;
         }
+        // A replica follows the change feed from where it stood before the load: everything at or
+        // below that is in what it loads.
+        let feed_start = match &cluster {
+            Some(c) => {
+                let start = catalogue::start_position(&store)
+                    .await
+                    .context("reading the change feed's position")?;
+                c.set_feed_position(start.settled());
+                Some(start)
+            }
+            None => None,
+        };
         let policy = FeedbackPolicy::from_config(&config.recommend);
         let engine = Arc::new(Engine::new(policy.clone(), config.recommend.diversity));
         let started = Instant::now();
@@ -169,8 +181,13 @@ impl App {
             policy,
             metrics.clone(),
         ));
+        // With a budget every write is also a change in the feed the other replicas follow.
+        let writes = match &cluster {
+            Some(c) => store.clone().recording_changes(c.id()),
+            None => store.clone(),
+        };
         let (catalogue, writer_task) = Catalogue::start(
-            store.clone(),
+            writes,
             engine.clone(),
             orchestrator.clone(),
             metrics.clone(),
@@ -190,6 +207,12 @@ impl App {
             ("trainer", trainer_task),
         ];
         list.extend(heartbeat.map(|h| ("cluster heartbeat", h)));
+        if let (Some(c), Some(start)) = (&cluster, feed_start) {
+            list.push((
+                "feed follower",
+                catalogue.follow(c.clone(), start, &config.cluster),
+            ));
+        }
         let tasks = Arc::new(parking_lot::Mutex::new(Some(Tasks(list))));
         let failures = Arc::default();
         spawn_watchdog(tasks.clone(), Arc::clone(&failures));

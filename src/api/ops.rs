@@ -9,7 +9,7 @@ use super::error::Error;
 use super::extract::{Json, Path};
 use crate::app::AppState;
 use crate::cluster::Cluster;
-use crate::db::{PoolStatus, Rebuilt};
+use crate::db::Rebuilt;
 
 /// The process is up. Also the trivial handler the benchmarks compare recommend against.
 pub async fn live() -> Json<Value> {
@@ -60,9 +60,12 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     response
 }
 
-/// Prometheus text format; pool gauges are gathered now.
+/// Prometheus text format; pool gauges and the feed's lag are gathered now.
 pub async fn metrics(State(state): State<AppState>) -> Response {
     state.pool.publish_gauges();
+    if let Some((_, lag)) = state.catalogue.feed_status() {
+        state.metrics.feed.lag_seconds.set(lag);
+    }
     let body = state.metrics.encode();
     (
         [(
@@ -74,9 +77,20 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// The pool's state as JSON (admin).
-pub async fn pool_status(State(state): State<AppState>) -> Json<PoolStatus> {
-    Json(state.pool.status())
+/// The pool's state as JSON (admin), with the change feed's position and lag when this replica
+/// follows one (`reco monitor` shows both).
+pub async fn pool_status(State(state): State<AppState>) -> Json<Value> {
+    let mut body = serde_json::to_value(state.pool.status()).expect("the pool's status serialises");
+    if let (Some(feed), Some(map)) = (feed(&state), body.as_object_mut()) {
+        map.insert("feed".into(), feed);
+    }
+    Json(body)
+}
+
+/// The change feed's follower, as the admin routes show it.
+fn feed(state: &AppState) -> Option<Value> {
+    let (position, lag) = state.catalogue.feed_status()?;
+    Some(json!({ "position": position, "lag_seconds": lag }))
 }
 
 /// Rebuilds the pool gracefully (admin, `reco reset`): new checkouts go to a new pool, busy
@@ -104,6 +118,7 @@ pub async fn cluster(State(state): State<AppState>) -> Result<Json<Value>, Error
         "ceiling": state.pool.ceiling(),
         "replicas": replicas,
         "snapshot_version": version,
+        "feed": feed(&state),
     })))
 }
 

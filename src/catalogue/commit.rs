@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::ledger::Ledger;
 use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::orchestrator::Orchestrator;
@@ -16,13 +17,14 @@ pub struct FeedbackCommit {
     pub(super) metrics: Arc<Metrics>,
     /// Create unknown users and items named in feedback (`feedback.auto_create`).
     pub(super) auto_create: bool,
+    pub(super) ledger: Arc<Ledger>,
 }
 
 impl FeedbackCommit {
     /// Commits `rows` (one transaction), then applies them.
     pub async fn commit(&self, rows: &[Feedback]) -> Result<(), store::Error> {
-        self.store.insert_feedback(rows, self.auto_create).await?;
-        self.engine.add_feedback(rows);
+        let pos = self.store.insert_feedback(rows, self.auto_create).await?;
+        self.ledger.own(pos, || self.engine.add_feedback(rows));
         self.orchestrator.feedback_committed(rows);
         self.metrics.feedback_rows.inc_by(rows.len() as u64);
         self.metrics.feedback_commits.inc();

@@ -12,34 +12,46 @@
 
 mod commit;
 mod error;
+mod follow;
 mod group_commit;
+mod ledger;
 
 use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 
-use crate::config::FeedbackConfig;
+use crate::cluster::{Cluster, Frontier};
+use crate::config::{ClusterConfig, FeedbackConfig, seconds};
 use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::orchestrator::Orchestrator;
 use crate::store::{Feedback, Item, ItemPatch, Store, User, UserPatch};
 use commit::FeedbackCommit;
+use follow::Follower;
 use group_commit::FeedbackWriter;
+use ledger::Ledger;
 
 pub use error::{Error, Result};
+pub use follow::{FeedStatus, start_position};
 
 /// The write service; one per process, in the application state.
 pub struct Catalogue {
     store: Store,
     engine: Arc<Engine>,
+    orchestrator: Arc<Orchestrator>,
+    metrics: Arc<Metrics>,
     feedback: FeedbackWriter,
     /// Create unknown users and items named in feedback, or reject the batch.
     auto_create: bool,
+    /// The order writes reach memory in, once a feed is followed (`ledger`).
+    ledger: Arc<Ledger>,
+    feed: Arc<FeedStatus>,
 }
 
 impl Catalogue {
     /// The service and its group-commit writer task (which ends after [`Catalogue::close`], once
-    /// everything queued is committed).
+    /// everything queued is committed). A `store` that records changes
+    /// (`Store::recording_changes`) makes every write a change in the feed.
     pub fn start(
         store: Store,
         engine: Arc<Engine>,
@@ -47,53 +59,92 @@ impl Catalogue {
         metrics: Arc<Metrics>,
         config: &FeedbackConfig,
     ) -> (Self, JoinHandle<()>) {
+        let ledger = Arc::new(Ledger::default());
         let commit = FeedbackCommit {
             store: store.clone(),
             engine: engine.clone(),
-            orchestrator,
-            metrics,
+            orchestrator: orchestrator.clone(),
+            metrics: metrics.clone(),
             auto_create: config.auto_create,
+            ledger: ledger.clone(),
         };
         let (feedback, task) = FeedbackWriter::spawn(commit, config.max_group_rows);
         let catalogue = Self {
             store,
             engine,
+            orchestrator,
+            metrics,
             feedback,
             auto_create: config.auto_create,
+            ledger,
+            feed: Arc::default(),
         };
         (catalogue, task)
     }
 
+    /// Starts following the change feed from `frontier` ([`start_position`], read before the
+    /// engine loaded): the other replicas' writes reach memory within `cluster.sync_interval`.
+    pub fn follow(
+        &self,
+        cluster: Arc<Cluster>,
+        frontier: Frontier,
+        config: &ClusterConfig,
+    ) -> JoinHandle<()> {
+        Follower {
+            store: self.store.clone(),
+            engine: self.engine.clone(),
+            orchestrator: self.orchestrator.clone(),
+            metrics: self.metrics.clone(),
+            ledger: self.ledger.clone(),
+            cluster,
+            status: self.feed.clone(),
+            frontier,
+            interval: seconds(config.sync_interval),
+            retention: seconds(config.feed_retention),
+        }
+        .spawn()
+    }
+
+    /// Where the feed's follower stands: its position and lag in seconds (`None` when this
+    /// replica follows no feed).
+    pub fn feed_status(&self) -> Option<(i64, f64)> {
+        self.feed.get()
+    }
+
     /// Inserts or replaces items, all or none.
     pub async fn upsert_items(&self, items: &[Item]) -> Result<()> {
-        self.store.upsert_items(items).await?;
-        self.engine.upsert_items(items);
+        let pos = self.store.upsert_items(items).await?;
+        self.ledger.own(pos, || self.engine.upsert_items(items));
         Ok(())
     }
 
     /// Changes the given fields of an item; `None` when it does not exist.
     pub async fn patch_item(&self, id: &str, patch: &ItemPatch) -> Result<Option<Item>> {
-        let item = self.store.patch_item(id, patch).await?;
-        if let Some(item) = &item {
-            self.engine.upsert_items(std::slice::from_ref(item));
-        }
-        Ok(item)
+        let Some((item, pos)) = self.store.patch_item(id, patch).await? else {
+            return Ok(None);
+        };
+        self.ledger.own(pos, || {
+            self.engine.upsert_items(std::slice::from_ref(&item))
+        });
+        Ok(Some(item))
     }
 
     /// Deletes an item and its feedback; false when it did not exist.
     pub async fn delete_item(&self, id: &str) -> Result<bool> {
-        let deleted = self.store.delete_item(id).await?;
+        let (deleted, pos) = self.store.delete_item(id).await?;
         if deleted {
-            self.engine.delete_item(id);
+            self.ledger.own(pos, || self.engine.delete_item(id));
         }
         Ok(deleted)
     }
 
     /// Inserts or replaces users, all or none (an existing user keeps their creation time).
     pub async fn upsert_users(&self, users: &[User]) -> Result<()> {
-        self.store.upsert_users(users).await?;
-        self.engine
-            .ensure_users(users.iter().map(|u| u.id.as_str()));
+        let pos = self.store.upsert_users(users).await?;
+        self.ledger.own(pos, || {
+            self.engine
+                .ensure_users(users.iter().map(|u| u.id.as_str()))
+        });
         Ok(())
     }
 
@@ -104,9 +155,9 @@ impl Catalogue {
 
     /// Deletes a user and their feedback; false when they did not exist.
     pub async fn delete_user(&self, id: &str) -> Result<bool> {
-        let deleted = self.store.delete_user(id).await?;
+        let (deleted, pos) = self.store.delete_user(id).await?;
         if deleted {
-            self.engine.delete_user(id);
+            self.ledger.own(pos, || self.engine.delete_user(id));
         }
         Ok(deleted)
     }
@@ -150,11 +201,12 @@ impl Catalogue {
         item_id: &str,
         feedback_type: Option<&str>,
     ) -> Result<Vec<Feedback>> {
-        let deleted = self
+        let (deleted, pos) = self
             .store
             .delete_feedback(user_id, item_id, feedback_type)
             .await?;
-        self.engine.remove_feedback(&deleted);
+        self.ledger
+            .own(pos, || self.engine.remove_feedback(&deleted));
         Ok(deleted)
     }
 

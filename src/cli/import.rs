@@ -87,6 +87,11 @@ pub async fn run(opts: Opts, config: Config) -> anyhow::Result<()> {
         Source::Feedback(rows) => import_rows(&store, &config, Kind::Feedback, rows).await,
         Source::All { dir, skip_bad } => import_all(&store, &config, &dir, skip_bad).await,
     };
+    // Replicas following the change feed (PostgreSQL) load what the import wrote around it; also
+    // after a failed import, whose committed batches stay.
+    if let Err(e) = store.record_reload("import").await {
+        tracing::warn!(error = %e, "could not tell running replicas to reload");
+    }
     pool.close().await;
     result
 }

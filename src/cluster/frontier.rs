@@ -29,7 +29,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Most missing positions remembered at once: a jump in the sequence larger than this (a
 /// `setval`, say) is given up at once instead of being remembered position by position.
-const MAX_GAPS: i64 = 100_000;
+pub const MAX_GAPS: i64 = 100_000;
+
+/// Most missing positions a read asks for by number; with more, it asks for everything above the
+/// frontier instead.
+const MAX_LISTED: usize = 1_000;
 
 /// The follower's position in the feed.
 #[derive(Debug, Clone, Default)]
@@ -57,6 +61,35 @@ impl Frontier {
     /// the positions above it.
     pub fn settled(&self) -> i64 {
         self.settled
+    }
+
+    /// A follower's frontier after loading the tables, from what a snapshot taken before the load
+    /// showed: positions up to `top` except `gaps` are in the load (it read a later snapshot);
+    /// the gaps are awaited as a read with that snapshot's `xmax` would await them. Below
+    /// `top - MAX_GAPS` (and at or below `horizon`) everything counts as settled.
+    pub fn resume(horizon: i64, top: i64, gaps: &[i64], xmax: u64) -> Self {
+        let floor = horizon.max(top - MAX_GAPS).min(top);
+        let mut f = Frontier::new(floor);
+        let gaps: BTreeSet<i64> = gaps.iter().copied().collect();
+        let shown: Vec<i64> = (floor + 1..=top).filter(|p| !gaps.contains(p)).collect();
+        // `xmin` 0: nothing is given up before a later read says so.
+        f.read(&shown, 0, xmax);
+        f
+    }
+
+    /// What the next read asks for: the positions above the first number, and those listed (the
+    /// missing ones below it).
+    pub fn wanted(&self) -> (i64, Vec<i64>) {
+        if self.missing.len() > MAX_LISTED {
+            return (self.settled, Vec::new());
+        }
+        let top = self.applied.last().copied().unwrap_or(self.settled);
+        (top, self.missing.keys().copied().collect())
+    }
+
+    /// Whether `pos` is settled or applied.
+    pub fn passed(&self, pos: i64) -> bool {
+        pos <= self.settled || self.applied.contains(&pos)
     }
 
     /// Takes one read: `positions` are those above [`Frontier::settled`] that a snapshot with
@@ -155,6 +188,22 @@ mod tests {
         assert_eq!(f.settled(), 4);
         assert!(f.read(&[6], 20, 21).is_empty());
         assert_eq!(f.settled(), 6);
+    }
+
+    /// A follower that loaded the tables starts past what its snapshot showed and waits for the
+    /// positions it did not show.
+    #[test]
+    fn a_resumed_frontier_awaits_the_gaps_before_its_load() {
+        let mut f = Frontier::resume(2, 10, &[5, 8], 40);
+        assert_eq!(f.settled(), 4);
+        assert!(f.passed(6) && !f.passed(8));
+        assert_eq!(f.wanted(), (10, vec![5, 8]));
+        assert_eq!(f.read(&[8, 11], 39, 42), [8, 11]);
+        assert_eq!(f.settled(), 4);
+        assert!(f.read(&[], 40, 42).is_empty());
+        assert_eq!(f.settled(), 11, "5 never committed");
+        let empty = Frontier::resume(7, 7, &[], 40);
+        assert_eq!((empty.settled(), empty.wanted()), (7, (7, vec![])));
     }
 
     /// A jump in the sequence far larger than any batch is not remembered position by position.

@@ -22,7 +22,7 @@
 //! database server's clock, so replicas with skewed clocks agree on who is alive.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::Row;
@@ -48,6 +48,8 @@ pub struct Replica {
     pub ceiling: u32,
     /// Milliseconds since its last heartbeat, by the server's clock.
     pub heartbeat_age_ms: i64,
+    /// Where its change-feed follower stood at that heartbeat.
+    pub feed_position: Option<i64>,
 }
 
 /// This replica's membership in the cluster.
@@ -76,6 +78,9 @@ pub struct Cluster {
     epoch: Instant,
     /// Live replicas at the last heartbeat.
     pub(super) live: AtomicU32,
+    /// Where this replica's change-feed follower stands (`i64::MIN` until it has a position):
+    /// recorded with each heartbeat, so pruning keeps what it still needs.
+    feed_pos: AtomicI64,
 }
 
 /// What the heartbeat keeps between beats.
@@ -159,6 +164,7 @@ impl Cluster {
             last_beat_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             live: AtomicU32::new(1),
+            feed_pos: AtomicI64::new(i64::MIN),
         });
         cluster.beat().await?;
         tracing::info!(
@@ -181,6 +187,17 @@ impl Cluster {
     /// Live replicas (this one included) as of the last heartbeat.
     pub fn live_replicas(&self) -> u32 {
         self.live.load(Ordering::Relaxed)
+    }
+
+    /// Records where this replica's feed follower stands (sent with the next heartbeat).
+    pub fn set_feed_position(&self, settled: i64) {
+        self.feed_pos.store(settled, Ordering::Relaxed);
+    }
+
+    /// Where this replica's feed follower stands, once it has a position.
+    pub fn feed_position(&self) -> Option<i64> {
+        let pos = self.feed_pos.load(Ordering::Relaxed);
+        (pos != i64::MIN).then_some(pos)
     }
 
     /// Lets heartbeats park this replica when its share is 0: its engine is loaded and it can
@@ -408,7 +425,7 @@ impl Cluster {
             .query(concat!(
                 "SELECT id, url, ceiling, ",
                 server_ms!(),
-                " - heartbeat_ms FROM reco_replicas WHERE application_name = $1 \
+                " - heartbeat_ms, feed_pos FROM reco_replicas WHERE application_name = $1 \
                  ORDER BY started_ms, id"
             ))
             .bind(application_name)
@@ -421,6 +438,7 @@ impl Cluster {
                     url: r.try_get(1)?,
                     ceiling: r.try_get::<i32, _>(2)?.max(0) as u32,
                     heartbeat_age_ms: r.try_get(3)?,
+                    feed_position: r.try_get(4)?,
                 })
             })
             .collect()

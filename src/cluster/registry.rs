@@ -43,10 +43,13 @@ impl Cluster {
             .await?
             .try_get(0)?;
         let updated = pool
-            .query("UPDATE reco_replicas SET heartbeat_ms = $1, url = $2 WHERE id = $3")
+            .query(
+                "UPDATE reco_replicas SET heartbeat_ms = $1, url = $2, feed_pos = $4 WHERE id = $3",
+            )
             .bind(now)
             .bind(url.clone())
             .bind(&self.id)
+            .bind(self.feed_position())
             .execute(&mut **conn)
             .await?
             .rows_affected();

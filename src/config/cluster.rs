@@ -23,6 +23,12 @@ pub struct ClusterConfig {
     pub advertise_url: Option<String>,
     /// Snapshots kept in the database for replicas to load (older ones are deleted).
     pub keep_snapshots: u32,
+    /// Seconds between reads of the change feed: a write on one replica reaches the others'
+    /// memory within about this (one short checkout per read).
+    pub sync_interval: f64,
+    /// Seconds a change stays in the feed even if a live replica has not passed it; a replica
+    /// further behind reloads from the tables.
+    pub feed_retention: f64,
 }
 
 impl Default for ClusterConfig {
@@ -34,6 +40,8 @@ impl Default for ClusterConfig {
             join_reserve: 1,
             advertise_url: None,
             keep_snapshots: 2,
+            sync_interval: 0.25,
+            feed_retention: 600.0,
         }
     }
 }
@@ -74,6 +82,20 @@ impl ClusterConfig {
             "cluster.keep_snapshots",
             self.keep_snapshots,
             "1..=100",
+        )?;
+        secs(
+            self.sync_interval,
+            "cluster.sync_interval",
+            0.01,
+            10.0,
+            "0.01..=10 seconds",
+        )?;
+        secs(
+            self.feed_retention,
+            "cluster.feed_retention",
+            120.0,
+            86_400.0,
+            "120..=86400 seconds",
         )?;
         if let Some(u) = &self.advertise_url {
             check(

@@ -19,6 +19,8 @@ pub struct MonitorConfig {
     pub warn_overflow: u32,
     /// Seconds between refreshes of the live view.
     pub interval: f64,
+    /// Warn when a replica's change-feed follower is more than this many seconds behind.
+    pub warn_feed_lag: f64,
 }
 
 impl Default for MonitorConfig {
@@ -29,6 +31,7 @@ impl Default for MonitorConfig {
             warn_utilisation: 0.8,
             warn_overflow: 2,
             interval: 1.0,
+            warn_feed_lag: 3.0,
         }
     }
 }
@@ -44,6 +47,13 @@ impl MonitorConfig {
         secs(
             self.interval,
             "monitor.interval",
+            0.1,
+            3600.0,
+            "0.1..=3600 seconds",
+        )?;
+        secs(
+            self.warn_feed_lag,
+            "monitor.warn_feed_lag",
             0.1,
             3600.0,
             "0.1..=3600 seconds",

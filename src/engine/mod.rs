@@ -3,11 +3,12 @@
 //! [`Engine`] holds what a recommend request needs: the item catalogue's filterable fields, every
 //! user's interaction set, and a popularity ranking. It is loaded from the store once at start-up
 //! (one connection, streamed) and then kept current by the catalogue (`crate::catalogue`), which
-//! applies each write after its transaction commits, so "already seen" filtering is exact the
+//! applies each write after its transaction commits (and, with a cluster budget, the other
+//! replicas' writes as its change-feed follower reads them), so "already seen" filtering is exact the
 //! moment a write is acknowledged. A request never touches the database.
 //!
 //! Files: the live state (`state`: items, histories classified by the feedback policy,
-//! popularity), the catalogue a request reads and its filter walk (`items`), the trained models
+//! popularity) and a change to it (`journal`), the catalogue a request reads and its filter walk (`items`), the trained models
 //! (`snapshot`), the live order (`ranking`), what a request asks and gets (`request`), one
 //! request's context and the steps every engine shares (`asked`), and the engines as free
 //! functions over it (`fast`, `models` for `quality` and `enhanced`, `smart`, `similar`), the item
@@ -26,6 +27,7 @@ mod fast;
 mod fields;
 mod history;
 mod items;
+mod journal;
 mod look;
 mod models;
 mod ranking;
@@ -49,6 +51,7 @@ use crate::store::{self, Feedback, Item, Store};
 use asked::Asked;
 use history::History;
 use items::Items;
+use journal::Change;
 use state::State;
 
 pub use crate::algo::smart::Route;
@@ -84,30 +87,8 @@ pub struct Engine {
     /// While a reload reads the store: the changes applied meanwhile, replayed onto the fresh state
     /// so that none is lost when it replaces the current one.
     journal: parking_lot::Mutex<Option<Vec<Change>>>,
-}
-
-/// A change to the state, as recorded in the reload journal.
-enum Change {
-    /// An item and its labels as held in memory (prepared before the lock is taken).
-    Upsert(Item, Option<request::Labels>),
-    DeleteItem(String),
-    EnsureUser(String),
-    DeleteUser(String),
-    AddFeedback(Feedback),
-    RemoveFeedback(Feedback),
-}
-
-impl Change {
-    fn apply(&self, s: &mut State) {
-        match self {
-            Change::Upsert(item, labels) => s.upsert_item(item, labels.clone()),
-            Change::DeleteItem(id) => s.delete_item(id),
-            Change::EnsureUser(id) => s.ensure_user(id),
-            Change::DeleteUser(id) => s.delete_user(id),
-            Change::AddFeedback(f) => s.add_feedback(f),
-            Change::RemoveFeedback(f) => s.remove_feedback(f),
-        }
-    }
+    /// Held by a reload from start to end: two at once would share the one journal.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl Engine {
@@ -122,6 +103,7 @@ impl Engine {
             events_since_training: AtomicU64::new(0),
             catalogue_generation: AtomicU64::new(0),
             journal: parking_lot::Mutex::new(None),
+            reloading: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -175,6 +157,12 @@ impl Engine {
     /// snapshot trained by another replica), then any other items. Changes applied while the store
     /// is read are replayed onto the new state, so none is lost.
     pub async fn reload(&self, store: &Store, item_order: &[Arc<str>]) -> Result<(), Error> {
+        let _one_at_a_time = self.reloading.lock().await;
+        self.reload_alone(store, item_order).await
+    }
+
+    /// [`Engine::reload`], the caller holding `reloading`.
+    async fn reload_alone(&self, store: &Store, item_order: &[Arc<str>]) -> Result<(), Error> {
         *self.journal.lock() = Some(Vec::new());
         let mut fresh = State::with_item_order(self.state.read().policy().clone(), item_order);
         let read = async {
@@ -201,6 +189,23 @@ impl Engine {
         Ok(())
     }
 
+    /// Reloads from the store keeping every item's index (the change feed's follower, when it
+    /// fell behind what the feed keeps or after an import): the snapshot in use, and one being
+    /// trained on the live index, keep meaning the same items.
+    pub async fn refresh(&self, store: &Store) -> Result<(), Error> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let order = {
+            let state = self.state.read();
+            let index = state.item_index();
+            let mut order: Vec<Arc<str>> = vec![Arc::from(""); index.len()];
+            for (id, &i) in index {
+                order[i as usize] = id.clone();
+            }
+            order
+        };
+        self.reload_alone(store, &order).await
+    }
+
     /// Installs a snapshot trained elsewhere: the state is reloaded in the snapshot's item index
     /// space first, so its models and the histories agree on what each index means.
     pub async fn install_foreign(
@@ -208,7 +213,8 @@ impl Engine {
         store: &Store,
         snapshot: Arc<Snapshot>,
     ) -> Result<(), Error> {
-        self.reload(store, &snapshot.item_ids).await?;
+        let _one_at_a_time = self.reloading.lock().await;
+        self.reload_alone(store, &snapshot.item_ids).await?;
         self.snapshot.store(Some(snapshot));
         self.events_since_training.store(0, Ordering::Relaxed);
         Ok(())

@@ -7,6 +7,7 @@
 //! are gathered at scrape time by the `/metrics` handler; counters and histograms are recorded where
 //! the events happen.
 
+mod feed;
 mod histogram;
 mod pool;
 
@@ -17,6 +18,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 
+pub use feed::FeedMetrics;
 pub use histogram::{HistogramSummary, LATENCY_BUCKETS, LatencyHistogram};
 pub use pool::{CloseReason, PoolMetrics};
 
@@ -34,6 +36,8 @@ pub struct HttpLabels {
 pub struct Metrics {
     registry: Mutex<Registry>,
     pub pool: PoolMetrics,
+    /// The change feed's follower (clustered replicas).
+    pub feed: FeedMetrics,
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_latency: Family<HttpLabels, LatencyHistogram>,
     pub feedback_rows: Counter,
@@ -112,6 +116,8 @@ impl Metrics {
         let mut registry = Registry::with_prefix("reco");
         let pool = PoolMetrics::default();
         pool.register(registry.sub_registry_with_prefix("db_pool"));
+        let feed = FeedMetrics::default();
+        feed.register(registry.sub_registry_with_prefix("feed"));
         let r = &mut registry;
         let http_requests = registered(r, "http_requests", "HTTP requests by route and status");
         let http_latency = registered(
@@ -210,6 +216,7 @@ impl Metrics {
             variant_clicks,
             registry: Mutex::new(registry),
             pool,
+            feed,
             recent_runs: Mutex::new(std::collections::VecDeque::new()),
         }
     }

@@ -25,6 +25,17 @@ pub struct ReplicaPool {
     #[serde(default)]
     pub leak_suspects: Vec<serde_json::Value>,
     pub acquire_wait: AcquireWait,
+    /// The change feed's follower; absent on a replica that follows none (no budget).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feed: Option<Feed>,
+}
+
+/// Where a replica's change-feed follower stands.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Feed {
+    pub position: i64,
+    /// Every change committed longer ago than this is in the replica's memory.
+    pub lag_seconds: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -34,7 +45,7 @@ pub struct AcquireWait {
 
 /// The columns of the replica table (name, width), shown by `--once` and the live view alike; the
 /// first is the replica's URL, the others are [`ReplicaPool::cells`].
-pub const REPLICA_COLUMNS: [(&str, usize); 9] = [
+pub const REPLICA_COLUMNS: [(&str, usize); 11] = [
     ("replica", 32),
     ("size", 5),
     ("idle", 5),
@@ -44,11 +55,17 @@ pub const REPLICA_COLUMNS: [(&str, usize); 9] = [
     ("timeouts", 8),
     ("leaks", 5),
     ("acq p99 ms", 10),
+    ("feed pos", 9),
+    ("lag s", 6),
 ];
 
 impl ReplicaPool {
     /// The pool's cells of the replica table, in [`REPLICA_COLUMNS`] order after the URL.
-    pub fn cells(&self) -> [String; 8] {
+    pub fn cells(&self) -> [String; 10] {
+        let (position, lag) = match &self.feed {
+            Some(f) => (f.position.to_string(), format!("{:.2}", f.lag_seconds)),
+            None => ("-".into(), "-".into()),
+        };
         [
             self.size.to_string(),
             self.idle.to_string(),
@@ -58,6 +75,8 @@ impl ReplicaPool {
             self.timeouts_total.to_string(),
             self.leak_suspects.len().to_string(),
             format!("{:.1}", self.acquire_wait.p99_seconds * 1000.0),
+            position,
+            lag,
         ]
     }
 }
@@ -281,6 +300,20 @@ pub fn warnings(config: &MonitorConfig, view: &View) -> Vec<Warning> {
                 ),
             );
         }
+        if let Some(f) = p
+            .feed
+            .as_ref()
+            .filter(|f| f.lag_seconds > config.warn_feed_lag)
+        {
+            warn(
+                Level::Warn,
+                format!(
+                    "replica {}: {:.1} s behind the change feed (above {} s): other replicas' \
+                     writes are not in its memory yet; is its database reachable?",
+                    r.url, f.lag_seconds, config.warn_feed_lag
+                ),
+            );
+        }
         if !p.leak_suspects.is_empty() {
             warn(
                 Level::Warn,
@@ -411,87 +444,5 @@ pub fn render_text(view: &View) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pool(in_use: u32, overflow: u32) -> ReplicaPool {
-        ReplicaPool {
-            ceiling: 15,
-            size: in_use.max(5),
-            idle: 0,
-            in_use,
-            overflow_in_use: overflow,
-            waiting: 0,
-            timeouts_total: 0,
-            leak_suspects: Vec::new(),
-            acquire_wait: AcquireWait { p99_seconds: 0.001 },
-        }
-    }
-
-    fn view(replicas: Vec<Replica>, total: i64) -> View {
-        View {
-            taken_at: chrono::Utc::now(),
-            replicas,
-            server: Some(Server {
-                max_connections: 20,
-                reserved_connections: 3,
-                total,
-                utilisation_percent: 100.0 * total as f64 / 17.0,
-                backends: Vec::new(),
-            }),
-            server_error: None,
-            warnings: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn warns_at_the_operators_thresholds() {
-        let config = MonitorConfig::default();
-        let calm = view(
-            vec![Replica {
-                url: "http://a".into(),
-                pool: Some(pool(5, 0)),
-                error: None,
-            }],
-            12,
-        );
-        assert_eq!(warnings(&config, &calm), []);
-        let busy = view(
-            vec![
-                Replica {
-                    url: "http://a".into(),
-                    pool: Some(pool(13, 3)),
-                    error: None,
-                },
-                Replica {
-                    url: "http://b".into(),
-                    pool: None,
-                    error: Some("unreachable".into()),
-                },
-            ],
-            17,
-        );
-        let w = warnings(&config, &busy);
-        let text: Vec<&str> = w.iter().map(|w| w.message.as_str()).collect();
-        assert_eq!(
-            text,
-            [
-                "replica http://a: pool 87% in use (13 of 15), above 80%",
-                "replica http://a: 3 overflow connections in use, above 2",
-                "replica http://b: unreachable",
-                "17 connections on the database, above 12",
-                "the database is full: 17 of 17 client connections",
-            ]
-        );
-        assert_eq!(w[2].level, Level::Fail);
-        let rendered = render_text(&View {
-            warnings: w,
-            ..busy
-        });
-        assert!(rendered.contains("FAIL the database is full"), "{rendered}");
-        assert!(
-            rendered.contains("max_connections 20, reserved 3"),
-            "{rendered}"
-        );
-    }
-}
+#[path = "monitor_tests.rs"]
+mod tests;

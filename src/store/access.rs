@@ -7,7 +7,7 @@ use std::panic::Location;
 use futures::TryStreamExt;
 use futures::future::BoxFuture;
 use sqlx::any::{AnyArguments, AnyRow};
-use sqlx::{AnyConnection, AssertSqlSafe, Connection};
+use sqlx::{AnyConnection, AssertSqlSafe, Connection, Row};
 
 use super::error::Result;
 use crate::db::{Conn, Pool};
@@ -20,7 +20,13 @@ const MAX_PARAMS: usize = 30_000;
 #[derive(Clone)]
 pub struct Store {
     pub(super) pool: Pool,
+    /// The replica every write records a change as (`Store::recording_changes`), if any.
+    pub(super) feed: Option<std::sync::Arc<str>>,
 }
+
+/// Where a write landed in the change feed (`store::changes`): `None` when the store records no
+/// changes.
+pub type Position = Option<i64>;
 
 /// A page of a cursor-paginated listing.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -64,7 +70,7 @@ pub(super) type BindRow<R> = fn(Query, &R) -> Query;
 
 impl Store {
     pub fn new(pool: Pool) -> Self {
-        Self { pool }
+        Self { pool, feed: None }
     }
 
     pub fn pool(&self) -> &Pool {
@@ -96,7 +102,9 @@ impl Store {
 
     /// Upserts `rows` with `insert` (`INSERT INTO t (cols) VALUES`) followed by `conflict`
     /// (`ON CONFLICT …`), `cols` values per row bound by `bind`, in statements of at most
-    /// [`MAX_PARAMS`] parameters, all in one transaction: every row is written or none.
+    /// [`MAX_PARAMS`] parameters, all in one transaction: every row is written or none. When
+    /// this store records changes, `change` (its kind and the JSON payload it makes) is recorded
+    /// in the same transaction, after the rows (so after their locks are taken).
     #[track_caller]
     pub(super) fn upsert_rows<'s, R: Sync>(
         &'s self,
@@ -105,7 +113,8 @@ impl Store {
         cols: usize,
         rows: &'s [R],
         bind: BindRow<R>,
-    ) -> impl Future<Output = Result<()>> + Send + 's {
+        change: (&'static str, fn(&[R]) -> String),
+    ) -> impl Future<Output = Result<Position>> + Send + 's {
         let backend = self.pool.backend();
         let pool = &self.pool;
         self.with_conn(move |conn, _| {
@@ -118,22 +127,52 @@ impl Store {
                     bind,
                 };
                 insert_chunks(pool, &mut tx, backend, &statement, rows).await?;
+                let pos = match self.feed() {
+                    Some(replica) => {
+                        let (kind, payload) = change;
+                        Some(record_change(self, &mut tx, replica, kind, payload(rows)).await?)
+                    }
+                    None => None,
+                };
                 tx.commit().await?;
-                Ok(())
+                Ok(pos)
             })
         })
     }
 
-    /// Runs a `DELETE … WHERE id = $1`; whether a row was deleted.
+    /// Runs a `DELETE FROM t WHERE id = $1`; whether a row was deleted, and (when this store
+    /// records changes) the position of the change of `kind` recorded with it in one statement.
     #[track_caller]
     pub(super) fn delete_by_id(
         &self,
         sql: &'static str,
+        kind: &'static str,
         id: &str,
-    ) -> impl Future<Output = Result<bool>> + Send + '_ {
-        let q = self.pool.query(sql).bind(id.to_owned());
+    ) -> impl Future<Output = Result<(bool, Position)>> + Send + '_ {
+        let q = match self.feed() {
+            None => self.pool.query(sql),
+            Some(_) => self.pool.query(AssertSqlSafe(format!(
+                "WITH d AS ({sql} RETURNING id) INSERT INTO reco_changes (replica, kind, payload) \
+                 SELECT $2, '{kind}', to_jsonb(d.id) FROM d RETURNING pos"
+            ))),
+        };
+        let mut q = q.bind(id.to_owned());
+        if let Some(replica) = self.feed() {
+            q = q.bind(replica.to_owned());
+        }
+        let recording = self.feed().is_some();
         self.with_conn(move |conn, _| {
-            Box::pin(async move { Ok(q.execute(&mut **conn).await?.rows_affected() > 0) })
+            Box::pin(async move {
+                if !recording {
+                    return Ok((q.execute(&mut **conn).await?.rows_affected() > 0, None));
+                }
+                let pos: Option<i64> = q
+                    .fetch_optional(&mut **conn)
+                    .await?
+                    .map(|row| row.try_get(0))
+                    .transpose()?;
+                Ok((pos.is_some(), pos))
+            })
         })
     }
 
@@ -293,6 +332,29 @@ fn values_placeholders(backend: Backend, rows: usize, cols: usize) -> String {
 /// Rows per multi-row statement for a table with `cols` columns.
 fn chunk_rows(cols: usize) -> usize {
     (MAX_PARAMS / cols).max(1)
+}
+
+/// Adds a change of `kind` with `payload` (JSON) as `replica`, on the caller's open
+/// transaction; returns its position.
+pub(super) async fn record_change(
+    store: &Store,
+    conn: &mut AnyConnection,
+    replica: &str,
+    kind: &'static str,
+    payload: String,
+) -> Result<i64> {
+    Ok(store
+        .pool
+        .query(
+            "INSERT INTO reco_changes (replica, kind, payload) VALUES ($1, $2, $3::jsonb) \
+             RETURNING pos",
+        )
+        .bind(replica.to_owned())
+        .bind(kind)
+        .bind(payload)
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get(0)?)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe, Connection, Row};
 
+use super::access::Position;
 use super::access::{Page, Query, Statement, Store, insert_chunks};
 use super::error::Result;
 use super::model::{Feedback, FeedbackOf, from_ms, to_ms};
@@ -35,8 +36,9 @@ fn split_cursor(cursor: Option<&str>) -> (String, String) {
 impl Store {
     /// Writes a group of feedback rows in one transaction. With `auto_create`, unknown users and
     /// items are created first (items hidden-free and empty, users without labels). Rows with the
-    /// same key keep the last one sent.
-    pub async fn insert_feedback(&self, rows: &[Feedback], auto_create: bool) -> Result<()> {
+    /// same key keep the last one sent. When this store records changes, the rows as written are
+    /// one change of the same statement.
+    pub async fn insert_feedback(&self, rows: &[Feedback], auto_create: bool) -> Result<Position> {
         let rows = dedupe_last_wins(rows);
         if self.pool.backend() == Backend::Postgres {
             return self.insert_feedback_postgres(&rows, auto_create).await;
@@ -65,7 +67,7 @@ impl Store {
                 };
                 insert_chunks(pool, &mut tx, pool.backend(), &insert, &rows).await?;
                 tx.commit().await?;
-                Ok(())
+                Ok(None)
             })
         })
         .await
@@ -80,7 +82,11 @@ impl Store {
     /// its own transaction (behind a transaction-mode pooler, the checkout's): every row is
     /// written or none. Five round trips (`BEGIN`, users, items, feedback, `COMMIT`) took twice
     /// as long under load and gave half the throughput (docs/BENCHMARKS.md).
-    async fn insert_feedback_postgres(&self, rows: &[&Feedback], auto_create: bool) -> Result<()> {
+    async fn insert_feedback_postgres(
+        &self,
+        rows: &[&Feedback],
+        auto_create: bool,
+    ) -> Result<Position> {
         #[derive(serde::Serialize)]
         struct Row<'a> {
             user_id: &'a str,
@@ -100,17 +106,30 @@ impl Store {
             })
             .collect();
         let json = serde_json::to_string(&json).expect("feedback rows serialise");
-        let q = if auto_create {
-            let now = to_ms(chrono::Utc::now());
-            self.pool
-                .query(UPSERT_FEEDBACK_CREATING)
-                .bind(json)
-                .bind(now)
-        } else {
-            self.pool.query(UPSERT_FEEDBACK).bind(json)
+        let sql = match (auto_create, self.feed().is_some()) {
+            (false, false) => UPSERT_FEEDBACK,
+            (true, false) => UPSERT_FEEDBACK_CREATING,
+            (false, true) => UPSERT_FEEDBACK_RECORDED,
+            (true, true) => UPSERT_FEEDBACK_CREATING_RECORDED,
         };
+        // Parameters: the rows, the creation time when creating, the replica when recording.
+        let mut q = self.pool.query(sql).bind(json);
+        if auto_create {
+            q = q.bind(to_ms(chrono::Utc::now()));
+        }
+        let Some(replica) = self.feed() else {
+            return self
+                .with_conn(|conn, _| {
+                    Box::pin(async move { Ok(q.execute(&mut **conn).await.map(|_| None)?) })
+                })
+                .await;
+        };
+        let q = q.bind(replica.to_owned());
         self.with_conn(|conn, _| {
-            Box::pin(async move { Ok(q.execute(&mut **conn).await.map(drop)?) })
+            Box::pin(async move {
+                let row = q.fetch_optional(&mut **conn).await?;
+                Ok(row.map(|r| r.try_get(0)).transpose()?)
+            })
         })
         .await
     }
@@ -152,24 +171,46 @@ impl Store {
         }))
     }
 
-    /// Deletes a user's feedback on an item (of one type, or all types). Returns the deleted rows.
+    /// Deletes a user's feedback on an item (of one type, or all types). Returns the deleted
+    /// rows, and the change recorded with them in the same statement when this store records
+    /// changes (none when nothing was deleted).
     pub async fn delete_feedback(
         &self,
         user_id: &str,
         item_id: &str,
         feedback_type: Option<&str>,
-    ) -> Result<Vec<Feedback>> {
-        let q = self.pool.query(AssertSqlSafe(format!(
-            "DELETE FROM feedback WHERE user_id = $1 AND item_id = $2 AND ($3 = '' OR feedback_type = $3) \
-             RETURNING {COLUMNS}"
-        )))
-        .bind(user_id.to_owned())
-        .bind(item_id.to_owned())
-        .bind(feedback_type.unwrap_or("").to_owned());
+    ) -> Result<(Vec<Feedback>, Position)> {
+        let delete = format!(
+            "DELETE FROM feedback WHERE user_id = $1 AND item_id = $2 \
+             AND ($3 = '' OR feedback_type = $3) RETURNING {COLUMNS}"
+        );
+        let recording = self.feed().is_some();
+        let sql = if recording {
+            format!(
+                "WITH d AS ({delete}), c AS (INSERT INTO reco_changes (replica, kind, payload) \
+                 SELECT $4, 'unfeedback', jsonb_agg(d) FROM d HAVING count(*) > 0 RETURNING pos) \
+                 SELECT d.*, (SELECT pos FROM c) AS pos FROM d"
+            )
+        } else {
+            delete
+        };
+        let mut q = self
+            .pool
+            .query(AssertSqlSafe(sql))
+            .bind(user_id.to_owned())
+            .bind(item_id.to_owned())
+            .bind(feedback_type.unwrap_or("").to_owned());
+        if let Some(replica) = self.feed() {
+            q = q.bind(replica.to_owned());
+        }
         let rows = self
             .with_conn(|conn, _| Box::pin(async move { Ok(q.fetch_all(&mut **conn).await?) }))
             .await?;
-        rows.iter().map(decode).collect()
+        let pos = match rows.first() {
+            Some(row) if recording => row.try_get("pos")?,
+            _ => None,
+        };
+        Ok((rows.iter().map(decode).collect::<Result<_>>()?, pos))
     }
 
     /// Streams every feedback row through `f` over one connection (start-up loading).
@@ -200,12 +241,42 @@ macro_rules! feedback_rows {
 }
 
 /// Upserts the rows of `$1`; rows with the same key keep the one sent last (deduplicated before).
+/// In key order: concurrent writers (several replicas' group commits) lock the rows they share in
+/// one order, so they wait for each other instead of deadlocking.
 macro_rules! upsert_feedback {
     () => {
         "INSERT INTO feedback (user_id, item_id, feedback_type, value, timestamp_ms) \
          SELECT user_id, item_id, feedback_type, value, timestamp_ms FROM r \
+         ORDER BY user_id, item_id, feedback_type \
          ON CONFLICT (user_id, item_id, feedback_type) \
          DO UPDATE SET value = excluded.value, timestamp_ms = excluded.timestamp_ms"
+    };
+}
+
+/// The users and items the rows name, created first (at time `$2`).
+macro_rules! create_missing {
+    () => {
+        ", new_users AS (INSERT INTO users (id, created_ms) \
+         SELECT DISTINCT user_id, $2::BIGINT FROM r ORDER BY 1 ON CONFLICT (id) DO NOTHING), \
+         new_items AS (INSERT INTO items (id, timestamp_ms) \
+         SELECT DISTINCT item_id, $2::BIGINT FROM r ORDER BY 1 ON CONFLICT (id) DO NOTHING)"
+    };
+}
+
+/// The upsert as a CTE returning the rows as written, and one change holding them all, as the
+/// replica `$n`. The change is built from the upsert's output, so its position is drawn after
+/// the rows' locks are held: two writes of one row get positions in their commit order.
+macro_rules! recorded {
+    ($replica:literal) => {
+        concat!(
+            ", up AS (",
+            upsert_feedback!(),
+            " RETURNING user_id, item_id, feedback_type, value, timestamp_ms) \
+             INSERT INTO reco_changes (replica, kind, payload) \
+             SELECT ",
+            $replica,
+            ", 'feedback', jsonb_agg(up) FROM up HAVING count(*) > 0 RETURNING pos"
+        )
     };
 }
 
@@ -217,11 +288,20 @@ const UPSERT_FEEDBACK: &str = concat!("WITH ", feedback_rows!(), " ", upsert_fee
 const UPSERT_FEEDBACK_CREATING: &str = concat!(
     "WITH ",
     feedback_rows!(),
-    ", new_users AS (INSERT INTO users (id, created_ms) \
-     SELECT DISTINCT user_id, $2::BIGINT FROM r ORDER BY 1 ON CONFLICT (id) DO NOTHING), \
-     new_items AS (INSERT INTO items (id, timestamp_ms) \
-     SELECT DISTINCT item_id, $2::BIGINT FROM r ORDER BY 1 ON CONFLICT (id) DO NOTHING) ",
+    create_missing!(),
+    " ",
     upsert_feedback!()
+);
+
+/// [`UPSERT_FEEDBACK`], recording the change as replica `$2`.
+const UPSERT_FEEDBACK_RECORDED: &str = concat!("WITH ", feedback_rows!(), recorded!("$2"));
+
+/// [`UPSERT_FEEDBACK_CREATING`], recording the change as replica `$3`.
+const UPSERT_FEEDBACK_CREATING_RECORDED: &str = concat!(
+    "WITH ",
+    feedback_rows!(),
+    create_missing!(),
+    recorded!("$3")
 );
 
 /// A multi-row upsert may not touch the same key twice (PostgreSQL rejects it), so keep the last.

@@ -1,9 +1,10 @@
 //! Queries on items.
 
 use sqlx::any::AnyRow;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{AssertSqlSafe, Connection, Row};
 
 use super::access::{Page, Store};
+use super::access::{Position, record_change};
 use super::error::{Error, Result};
 use super::model::{Item, ItemPatch, from_ms, to_ms};
 
@@ -25,13 +26,18 @@ fn decode(row: &AnyRow) -> Result<Item> {
     })
 }
 
+/// Items as the change feed carries them.
+fn items_json(items: &[Item]) -> String {
+    serde_json::to_string(items).expect("items serialise")
+}
+
 fn categories_json(categories: &[String]) -> String {
     serde_json::to_string(categories).expect("strings serialize")
 }
 
 impl Store {
     /// Inserts or replaces items, all in one transaction: either every item is written or none.
-    pub async fn upsert_items(&self, items: &[Item]) -> Result<()> {
+    pub async fn upsert_items(&self, items: &[Item]) -> Result<Position> {
         self.upsert_rows(
             "INSERT INTO items (id, categories, labels, title, description, timestamp_ms, hidden) \
              VALUES",
@@ -50,6 +56,7 @@ impl Store {
                     .bind(to_ms(item.timestamp))
                     .bind(item.hidden as i64)
             },
+            ("items", items_json),
         )
         .await
     }
@@ -59,8 +66,13 @@ impl Store {
         self.by_id(sql, id, decode).await
     }
 
-    /// Changes the given fields; `None` when the item does not exist.
-    pub async fn patch_item(&self, id: &str, patch: &ItemPatch) -> Result<Option<Item>> {
+    /// Changes the given fields; `None` when the item does not exist. When this store records
+    /// changes, the item as stored is recorded in the same transaction.
+    pub async fn patch_item(
+        &self,
+        id: &str,
+        patch: &ItemPatch,
+    ) -> Result<Option<(Item, Position)>> {
         let q = self.pool.query(AssertSqlSafe(format!(
             "UPDATE items SET categories = COALESCE($2, categories), labels = COALESCE($3, labels), \
              title = COALESCE($4, title), description = COALESCE($5, description), \
@@ -76,16 +88,27 @@ impl Store {
         .bind(patch.hidden.map(|h| h as i64));
         self.with_conn(|conn, _| {
             Box::pin(async move {
-                let row = q.fetch_optional(&mut **conn).await?;
-                row.as_ref().map(decode).transpose()
+                let Some(replica) = self.feed() else {
+                    let row = q.fetch_optional(&mut **conn).await?;
+                    return Ok(row.as_ref().map(decode).transpose()?.map(|i| (i, None)));
+                };
+                let mut tx = Connection::begin(&mut **conn).await?;
+                let row = q.fetch_optional(&mut *tx).await?;
+                let Some(item) = row.as_ref().map(decode).transpose()? else {
+                    return Ok(None);
+                };
+                let payload = items_json(std::slice::from_ref(&item));
+                let pos = record_change(self, &mut tx, replica, "items", payload).await?;
+                tx.commit().await?;
+                Ok(Some((item, Some(pos))))
             })
         })
         .await
     }
 
     /// Deletes an item and (by cascade) its feedback. False when it did not exist.
-    pub async fn delete_item(&self, id: &str) -> Result<bool> {
-        self.delete_by_id("DELETE FROM items WHERE id = $1", id)
+    pub async fn delete_item(&self, id: &str) -> Result<(bool, Position)> {
+        self.delete_by_id("DELETE FROM items WHERE id = $1", "delete_item", id)
             .await
     }
 

@@ -9,6 +9,7 @@
 //! HTTP.
 
 mod access;
+mod changes;
 mod error;
 mod feedback;
 mod items;
@@ -17,7 +18,8 @@ mod model;
 mod server;
 mod users;
 
-pub use access::{Page, Store};
+pub use access::{Page, Position, Store};
+pub use changes::{Change, FeedEntry, FeedRead, FeedStart};
 pub use error::{Error, Result};
 pub use model::{Feedback, FeedbackKey, FeedbackOf, Item, ItemPatch, User, UserPatch};
 pub use server::{BackendGroup, ConnectionFacts, IdleBackend, ServerStats};

@@ -3,6 +3,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::access::Position;
 use super::access::{Page, Store};
 use super::error::{Error, Result};
 use super::model::{User, UserPatch, from_ms, to_ms};
@@ -22,7 +23,7 @@ fn decode(row: &AnyRow) -> Result<User> {
 impl Store {
     /// Inserts or replaces users (labels), all in one transaction. `created_at` of an existing user
     /// is kept.
-    pub async fn upsert_users(&self, users: &[User]) -> Result<()> {
+    pub async fn upsert_users(&self, users: &[User]) -> Result<Position> {
         self.upsert_rows(
             "INSERT INTO users (id, labels, created_ms) VALUES",
             "ON CONFLICT (id) DO UPDATE SET labels = excluded.labels",
@@ -33,6 +34,10 @@ impl Store {
                     .bind(user.labels.to_string())
                     .bind(to_ms(user.created_at))
             },
+            ("users", |users| {
+                let ids: Vec<&str> = users.iter().map(|u| u.id.as_str()).collect();
+                serde_json::to_string(&ids).expect("ids serialise")
+            }),
         )
         .await
     }
@@ -61,8 +66,8 @@ impl Store {
     }
 
     /// Deletes a user and (by cascade) their feedback. False when they did not exist.
-    pub async fn delete_user(&self, id: &str) -> Result<bool> {
-        self.delete_by_id("DELETE FROM users WHERE id = $1", id)
+    pub async fn delete_user(&self, id: &str) -> Result<(bool, Position)> {
+        self.delete_by_id("DELETE FROM users WHERE id = $1", "delete_user", id)
             .await
     }
 

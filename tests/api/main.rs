@@ -6,6 +6,7 @@ mod auth;
 mod bad_input;
 mod cli;
 mod cluster;
+mod converge;
 mod dashboard;
 mod diagnose;
 mod engines;

@@ -56,7 +56,8 @@ async fn a_heartbeat_whose_connection_breaks_does_not_queue_behind_requests() {
         &name,
         Duration::from_secs(30),
         "20 queued",
-        || async { pool.status().waiting == 20 },
+        // (The change feed's follower may be queued too.)
+        || async { pool.status().waiting >= 20 },
     )
     .await;
     let killed_at = server_ms(&mut watch).await;
@@ -87,9 +88,8 @@ async fn a_heartbeat_whose_connection_breaks_does_not_queue_behind_requests() {
         "heartbeat back {:?} after its connection was terminated",
         started.elapsed()
     );
-    assert_eq!(
-        pool.status().waiting,
-        20,
+    assert!(
+        pool.status().waiting >= 20,
         "the queued checkouts were still waiting"
     );
     assert!(

@@ -119,7 +119,7 @@ async fn write(store: &Store, batch: &Batch) -> Result<(), store::Error> {
                 tokio::time::sleep(wait).await;
                 wait *= 2;
             }
-            other => return other,
+            other => return other.map(drop),
         }
     }
     unreachable!("the loop returns on its last attempt")

@@ -261,6 +261,43 @@ pub(super) fn leaks(i: &Inputs<'_>) -> Check {
     )
 }
 
+/// Whether every replica's change-feed follower keeps up: one further behind than
+/// `monitor.warn_feed_lag` serves without the other replicas' latest writes.
+pub(super) fn feed(i: &Inputs<'_>) -> Check {
+    let limit = i.config.monitor.warn_feed_lag;
+    let following: Vec<(&str, f64)> = i
+        .view
+        .replicas
+        .iter()
+        .filter_map(|r| Some((r.url.as_str(), r.pool.as_ref()?.feed.as_ref()?.lag_seconds)))
+        .collect();
+    let behind: Vec<String> = following
+        .iter()
+        .filter(|(_, lag)| *lag > limit)
+        .map(|(url, lag)| format!("{url}: {lag:.1} s behind"))
+        .collect();
+    let evidence = if following.is_empty() {
+        "no replica follows a change feed (it takes cluster.connection_budget)".into()
+    } else if behind.is_empty() {
+        format!(
+            "{} replica(s) within {limit} s of the change feed",
+            following.len()
+        )
+    } else {
+        behind.join("; ")
+    };
+    check(
+        "feed",
+        if behind.is_empty() {
+            Verdict::Ok
+        } else {
+            Verdict::Warn
+        },
+        evidence,
+        "a lagging replica cannot read the feed: check its log for \"reading the change feed failed\", its pool (a parked replica reads nothing) and the database's load",
+    )
+}
+
 /// Whether a pooler answers in the server's place, and whether `db.pooler` suits it.
 pub(super) fn pooler(i: &Inputs<'_>, facts: &ConnectionFacts) -> Check {
     let db = &i.config.db;

@@ -33,6 +33,7 @@ pub fn checks(i: &Inputs<'_>) -> Vec<Check> {
         checks::idle_in_transaction(server),
         checks::long_queries(server),
         checks::leaks(i),
+        checks::feed(i),
         checks::pooler(i, facts),
         checks::recycle(i, facts),
         checks::tls(i, facts),
