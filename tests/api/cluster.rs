@@ -198,6 +198,18 @@ async fn monitor_finds_both(a: &TestApp, url: &str, name: &str, watch: &mut sqlx
         .map(|r| r["pool"]["ceiling"].as_u64().expect("pool read"))
         .collect();
     assert_eq!(seen, [7, 7], "{view}");
+    // Each replica's change-feed follower: its position and lag.
+    assert!(
+        view["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["pool"]["feed"]["position"].is_i64()
+                && r["pool"]["feed"]["lag_seconds"]
+                    .as_f64()
+                    .is_some_and(|l| l < 60.0)),
+        "{view}"
+    );
 }
 
 /// The training lock: while B holds it, A cannot train and says so.
