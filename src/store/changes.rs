@@ -140,13 +140,18 @@ macro_rules! snapshot_columns {
 
 /// The changes above `$1` and those listed in `$2` (comma-separated), at most `$3`, in
 /// position order, with the snapshot they were read under. One statement, so one snapshot
-/// (`pg_current_snapshot()` is the statement's own under READ COMMITTED).
+/// (`pg_current_snapshot()` is the statement's own under READ COMMITTED). Two index scans joined,
+/// not one `OR`: with an `OR` the planner walks the whole index (14 ms at 45,000 changes).
 const READ: &str = concat!(
     "WITH s AS (SELECT ",
     snapshot_columns!(),
-    "), c AS (SELECT pos, replica, kind, payload::text AS payload, at_ms FROM reco_changes \
-     WHERE pos > $1 OR pos = ANY(string_to_array($2, ',')::bigint[]) ORDER BY pos LIMIT $3) \
-     SELECT s.*, c.* FROM s LEFT JOIN c ON TRUE ORDER BY c.pos"
+    "), c AS (SELECT * FROM (\
+     (SELECT pos, replica, kind, payload, at_ms FROM reco_changes WHERE pos > $1 \
+     ORDER BY pos LIMIT $3) UNION ALL \
+     (SELECT pos, replica, kind, payload, at_ms FROM reco_changes \
+     WHERE pos = ANY(string_to_array($2, ',')::bigint[]))) u ORDER BY pos LIMIT $3) \
+     SELECT s.*, c.pos, c.replica, c.kind, c.payload::text AS payload, c.at_ms \
+     FROM s LEFT JOIN c ON TRUE ORDER BY c.pos"
 );
 
 /// Where a follower starts: the horizon, the top position, and the gaps in the last `$1`
