@@ -31,10 +31,6 @@ use std::collections::{BTreeMap, BTreeSet};
 /// `setval`, say) is given up at once instead of being remembered position by position.
 pub const MAX_GAPS: i64 = 100_000;
 
-/// Most missing positions a read asks for by number; with more, it asks for everything above the
-/// frontier instead.
-const MAX_LISTED: usize = 1_000;
-
 /// The follower's position in the feed.
 #[derive(Debug, Clone, Default)]
 pub struct Frontier {
@@ -77,12 +73,10 @@ impl Frontier {
         f
     }
 
-    /// What the next read asks for: the positions above the first number, and those listed (the
-    /// missing ones below it).
+    /// What the next read asks for: positions above the first number (as many as it reads), and
+    /// every one listed (the missing ones below it; at most [`MAX_GAPS`]). A read must return
+    /// every listed position that is visible: one not returned is taken as not committed.
     pub fn wanted(&self) -> (i64, Vec<i64>) {
-        if self.missing.len() > MAX_LISTED {
-            return (self.settled, Vec::new());
-        }
         let top = self.applied.last().copied().unwrap_or(self.settled);
         (top, self.missing.keys().copied().collect())
     }

@@ -138,8 +138,8 @@ macro_rules! snapshot_columns {
     };
 }
 
-/// The changes above `$1` and those listed in `$2` (comma-separated), at most `$3`, in
-/// position order, with the snapshot they were read under. One statement, so one snapshot
+/// The first `$3` changes above `$1` and every change listed in `$2` (comma-separated: the
+/// follower must learn of each listed one whether it committed), in position order, with the snapshot they were read under. One statement, so one snapshot
 /// (`pg_current_snapshot()` is the statement's own under READ COMMITTED). Two index scans joined,
 /// not one `OR`: with an `OR` the planner walks the whole index (14 ms at 45,000 changes).
 const READ: &str = concat!(
@@ -149,7 +149,7 @@ const READ: &str = concat!(
      (SELECT pos, replica, kind, payload, at_ms FROM reco_changes WHERE pos > $1 \
      ORDER BY pos LIMIT $3) UNION ALL \
      (SELECT pos, replica, kind, payload, at_ms FROM reco_changes \
-     WHERE pos = ANY(string_to_array($2, ',')::bigint[]))) u ORDER BY pos LIMIT $3) \
+     WHERE pos = ANY(string_to_array($2, ',')::bigint[]))) u) \
      SELECT s.*, c.pos, c.replica, c.kind, c.payload::text AS payload, c.at_ms \
      FROM s LEFT JOIN c ON TRUE ORDER BY c.pos"
 );
@@ -195,7 +195,7 @@ impl Store {
         self.feed.as_deref()
     }
 
-    /// Reads the feed: changes above `above` and those in `missing`, at most `limit`.
+    /// Reads the feed: the first `limit` changes above `above`, and every one in `missing`.
     pub async fn read_changes(
         &self,
         above: i64,
