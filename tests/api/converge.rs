@@ -20,14 +20,14 @@ const USERS: usize = 12;
 
 /// What a write should make every replica show.
 #[derive(Debug)]
-enum Expect {
+pub(crate) enum Expect {
     /// The user's history holds (item, type), or does not.
     Row(String, String, &'static str, bool),
     /// The item is out of the popular list (hidden or deleted).
     Gone(String),
 }
 
-fn holds(app: &TestApp, expect: &Expect) -> bool {
+pub(crate) fn holds(app: &TestApp, expect: &Expect) -> bool {
     match expect {
         Expect::Row(user, item, ty, present) => {
             let found = app
@@ -140,9 +140,9 @@ fn background_load(replicas: Vec<Arc<TestApp>>, stop: Arc<AtomicBool>, sent: Arc
 }
 
 /// Every user's (item, type) rows and the visible items, as the database holds them.
-type Held = (Vec<(String, String, String)>, BTreeSet<String>);
+pub(crate) type Held = (Vec<(String, String, String)>, BTreeSet<String>);
 
-async fn database_state(db: &mut sqlx::PgConnection) -> (BTreeSet<String>, Held) {
+pub(crate) async fn database_state(db: &mut sqlx::PgConnection) -> (BTreeSet<String>, Held) {
     let rows: Vec<(String, String, String)> =
         sqlx::query_as("SELECT user_id, item_id, feedback_type FROM feedback ORDER BY 1, 2, 3")
             .fetch_all(&mut *db)
@@ -161,7 +161,7 @@ async fn database_state(db: &mut sqlx::PgConnection) -> (BTreeSet<String>, Held)
 }
 
 /// The same, as a replica's memory holds it, for the users in `users`.
-fn memory_state(app: &TestApp, users: &BTreeSet<String>) -> Held {
+pub(crate) fn memory_state(app: &TestApp, users: &BTreeSet<String>) -> Held {
     let mut rows: Vec<(String, String, String)> = users
         .iter()
         .flat_map(|u| {
@@ -297,7 +297,7 @@ async fn burst(replicas: &[&Arc<TestApp>], round: u64) {
 
 /// Waits until every replica's memory holds the database's rows and visible items (they may
 /// still be changing under the load); the number of rows.
-async fn converged(replicas: &[&TestApp], db: &mut sqlx::PgConnection) -> usize {
+pub(crate) async fn converged(replicas: &[&TestApp], db: &mut sqlx::PgConnection) -> usize {
     let started = Instant::now();
     let mut rows = 0;
     for app in replicas {
@@ -401,212 +401,4 @@ async fn an_own_write_newer_than_a_remote_one_not_yet_read_still_wins() {
             "memory holds the deleted like"
         );
     }
-}
-
-/// A replica whose position falls below what the feed keeps reloads from the tables instead of
-/// missing changes; `reco import` (which writes around the feed) makes every replica reload.
-#[tokio::test]
-async fn a_replica_behind_the_pruned_feed_or_after_an_import_reloads() {
-    let name = format!(
-        "reco_cv_{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..10]
-    );
-    let a = spawn_app_with(Backend::Postgres, |c| {
-        let url = secrecy::ExposeSecret::expose_secret(&c.db.url).to_string();
-        clustered(c, &url, &name);
-        c.cluster.sync_interval = 2.0;
-    })
-    .await;
-    let url = a.db_url.clone();
-    let b = spawn_app_with(Backend::Postgres, |c| clustered(c, &url, &name)).await;
-    let mut db = pg_connect(&url).await;
-    let (s, body) = b
-        .post("/api/items/batch", json!([{"id": "i1"}, {"id": "i2"}]))
-        .await;
-    assert!(s < 300, "{body}");
-    let top: i64 = sqlx::query_scalar("SELECT max(pos) FROM reco_changes")
-        .fetch_one(&mut db)
-        .await
-        .unwrap();
-    wait_for(|| {
-        a.state
-            .catalogue
-            .feed_status()
-            .is_some_and(|(p, _)| p >= top)
-    })
-    .await;
-
-    // B likes; before A reads it, the feed is pruned past it (as `feed_retention` would).
-    let (s, body) = b
-        .post(
-            "/api/feedback",
-            json!([{"user_id": "u1", "item_id": "i1", "type": "like"}]),
-        )
-        .await;
-    assert!(s < 300, "{body}");
-    sqlx::query(
-        "WITH d AS (DELETE FROM reco_changes) \
-         UPDATE reco_feed SET horizon = (SELECT last_value FROM reco_changes_pos)",
-    )
-    .execute(&mut db)
-    .await
-    .unwrap();
-    let like = Expect::Row("u1".into(), "i1".into(), "like", true);
-    wait_for(|| holds(&a, &like)).await;
-    let reloads = crate::helpers::sample(&a.metrics().await, "reco_feed_reloads_total");
-    assert!(reloads >= 1.0, "A reloaded from the tables");
-
-    // An import writes around the feed; both replicas load what it wrote.
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("likes.csv");
-    std::fs::write(&file, "user_id,item_id,type\nu2,i2,like\nu3,i1,dislike\n").unwrap();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_reco"))
-        .env("DATABASE_URL", &url)
-        .env("RECO_DB__APPLICATION_NAME", format!("{name}_import"))
-        .args(["import", "feedback"])
-        .arg(&file)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for app in [&a, &b] {
-        wait_for(|| holds(app, &Expect::Row("u2".into(), "i2".into(), "like", true))).await;
-        wait_for(|| holds(app, &Expect::Row("u3".into(), "i1".into(), "dislike", true))).await;
-    }
-    let (users, stored) = database_state(&mut db).await;
-    for app in [&a, &b] {
-        assert_eq!(memory_state(app, &users), stored);
-    }
-
-    // Pruning keeps what is younger than its minimum age, and what a live replica has not
-    // passed (the positions the heartbeats record).
-    let store = &a.state.store;
-    let (_, pruned) = store
-        .prune_changes(i64::MAX, 3_600_000, 3_600_000)
-        .await
-        .unwrap();
-    assert_eq!(pruned, 0, "nothing is an hour old");
-    let (top,): (i64,) = sqlx::query_as("SELECT max(pos) FROM reco_changes")
-        .fetch_one(&mut db)
-        .await
-        .unwrap();
-    let recorded = "SELECT min(feed_pos) FROM reco_replicas WHERE application_name = $1";
-    let started = Instant::now();
-    loop {
-        let least: Option<i64> = sqlx::query_scalar(recorded)
-            .bind(&name)
-            .fetch_one(&mut db)
-            .await
-            .unwrap();
-        if least.is_some_and(|p| p >= top) {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "positions never recorded"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let (horizon, pruned) = store.prune_changes(i64::MAX, 3_600_000, 0).await.unwrap();
-    let (left, least): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM reco_changes WHERE pos <= $1), \
-         (SELECT min(feed_pos) FROM reco_replicas)",
-    )
-    .bind(horizon)
-    .fetch_one(&mut db)
-    .await
-    .unwrap();
-    assert!(
-        pruned > 0 && left == 0,
-        "pruned {pruned}, {left} left below {horizon}"
-    );
-    assert_eq!(
-        horizon,
-        least.min(top),
-        "up to what every replica has passed"
-    );
-}
-
-/// Polls `done` every 10 ms; panics after 20 s.
-async fn wait_for(mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < Duration::from_secs(20), "timed out");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// A database restart under writes to both replicas: afterwards every acknowledged like is stored
-/// and both replicas hold exactly what the database holds (the followers resume where they were).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_a_database_restart_every_replica_holds_what_was_acknowledged() {
-    let Some(pg) = crate::servers::PrivatePg::start(100) else {
-        return;
-    };
-    let url = pg.url("postgres");
-    let name = format!(
-        "reco_cv_{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..10]
-    );
-    let replica = |url: String, name: String| {
-        spawn_app_with(Backend::Sqlite, move |c| {
-            clustered(c, &url, &name);
-            c.db.pool_timeout = 5.0;
-            c.db.connect_timeout = 5.0;
-        })
-    };
-    let a = Arc::new(replica(url.clone(), name.clone()).await);
-    let b = Arc::new(replica(url.clone(), name.clone()).await);
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..8u64)
-        .map(|w| {
-            let (app, stop) = ([&a, &b][(w % 2) as usize].clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut acked = Vec::new();
-                let mut n = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    n += 1;
-                    let (user, item) = (format!("w{w}"), format!("item-{}", n % 40));
-                    let ty = if n % 3 == 0 { "dislike" } else { "like" };
-                    let body = json!([{"user_id": user, "item_id": item, "type": ty}]);
-                    match app.post("/api/feedback", body).await.0 {
-                        200 | 201 => acked.push((user, item, ty.to_string())),
-                        503 => tokio::time::sleep(Duration::from_millis(20)).await,
-                        s => panic!("a write answered {s}"),
-                    }
-                }
-                acked
-            })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let pg = tokio::task::spawn_blocking(move || {
-        pg.restart_fast();
-        pg
-    })
-    .await
-    .unwrap();
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut acked = BTreeSet::new();
-    for w in writers {
-        acked.extend(w.await.unwrap());
-    }
-    let mut db = pg_connect(&url).await;
-    let rows = converged(&[&a, &b], &mut db).await;
-    let (_, (stored, _)) = database_state(&mut db).await;
-    let stored: BTreeSet<_> = stored.into_iter().collect();
-    assert!(
-        acked.iter().all(|k| stored.contains(k)),
-        "an acknowledged write is missing"
-    );
-    println!(
-        "{} acknowledged writes over a database restart; both replicas hold the database's {rows} rows",
-        acked.len()
-    );
-    drop(pg);
 }

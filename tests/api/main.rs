@@ -11,6 +11,7 @@ mod dashboard;
 mod diagnose;
 mod engines;
 mod faults;
+mod feed;
 mod feedback;
 mod helpers;
 mod membership;
