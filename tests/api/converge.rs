@@ -139,6 +139,32 @@ fn background_load(replicas: Vec<Arc<TestApp>>, stop: Arc<AtomicBool>, sent: Arc
     }
 }
 
+/// Replicas A (its settings changed by `tweak`) and B of a new cluster on a fresh database: the
+/// cluster's name, A, B and a connection of the test's own to the database.
+pub(crate) async fn pair(
+    tweak: impl FnOnce(&mut reco::config::Config),
+) -> (String, TestApp, TestApp, sqlx::PgConnection) {
+    let name = format!(
+        "reco_cv_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    );
+    let a = spawn_app_with(Backend::Postgres, |c| {
+        let url = secrecy::ExposeSecret::expose_secret(&c.db.url).to_string();
+        clustered(c, &url, &name);
+        tweak(c);
+    })
+    .await;
+    let url = a.db_url.clone();
+    let b = spawn_app_with(Backend::Postgres, |c| clustered(c, &url, &name)).await;
+    let db = pg_connect(&url).await;
+    (name, a, b, db)
+}
+
+/// A write's answer, asserted to be a success.
+pub(crate) fn written((status, body): (u16, Value)) {
+    assert!(status < 300, "a write answered {status}: {body}");
+}
+
 /// Every user's (item, type) rows and the visible items, as the database holds them.
 pub(crate) type Held = (Vec<(String, String, String)>, BTreeSet<String>);
 
@@ -200,11 +226,9 @@ async fn a_write_on_any_replica_is_honoured_by_every_replica_within_a_second() {
     let items: Vec<Value> = (0..ITEMS)
         .map(|i| json!({"id": format!("i{i}"), "title": format!("Item {i}"), "categories": ["x"]}))
         .collect();
-    let (s, body) = a.post("/api/items/batch", Value::Array(items)).await;
-    assert!(s < 300, "{body}");
+    written(a.post("/api/items/batch", Value::Array(items)).await);
     let users: Vec<Value> = (0..USERS).map(|u| json!({"id": format!("u{u}")})).collect();
-    let (s, body) = b.post("/api/users/batch", Value::Array(users)).await;
-    assert!(s < 300, "{body}");
+    written(b.post("/api/users/batch", Value::Array(users)).await);
     let started = Instant::now();
     while !replicas.iter().all(|r| {
         r.state.engine.has_item(&format!("i{}", ITEMS - 1))
@@ -329,25 +353,16 @@ pub(crate) async fn converged(replicas: &[&TestApp], db: &mut sqlx::PgConnection
 /// database no longer has. A reads the feed every 2 s, so both writes fall between two reads.
 #[tokio::test]
 async fn an_own_write_newer_than_a_remote_one_not_yet_read_still_wins() {
-    let name = format!(
-        "reco_cv_{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..10]
-    );
-    let a = spawn_app_with(Backend::Postgres, |c| {
-        let url = secrecy::ExposeSecret::expose_secret(&c.db.url).to_string();
-        clustered(c, &url, &name);
+    let (_, a, b, mut db) = pair(|c| {
         c.cluster.sync_interval = 2.0;
     })
     .await;
     let url = a.db_url.clone();
-    let b = spawn_app_with(Backend::Postgres, |c| clustered(c, &url, &name)).await;
-    let mut db = pg_connect(&url).await;
-    let (s, body) = b
-        .post("/api/items/batch", json!([{"id": "i1"}, {"id": "i2"}]))
-        .await;
-    assert!(s < 300, "{body}");
-    let (s, body) = b.post("/api/users", json!({"id": "u1"})).await;
-    assert!(s < 300, "{body}");
+    written(
+        b.post("/api/items/batch", json!([{"id": "i1"}, {"id": "i2"}]))
+            .await,
+    );
+    written(b.post("/api/users", json!({"id": "u1"})).await);
     let position = |app: &TestApp| app.state.catalogue.feed_status().map_or(0, |(p, _)| p);
     let top = || async {
         let (top,): (i64,) = sqlx::query_as("SELECT max(pos) FROM reco_changes")
@@ -368,13 +383,13 @@ async fn an_own_write_newer_than_a_remote_one_not_yet_read_still_wins() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // Both writes now, well inside A's next two seconds.
-    let (s, body) = b
-        .post(
+    written(
+        b.post(
             "/api/feedback",
             json!([{"user_id": "u1", "item_id": "i1", "type": "like"}]),
         )
-        .await;
-    assert!(s < 300, "{body}");
+        .await,
+    );
     let (s, body) = a
         .send(
             reqwest::Method::DELETE,

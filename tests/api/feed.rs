@@ -12,7 +12,7 @@ use serde_json::json;
 use sqlx::Connection;
 
 use crate::cluster::clustered;
-use crate::converge::{Expect, converged, database_state, holds, memory_state};
+use crate::converge::{Expect, converged, database_state, holds, memory_state, pair, written};
 use crate::helpers::{Backend, TestApp, pg_connect, spawn_app_with};
 
 /// Whether `user`'s history on `app` holds `item`.
@@ -44,23 +44,13 @@ fn feed_position(app: &TestApp) -> i64 {
 /// advance past p; when p commits, it is applied too, not skipped.
 #[tokio::test]
 async fn a_change_that_commits_after_a_later_one_is_not_missed() {
-    let name = format!(
-        "reco_fd_{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..10]
-    );
-    let a = spawn_app_with(Backend::Postgres, |c| {
-        let url = secrecy::ExposeSecret::expose_secret(&c.db.url).to_string();
-        clustered(c, &url, &name);
-    })
-    .await;
+    let (_, a, b, _) = pair(|_| {}).await;
     let url = a.db_url.clone();
-    let b = spawn_app_with(Backend::Postgres, |c| clustered(c, &url, &name)).await;
-    let (s, body) = b
-        .post("/api/items/batch", json!([{"id": "early"}, {"id": "late"}]))
-        .await;
-    assert!(s < 300, "{body}");
-    let (s, body) = b.post("/api/users", json!({"id": "u1"})).await;
-    assert!(s < 300, "{body}");
+    written(
+        b.post("/api/items/batch", json!([{"id": "early"}, {"id": "late"}]))
+            .await,
+    );
+    written(b.post("/api/users", json!({"id": "u1"})).await);
     within(Duration::from_secs(20), "A has the catalogue", || {
         a.state.engine.has_item("late") && a.state.engine.has_user("u1")
     })
@@ -86,13 +76,13 @@ async fn a_change_that_commits_after_a_later_one_is_not_missed() {
     .unwrap();
 
     // A later write commits, and A applies it.
-    let (s, body) = b
-        .post(
+    written(
+        b.post(
             "/api/feedback",
             json!([{"user_id": "u1", "item_id": "late", "type": "like"}]),
         )
-        .await;
-    assert!(s < 300, "{body}");
+        .await,
+    );
     within(Duration::from_secs(5), "A applies the later write", || {
         has(&a, "u1", "late")
     })
@@ -150,27 +140,26 @@ async fn replicas_behind_pgbouncer_in_transaction_mode_converge() {
     };
     let a = replica().await;
     let b = replica().await;
-    let (s, body) = a
-        .post("/api/items/batch", json!([{"id": "i1"}, {"id": "i2"}]))
-        .await;
-    assert!(s < 300, "{body}");
+    written(
+        a.post("/api/items/batch", json!([{"id": "i1"}, {"id": "i2"}]))
+            .await,
+    );
     within(Duration::from_secs(10), "B has A's items", || {
         b.state.engine.has_item("i2")
     })
     .await;
-    let (s, body) = b
-        .post(
+    written(
+        b.post(
             "/api/feedback",
             json!([{"user_id": "u1", "item_id": "i1", "type": "like"}]),
         )
-        .await;
-    assert!(s < 300, "{body}");
+        .await,
+    );
     let took = within(Duration::from_secs(1), "A has B's like", || {
         has(&a, "u1", "i1")
     })
     .await;
-    let (s, body) = a.send(reqwest::Method::DELETE, "/api/items/i2", None).await;
-    assert!(s < 300, "{body}");
+    written(a.send(reqwest::Method::DELETE, "/api/items/i2", None).await);
     within(Duration::from_secs(1), "B deleted i2", || {
         !b.state.engine.has_item("i2")
     })
@@ -232,23 +221,15 @@ async fn diagnose_warns_about_a_replica_behind_the_feed() {
 /// missing changes; `reco import` (which writes around the feed) makes every replica reload.
 #[tokio::test]
 async fn a_replica_behind_the_pruned_feed_or_after_an_import_reloads() {
-    let name = format!(
-        "reco_fd_{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..10]
-    );
-    let a = spawn_app_with(Backend::Postgres, |c| {
-        let url = secrecy::ExposeSecret::expose_secret(&c.db.url).to_string();
-        clustered(c, &url, &name);
+    let (name, a, b, mut db) = pair(|c| {
         c.cluster.sync_interval = 2.0;
     })
     .await;
     let url = a.db_url.clone();
-    let b = spawn_app_with(Backend::Postgres, |c| clustered(c, &url, &name)).await;
-    let mut db = pg_connect(&url).await;
-    let (s, body) = b
-        .post("/api/items/batch", json!([{"id": "i1"}, {"id": "i2"}]))
-        .await;
-    assert!(s < 300, "{body}");
+    written(
+        b.post("/api/items/batch", json!([{"id": "i1"}, {"id": "i2"}]))
+            .await,
+    );
     let top: i64 = sqlx::query_scalar("SELECT max(pos) FROM reco_changes")
         .fetch_one(&mut db)
         .await
@@ -262,13 +243,13 @@ async fn a_replica_behind_the_pruned_feed_or_after_an_import_reloads() {
     .await;
 
     // B likes; before A reads it, the feed is pruned past it (as `feed_retention` would).
-    let (s, body) = b
-        .post(
+    written(
+        b.post(
             "/api/feedback",
             json!([{"user_id": "u1", "item_id": "i1", "type": "like"}]),
         )
-        .await;
-    assert!(s < 300, "{body}");
+        .await,
+    );
     sqlx::query(
         "WITH d AS (DELETE FROM reco_changes) \
          UPDATE reco_feed SET horizon = (SELECT last_value FROM reco_changes_pos)",
@@ -321,30 +302,19 @@ async fn a_replica_behind_the_pruned_feed_or_after_an_import_reloads() {
 /// (the positions the heartbeats record), and moves the horizon to what it deleted.
 #[tokio::test]
 async fn pruning_keeps_what_a_live_replica_has_not_passed() {
-    let name = format!(
-        "reco_fd_{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    let (name, a, b, mut db) = pair(|_| {}).await;
+    written(
+        b.post("/api/items/batch", json!([{"id": "i1"}, {"id": "i2"}]))
+            .await,
     );
-    let a = spawn_app_with(Backend::Postgres, |c| {
-        let url = secrecy::ExposeSecret::expose_secret(&c.db.url).to_string();
-        clustered(c, &url, &name);
-    })
-    .await;
-    let url = a.db_url.clone();
-    let b = spawn_app_with(Backend::Postgres, |c| clustered(c, &url, &name)).await;
-    let mut db = pg_connect(&url).await;
-    let (s, body) = b
-        .post("/api/items/batch", json!([{"id": "i1"}, {"id": "i2"}]))
-        .await;
-    assert!(s < 300, "{body}");
     for item in ["i1", "i2"] {
-        let (s, body) = a
-            .post(
+        written(
+            a.post(
                 "/api/feedback",
                 json!([{"user_id": "u1", "item_id": item, "type": "like"}]),
             )
-            .await;
-        assert!(s < 300, "{body}");
+            .await,
+        );
     }
     // Pruning keeps what is younger than its minimum age, and what a live replica has not
     // passed (the positions the heartbeats record).
