@@ -55,8 +55,8 @@ const WRITER: &str = "feedback writer";
 
 /// The background tasks: the feedback writer, the re-ranker, the trainer (aborted at shutdown: a
 /// run in progress is abandoned, the snapshot stays), the cluster heartbeat (aborted before the
-/// pool shrinks and closes) and the change feed's follower. Every one of them runs until shutdown; one that ends earlier is found
-/// by the watchdog.
+/// pool shrinks and closes) and the change feed's follower. Every one of them runs until
+/// shutdown; one that ends earlier is found by the watchdog.
 struct Tasks(Vec<(&'static str, JoinHandle<()>)>);
 
 /// Every second, takes the tasks that ended (they should not before shutdown), logs why and

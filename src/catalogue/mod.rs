@@ -7,6 +7,10 @@
 //! only this service for writes; feedback goes through the group-commit writer
 //! (`group_commit`), whose commit step (`commit`) is the same three steps for a whole group.
 //!
+//! With `cluster.connection_budget` every write also records a change in the database's change
+//! feed, and the feed's follower (`follow`) applies the other replicas' changes the same way; the
+//! `ledger` keeps the two paths in the database's order.
+//!
 //! Input is validated before it gets here (the API's job); the rule that depends on what exists,
 //! `feedback.auto_create = false`, is checked here. Errors are [`Error`].
 

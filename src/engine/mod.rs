@@ -4,15 +4,16 @@
 //! user's interaction set, and a popularity ranking. It is loaded from the store once at start-up
 //! (one connection, streamed) and then kept current by the catalogue (`crate::catalogue`), which
 //! applies each write after its transaction commits (and, with a cluster budget, the other
-//! replicas' writes as its change-feed follower reads them), so "already seen" filtering is exact the
-//! moment a write is acknowledged. A request never touches the database.
+//! replicas' writes as its change-feed follower reads them), so "already seen" filtering is exact
+//! the moment a write is acknowledged. A request never touches the database.
 //!
 //! Files: the live state (`state`: items, histories classified by the feedback policy,
-//! popularity) and a change to it (`journal`), the catalogue a request reads and its filter walk (`items`), the trained models
-//! (`snapshot`), the live order (`ranking`), what a request asks and gets (`request`), one
-//! request's context and the steps every engine shares (`asked`), and the engines as free
-//! functions over it (`fast`, `models` for `quality` and `enhanced`, `smart`, `similar`), the item
-//! fields an answer carries (`fields`) and a user's history as the dashboard shows it (`look`).
+//! popularity) and a change to it (`journal`), the catalogue a request reads and its filter walk
+//! (`items`), the trained models (`snapshot`), the live order (`ranking`), what a request asks and
+//! gets (`request`), one request's context and the steps every engine shares (`asked`), and the
+//! engines as free functions over it (`fast`, `models` for `quality` and `enhanced`, `smart`,
+//! `similar`), the item fields an answer carries (`fields`) and a user's history as the dashboard
+//! shows it (`look`).
 //! This file composes them; they never import it.
 //!
 //! Concurrency: the catalogue and histories sit behind one `RwLock` that writers hold only to apply

@@ -1,4 +1,5 @@
-//! Storage: typed queries for users, items and feedback, and the schema migrations.
+//! Storage: typed queries for users, items and feedback, the schema migrations, and (PostgreSQL,
+//! clustered replicas) the change feed every write records in and followers read (`changes`).
 //!
 //! One interface over PostgreSQL (production) and SQLite (the embedded default): every query is
 //! written once in the SQL both accept (`$n` placeholders, `ON CONFLICT … DO UPDATE`, JSON kept as
