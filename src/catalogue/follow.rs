@@ -14,7 +14,6 @@
 //! and then (`store::Store::prune_changes` has the rule). No LISTEN/NOTIFY: a transaction-mode
 //! pooler would not carry it, and a read every quarter second is cheap.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
@@ -28,8 +27,11 @@ use crate::metrics::Metrics;
 use crate::orchestrator::Orchestrator;
 use crate::store::{self, Change, FeedEntry, Store};
 
-/// Most changes one read applies.
+/// Most changes one read applies, and most bytes of payload (after the first change): a replica
+/// far behind catches up over several reads instead of holding gigabytes at once (a change can
+/// hold a 5,000-row group commit or a batch of items up to `http.max_body_bytes`).
 const BATCH: usize = 5_000;
+const BATCH_BYTES: usize = 16 << 20;
 
 /// Reads between two prunes.
 const PRUNE_EVERY: u32 = 40;
@@ -117,7 +119,10 @@ impl Follower {
     async fn step(&mut self) -> Result<(), store::Error> {
         let started = Instant::now();
         let (above, missing) = self.frontier.wanted();
-        let read = self.store.read_changes(above, &missing, BATCH).await?;
+        let read = self
+            .store
+            .read_changes(above, &missing, BATCH, BATCH_BYTES)
+            .await?;
         self.metrics.feed.reads.inc();
         if self.frontier.settled() < read.horizon {
             tracing::warn!(
@@ -128,18 +133,18 @@ impl Follower {
             return self.reload().await;
         }
         let positions: Vec<i64> = read.entries.iter().map(|e| e.pos).collect();
-        let fresh: HashSet<i64> = self
-            .frontier
-            .read(&positions, read.xmin, read.xmax)
-            .into_iter()
-            .collect();
-        for entry in read.entries.iter().filter(|e| fresh.contains(&e.pos)) {
+        // Ascending, like the entries.
+        let fresh = self.frontier.read(&positions, read.xmin, read.xmax);
+        for entry in read.entries.iter() {
+            if fresh.binary_search(&entry.pos).is_err() {
+                continue;
+            }
             if matches!(entry.change, Change::Reload) {
                 return self.reload().await;
             }
             self.apply(entry, read.now_ms);
         }
-        if read.entries.len() < BATCH {
+        if !read.cut {
             *self.status.caught_up.lock() = started;
         }
         self.publish();

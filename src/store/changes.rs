@@ -58,6 +58,8 @@ pub struct FeedRead {
     /// The server's clock when the snapshot was taken (epoch ms).
     pub now_ms: i64,
     pub entries: Vec<FeedEntry>,
+    /// More changes wait above those read (the read stopped at its count or its bytes).
+    pub cut: bool,
 }
 
 /// Where a follower starts, read before it loads the tables.
@@ -128,28 +130,43 @@ fn decode_entry(row: &AnyRow) -> Result<Option<FeedEntry>> {
     }))
 }
 
-/// The snapshot's bounds and the server's clock, as columns of a feed query.
-macro_rules! snapshot_columns {
+/// The server's clock in epoch milliseconds.
+macro_rules! server_ms {
     () => {
-        "pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin, \
-         pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax, \
-         (SELECT horizon FROM reco_feed) AS horizon, \
-         (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now_ms"
+        "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
     };
 }
 
-/// The first `$3` changes above `$1` and every change listed in `$2` (comma-separated: the
-/// follower must learn of each listed one whether it committed), in position order, with the snapshot they were read under. One statement, so one snapshot
+/// The snapshot's bounds and the server's clock, as columns of a feed query.
+macro_rules! snapshot_columns {
+    () => {
+        concat!(
+            "pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin, \
+             pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax, \
+             (SELECT horizon FROM reco_feed) AS horizon, ",
+            server_ms!(),
+            " AS now_ms"
+        )
+    };
+}
+
+/// The first changes above `$1`, at most `$3` of them and (after the first) at most `$4` bytes of
+/// payload, and every change listed in `$2` (comma-separated: the follower must learn of each
+/// listed one whether it committed), in position order, with the snapshot they were read under
+/// and whether more changes wait above them (`cut`). One statement, so one snapshot
 /// (`pg_current_snapshot()` is the statement's own under READ COMMITTED). Two index scans joined,
 /// not one `OR`: with an `OR` the planner walks the whole index (14 ms at 45,000 changes).
 const READ: &str = concat!(
-    "WITH s AS (SELECT ",
+    "WITH n AS (SELECT pos, replica, kind, payload, at_ms, \
+     sum(COALESCE(pg_column_size(payload), 0)) OVER (ORDER BY pos) \
+     - COALESCE(pg_column_size(payload), 0) AS before \
+     FROM (SELECT * FROM reco_changes WHERE pos > $1 ORDER BY pos LIMIT $3) l), \
+     s AS (SELECT ",
     snapshot_columns!(),
-    "), c AS (SELECT * FROM (\
-     (SELECT pos, replica, kind, payload, at_ms FROM reco_changes WHERE pos > $1 \
-     ORDER BY pos LIMIT $3) UNION ALL \
+    ", (SELECT count(*) >= $3 OR COALESCE(bool_or(before >= $4), FALSE) FROM n) AS cut), \
+     c AS ((SELECT pos, replica, kind, payload, at_ms FROM n WHERE before < $4) UNION ALL \
      (SELECT pos, replica, kind, payload, at_ms FROM reco_changes \
-     WHERE pos = ANY(string_to_array($2, ',')::bigint[]))) u) \
+     WHERE pos = ANY(string_to_array($2, ',')::bigint[]))) \
      SELECT s.*, c.pos, c.replica, c.kind, c.payload::text AS payload, c.at_ms \
      FROM s LEFT JOIN c ON TRUE ORDER BY c.pos"
 );
@@ -170,7 +187,10 @@ const START: &str = concat!(
 /// everything pruned is committed or never will be), at most the lowest position a replica
 /// recorded, and only changes older than `$3` ms; changes older than `$2` ms go whatever the
 /// replicas recorded (a replica that needed them reloads).
-const PRUNE: &str = "WITH now AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS ms), \
+const PRUNE: &str = concat!(
+    "WITH now AS (SELECT ",
+    server_ms!(),
+    " AS ms), \
      h AS (SELECT GREATEST(\
      LEAST($1::bigint, COALESCE((SELECT min(feed_pos) FROM reco_replicas), $1::bigint), \
      COALESCE((SELECT max(pos) FROM reco_changes, now WHERE at_ms < now.ms - $3), 0)), \
@@ -178,7 +198,8 @@ const PRUNE: &str = "WITH now AS (SELECT (extract(epoch FROM clock_timestamp()) 
      ) AS p), \
      d AS (DELETE FROM reco_changes WHERE pos <= (SELECT p FROM h) RETURNING 1) \
      UPDATE reco_feed SET horizon = GREATEST(horizon, (SELECT p FROM h)) \
-     RETURNING horizon, (SELECT count(*) FROM d) AS pruned";
+     RETURNING horizon, (SELECT count(*) FROM d) AS pruned"
+);
 
 impl Store {
     /// This store with every write also recording a change for the feed, as `replica` (PostgreSQL
@@ -195,12 +216,14 @@ impl Store {
         self.feed.as_deref()
     }
 
-    /// Reads the feed: the first `limit` changes above `above`, and every one in `missing`.
+    /// Reads the feed: the first changes above `above` (at most `limit`, and at most `bytes` of
+    /// payload after the first), and every one in `missing`.
     pub async fn read_changes(
         &self,
         above: i64,
         missing: &[i64],
         limit: usize,
+        bytes: usize,
     ) -> Result<FeedRead> {
         let list = missing
             .iter()
@@ -212,7 +235,8 @@ impl Store {
             .query(READ)
             .bind(above)
             .bind(list)
-            .bind(limit as i64);
+            .bind(limit as i64)
+            .bind(bytes as i64);
         let rows = self
             .with_conn(|conn, _| Box::pin(async move { Ok(q.fetch_all(&mut **conn).await?) }))
             .await?;
@@ -224,6 +248,7 @@ impl Store {
             xmax: first.try_get::<i64, _>("xmax")? as u64,
             horizon: first.try_get("horizon")?,
             now_ms: first.try_get("now_ms")?,
+            cut: first.try_get("cut")?,
             entries: rows
                 .iter()
                 .filter_map(|r| decode_entry(r).transpose())

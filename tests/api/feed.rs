@@ -316,9 +316,22 @@ async fn pruning_keeps_what_a_live_replica_has_not_passed() {
             .await,
         );
     }
+    // A read stops at its byte budget after the first change, and says more wait.
+    let store = &a.state.store;
+    let all = store.read_changes(0, &[], 5000, 1 << 30).await.unwrap();
+    assert!(
+        all.entries.len() >= 3 && !all.cut,
+        "{} changes",
+        all.entries.len()
+    );
+    let first = store.read_changes(0, &[], 5000, 1).await.unwrap();
+    assert_eq!(first.entries.len(), 1);
+    assert!(first.cut, "more changes wait");
+    let counted = store.read_changes(0, &[], 2, 1 << 30).await.unwrap();
+    assert_eq!((counted.entries.len(), counted.cut), (2, true));
+
     // Pruning keeps what is younger than its minimum age, and what a live replica has not
     // passed (the positions the heartbeats record).
-    let store = &a.state.store;
     let (_, pruned) = store
         .prune_changes(i64::MAX, 3_600_000, 3_600_000)
         .await
