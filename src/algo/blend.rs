@@ -125,14 +125,15 @@ struct Candidates {
 }
 
 /// The member weights (summing to 1, multiples of 1/4) with the best mean NDCG@`k` when ranking
-/// for the users of `train` against `validation` (per-user sorted item lists); the earlier grid
-/// point wins a tie.
+/// for the users of `train` against `validation` (per-user sorted item lists), and that NDCG; the
+/// earlier grid point wins a tie. The grid's corners are the members alone, so the weights never
+/// validate worse than the best member.
 pub fn fit_weights(
     members: &[&dyn Scorer],
     train: &Csr,
     validation: &[Vec<u32>],
     k: usize,
-) -> Vec<f32> {
+) -> (Vec<f32>, f64) {
     let users = super::validation_users(train, validation, FIT_MAX_USERS);
     let n_items = train.n_cols;
     let per_user: Vec<Candidates> = users
@@ -180,6 +181,9 @@ pub fn fit_weights(
                 let items: Vec<u32> = top.iter().map(|&pos| c.items[pos as usize]).collect();
                 ndcg_at(&items, &validation[c.user], k)
             })
+            // Collected, then added in user order: the same sum however the threads split.
+            .collect::<Vec<f64>>()
+            .into_iter()
             .sum::<f64>()
     };
     let mut best: Option<(Vec<usize>, f64)> = None;
@@ -189,9 +193,14 @@ pub fn fit_weights(
             best = Some((point, score));
         }
     }
-    best.map_or_else(Vec::new, |(units, _)| {
-        units.into_iter().map(|u| u as f32 / UNITS as f32).collect()
-    })
+    let users = per_user.len().max(1) as f64;
+    best.map_or_else(
+        || (Vec::new(), 0.0),
+        |(units, score)| {
+            let weights = units.into_iter().map(|u| u as f32 / UNITS as f32).collect();
+            (weights, score / users)
+        },
+    )
 }
 
 #[cfg(test)]
@@ -236,7 +245,7 @@ mod tests {
         // to item 1 (the lower index). Every grid point with more weight on `good` scores the
         // same: the first one found (all on `good`) stays.
         let train = Csr::from_triplets(2, 3, vec![(0, 0, 1.0), (1, 0, 1.0)]);
-        let w = fit_weights(&[&bad, &good], &train, &[vec![2], vec![2]], 1);
-        assert_eq!(w, [0.0, 1.0]);
+        let (w, ndcg) = fit_weights(&[&bad, &good], &train, &[vec![2], vec![2]], 1);
+        assert_eq!((w, ndcg), (vec![0.0, 1.0], 1.0));
     }
 }

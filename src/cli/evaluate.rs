@@ -30,12 +30,17 @@ pub struct Opts {
     /// cold-start case). `files` are split already.
     #[arg(long, global = true, value_enum, default_value_t = SplitKind::Temporal)]
     pub split: SplitKind,
-    /// The seed of `--split random`.
+    /// How the validation split (what every setting is chosen on) is carved from the training
+    /// part. Default: the shape of the test split: `--split` for `movielens` and `store`; for
+    /// `files`, the shape their timestamps show (printed).
+    #[arg(long, global = true, value_enum)]
+    pub validation: Option<SplitKind>,
+    /// The seed of `--split random` (and of a random validation split).
     #[arg(long, global = true, default_value_t = 1)]
     pub seed: u64,
-    /// Seconds the search for each model's settings may take, on a validation split carved from
-    /// the training part the same way the test split was (the server's
-    /// `recommend.tuning_budget`).
+    /// Seconds the search for each model's settings may take, in predicted time (the same on a
+    /// busy machine), on a validation split carved from the training part the same way the test
+    /// split was (the server's `recommend.tuning_budget`).
     #[arg(long, global = true, default_value_t = eval::DEFAULT_BUDGET.as_secs_f64())]
     pub tuning_budget: f64,
 }
@@ -53,11 +58,17 @@ impl Opts {
         if matches!(self.source, Source::Files { .. }) && self.split != SplitKind::Temporal {
             anyhow::bail!("--split applies to movielens and store: files are split already");
         }
-        Ok(match self.split {
+        Ok(self.split.with_seed(self.seed))
+    }
+}
+
+impl SplitKind {
+    fn with_seed(self, seed: u64) -> eval::Split {
+        match self {
             SplitKind::Temporal => eval::Split::Temporal,
-            SplitKind::Random => eval::Split::Random { seed: self.seed },
+            SplitKind::Random => eval::Split::Random { seed },
             SplitKind::GlobalTime => eval::Split::GlobalTime,
-        })
+        }
     }
 }
 
@@ -80,13 +91,22 @@ pub async fn run(opts: Opts, config: Config) -> anyhow::Result<()> {
     let policy = FeedbackPolicy::from_config(&config.recommend);
     let positive = |f: &crate::store::Feedback| policy.is_positive(&f.feedback_type, f.value);
     let split = opts.split()?;
-    let data: EvalData = match &opts.source {
+    let validation = opts.validation.map(|v| v.with_seed(opts.seed));
+    // What the report says of the split and of the validation carved like it.
+    let mut about = format!("split: {split}, 80% of positives train");
+    let mut data: EvalData = match &opts.source {
         Source::Movielens { dir } => {
             let ds = movielens::load(dir)?;
             eval::from_dataset(&ds.items, &ds.feedback, positive, 0.8, split)
         }
         Source::Files { train, test } => {
-            eval::from_files(train, test, config.recommend.rating_threshold)?
+            let threshold = config.recommend.rating_threshold;
+            let (data, shape) = eval::from_files(train, test, threshold, validation)?;
+            about = format!(
+                "split: given; its timestamps show {} ({})",
+                shape.split, shape.why
+            );
+            data
         }
         Source::Store => {
             let pool = Pool::open(&config.db, Metrics::new().pool).await?;
@@ -95,6 +115,15 @@ pub async fn run(opts: Opts, config: Config) -> anyhow::Result<()> {
             eval::from_dataset(&ds.items, &ds.feedback, positive, 0.8, split)
         }
     };
+    if let Some(v) = validation {
+        data.validation = v;
+    }
+    about.push_str(&format!("\nvalidation: {}", data.validation));
+    if validation.is_some() {
+        about.push_str(" (--validation)");
+    } else {
+        about.push_str(", shaped like the test split");
+    }
     let models: Vec<String> = if opts.models.is_empty() {
         eval::MODELS.iter().map(|m| m.to_string()).collect()
     } else {
@@ -119,11 +148,11 @@ pub async fn run(opts: Opts, config: Config) -> anyhow::Result<()> {
     })
     .await?;
     if opts.json {
+        // The JSON document alone on standard output; what was inferred goes to the log stream.
+        eprintln!("{about}");
         println!("{}", serde_json::to_string_pretty(&reports)?);
     } else {
-        if !matches!(opts.source, Source::Files { .. }) {
-            println!("split: {split}, 80% of positives train");
-        }
+        println!("{about}");
         print!("{}", eval::table(&reports));
     }
     Ok(())

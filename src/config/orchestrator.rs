@@ -74,7 +74,7 @@ impl Default for OrchestratorConfig {
             worker_priority: WorkerPriority::Idle,
             pin_async_workers: true,
             worker_duty: 0.8,
-            inline_below: 0.0001,
+            inline_below: 0.00025,
             cache_size: 100_000,
             cache_memory_mb: 64,
             click_window: 1800.0,

@@ -32,8 +32,10 @@ pub struct RecommendConfig {
     /// split (no decay is one of the choices).
     pub popularity_half_life_days: Option<f64>,
     /// Seconds each training run may spend choosing the models' settings on its validation split
-    /// (0: keep the defaults). A setting is tried only while its predicted time fits, so larger
-    /// data sets try fewer and the training log says which models kept their defaults.
+    /// (0: keep the defaults), counted in predicted time (`eval::tune`'s cost model), not the
+    /// clock, so the choices do not depend on the machine's load. A setting is tried only while
+    /// its predicted time fits, so larger data sets try fewer and the training log says which
+    /// models kept their defaults.
     pub tuning_budget: f64,
     /// What `smart` gives a user with a short history: `auto` (chosen by each training run on its
     /// validation split), `neighbours` (item-to-item and content neighbours of the history, which

@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use super::asked::{Asked, SeenMarks};
 use super::request::Scored;
 use crate::algo::accumulate::Sums;
+use crate::algo::itemknn::FAST_NEIGHBOURS;
 use crate::algo::reasons::{self, Tie};
 use crate::algo::{SortedKeys, rank_key};
 
@@ -107,10 +108,12 @@ pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
         let mut guard = cell.borrow_mut();
         let (sc, seen, why, keys) = &mut *guard;
         let sources: Vec<u32> = asked.liked_trained().take(MAX_SOURCES).collect();
-        let adds = sources.iter().map(|&j| knn.neighbours[j as usize].len());
+        let adds = sources
+            .iter()
+            .map(|&j| knn.nearest(j, FAST_NEIGHBOURS).len());
         sc.prepare(snap.n_items, adds.sum());
         for &j in &sources {
-            sc.add_neighbours(&knn.neighbours[j as usize]);
+            sc.add_neighbours(knn.nearest(j, FAST_NEIGHBOURS));
         }
         // Seen items never make the list: leaving them out before sorting keeps the sorted prefix
         // short (it was deepened by the history's length to make up for them).

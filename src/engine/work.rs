@@ -46,11 +46,21 @@ pub fn estimate(asked: &Asked<'_>, kind: EngineKind) -> u64 {
         EngineKind::Quality | EngineKind::Smart | EngineKind::Auto => {
             let pool = mmr_pool(q.n) as u64;
             let picks = q.n.min(MAX_MMR_PICKS) as u64;
-            let factors = (snap.als.factors + snap.bpr.factors) as u64;
+            // Only the blend's members with a weight are scored (`snap.quality_weights`, in the
+            // order ALS, BPR, item-to-item, content, EASE, popularity).
+            let weighted =
+                |member: usize| snap.quality_weights.get(member).is_some_and(|&w| w > 0.0);
+            let factors = [(0, snap.als.factors), (1, snap.bpr.factors)]
+                .into_iter()
+                .filter(|&(member, _)| weighted(member))
+                .map(|(_, f)| f as u64)
+                .sum::<u64>();
             // EASE adds one catalogue-long row per liked item (at most its cap).
             let ease_rows = match &snap.ease {
-                Some(_) => asked.liked_trained().take(ease::MAX_HISTORY).count() as u64,
-                None => 0,
+                Some(_) if weighted(4) => {
+                    asked.liked_trained().take(ease::MAX_HISTORY).count() as u64
+                }
+                _ => 0,
             };
             // Scoring, blending and selecting over the catalogue; the pool's walk and MMR.
             items * (factors + ease_rows + 16)

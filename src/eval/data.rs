@@ -389,8 +389,14 @@ pub fn from_dataset(
 
 /// A given train/test pair of tab-separated `user item rating timestamp` files (like ML-100K's
 /// `ua.base`/`ua.test`); ratings >= `min_rating` are positives. The catalogue is every item in
-/// either file.
-pub fn from_files(train: &Path, test: &Path, min_rating: f64) -> anyhow::Result<EvalData> {
+/// either file. The validation split is carved the way `validation` says, or else in the shape
+/// the pair's timestamps show ([`infer_shape`], returned beside the data).
+pub fn from_files(
+    train: &Path,
+    test: &Path,
+    min_rating: f64,
+    validation: Option<Split>,
+) -> anyhow::Result<(EvalData, Shape)> {
     let read = |path: &Path| -> anyhow::Result<Vec<(String, String, f64, i64)>> {
         let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let text: String = text.iter().map(|&b| b as char).collect();
@@ -427,6 +433,12 @@ pub fn from_files(train: &Path, test: &Path, min_rating: f64) -> anyhow::Result<
         users.get(u);
         items.get(i);
     }
+    let times = |rows: &[(String, String, f64, i64)]| -> Vec<(u32, i64)> {
+        rows.iter()
+            .map(|(u, _, _, t)| (users.index[u], *t))
+            .collect()
+    };
+    let shape = infer_shape(&times(&train_rows), &times(&test_rows), users.ids.len());
     let train: Vec<(u32, u32, i64)> = train_rows
         .iter()
         .filter(|r| r.2 >= min_rating)
@@ -438,7 +450,73 @@ pub fn from_files(train: &Path, test: &Path, min_rating: f64) -> anyhow::Result<
             test[users.index[u] as usize].push(items.index[i]);
         }
     }
-    Ok(with_ids(users, items, train, test))
+    let mut data = with_ids(users, items, train, test);
+    data.validation = validation.unwrap_or(shape.split);
+    Ok((data, shape))
+}
+
+/// Most share of the rows (or users) allowed to break a shape's rule, for clocks that disagree
+/// by a little or a handful of late rows: above it the split is not that shape.
+const SHAPE_TOLERANCE: f64 = 0.01;
+
+/// The shape of a given train/test split, read off its rows' `(user, timestamp)`, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shape {
+    pub split: Split,
+    pub why: String,
+}
+
+/// Which [`Split`] a given train/test pair looks like: one time cut for everyone when (nearly)
+/// every test row is at or after the newest training row; per user by time when (nearly) every
+/// user's test rows are at or after that user's newest training row; otherwise random (seed 1
+/// for the validation split carved from it).
+pub fn infer_shape(train: &[(u32, i64)], test: &[(u32, i64)], n_users: usize) -> Shape {
+    let newest = train.iter().map(|r| r.1).max().unwrap_or(i64::MIN);
+    let early = test.iter().filter(|r| r.1 < newest).count();
+    let share = early as f64 / test.len().max(1) as f64;
+    if share <= SHAPE_TOLERANCE {
+        return Shape {
+            split: Split::GlobalTime,
+            why: format!(
+                "{:.1}% of the test rows are older than the newest training row",
+                share * 100.0
+            ),
+        };
+    }
+    let mut newest_of = vec![i64::MIN; n_users];
+    for &(u, t) in train {
+        newest_of[u as usize] = newest_of[u as usize].max(t);
+    }
+    let mut in_both = vec![false; n_users];
+    let mut broken = vec![false; n_users];
+    for &(u, t) in test {
+        let u = u as usize;
+        if newest_of[u] > i64::MIN {
+            in_both[u] = true;
+            broken[u] |= t < newest_of[u];
+        }
+    }
+    let users = in_both.iter().filter(|&&b| b).count();
+    let broken = broken.iter().filter(|&&b| b).count();
+    let user_share = broken as f64 / users.max(1) as f64;
+    if users > 0 && user_share <= SHAPE_TOLERANCE {
+        return Shape {
+            split: Split::Temporal,
+            why: format!(
+                "{:.1}% of the test rows are older than the newest training row, but {:.1}% of \
+                 the users have a test row older than their own newest training row",
+                share * 100.0,
+                user_share * 100.0
+            ),
+        };
+    }
+    Shape {
+        split: Split::Random { seed: 1 },
+        why: format!(
+            "{:.1}% of the users have a test row older than their own newest training row",
+            user_share * 100.0
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -155,8 +155,11 @@ pub struct Learned {
     /// Every model's settings, and the report of how each was chosen.
     pub settings: Settings,
     pub choices: Vec<Choice>,
-    /// `quality`'s blend weights, in the order of [`QUALITY_MEMBERS`].
+    /// `quality`'s blend weights, in the order of [`QUALITY_MEMBERS`]: never a worse validation
+    /// NDCG@10 than a member alone, or than the blend without recency inside histories.
     pub quality_weights: Vec<f32>,
+    /// NDCG@10 of those weights on the validation users (before diversity).
+    pub quality_validation_ndcg: f64,
     /// What `smart` gives a short history.
     pub short_route: ShortRoute,
     /// `enhanced`'s scoring model.
@@ -195,11 +198,7 @@ fn learn(
     steps: &Steps,
 ) -> (Learned, Vec<f32>) {
     let mut inner = steps.time("validation split", || data.inner_split(0.8));
-    let tuned = tune::tune(&inner, tuning.budget, tuning.half_life_days, steps);
-    // Every model is fitted: from here on the histories weigh as serving's will.
-    if let Some(half_life) = tuned.settings.history_half_life {
-        inner.weigh_histories(half_life);
-    }
+    let mut tuned = tune::tune(&inner, tuning.budget, tuning.half_life_days, steps);
     let members = Members {
         als: tuned.als,
         bpr: tuned.bpr,
@@ -208,18 +207,29 @@ fn learn(
         ease: tuned.ease,
         recent: tuned.recent,
     };
-    let quality_weights = steps.time("blend weights", || {
-        let scorers = members.scorers();
-        let present: Vec<&dyn Scorer> = scorers.iter().flatten().copied().collect();
-        let mut fitted =
-            algo::blend::fit_weights(&present, &inner.train, &inner.test, 10).into_iter();
-        scorers
-            .iter()
-            .map(|s| match s {
-                Some(_) => fitted.next().unwrap_or(0.0),
-                None => 0.0,
-            })
-            .collect::<Vec<f32>>()
+    // Every model is fitted: from here on the histories weigh as serving's will, recency
+    // inside them included only when the blend validates better with it than without.
+    let (quality_weights, quality_ndcg) = steps.time("blend weights", || {
+        let plain = blend_weights(&members, &inner);
+        let Some(half_life) = tuned.settings.history_half_life else {
+            return plain;
+        };
+        let unweighted = inner.train.data.clone();
+        inner.weigh_histories(half_life);
+        let weighted = blend_weights(&members, &inner);
+        if weighted.1 >= plain.1 {
+            return weighted;
+        }
+        inner.train.data = unweighted;
+        tuned.settings.history_half_life = None;
+        if let Some(c) = tuned.choices.iter_mut().find(|c| c.model == "history") {
+            c.setting = "half_life_share none".to_string();
+            c.stopped = Some(format!(
+                "the blend validated better without it: NDCG@10 {:.4} against {:.4}",
+                plain.1, weighted.1
+            ));
+        }
+        plain
     });
     let short_route = match tuning.short_route {
         Some(route) => route,
@@ -237,6 +247,7 @@ fn learn(
     };
     tracing::info!(
         ?quality_weights,
+        quality_validation_ndcg = quality_ndcg,
         ?short_route,
         ranker = ?ranker.weights,
         "learned on the validation split"
@@ -245,10 +256,28 @@ fn learn(
         settings: tuned.settings,
         choices: tuned.choices,
         quality_weights,
+        quality_validation_ndcg: quality_ndcg,
         short_route,
         ranker,
     };
     (learned, members.als.item_factors)
+}
+
+/// `quality`'s weights fitted on `inner` (in the order of [`QUALITY_MEMBERS`], 0 for a member
+/// not fitted) and their validation NDCG@10.
+fn blend_weights(members: &Members, inner: &EvalData) -> (Vec<f32>, f64) {
+    let scorers = members.scorers();
+    let present: Vec<&dyn Scorer> = scorers.iter().flatten().copied().collect();
+    let (fitted, ndcg) = algo::blend::fit_weights(&present, &inner.train, &inner.test, 10);
+    let mut fitted = fitted.into_iter();
+    let weights = scorers
+        .iter()
+        .map(|s| match s {
+            Some(_) => fitted.next().unwrap_or(0.0),
+            None => 0.0,
+        })
+        .collect();
+    (weights, ndcg)
 }
 
 /// `quality`'s blend (relevance order) over `members` with `weights`.

@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use data::{EvalData, Positive, Split, from_dataset, from_files, now_of, split};
+pub use data::{
+    EvalData, Positive, Shape, Split, from_dataset, from_files, infer_shape, now_of, split,
+};
 pub use learn::{
     Extras, Learned, Members, POPULAR_ORDER_LEN, QUALITY_MEMBERS, Tuning, fit_and_learn,
 };

@@ -72,7 +72,11 @@ impl Fitted {
             .map(|(m, w)| format!("{m} {w:.2}"))
             .collect();
         let history = self.chosen("history").unwrap_or_default();
-        format!("weights {}; history {history}", parts.join(", "))
+        format!(
+            "weights {} (validation NDCG@10 {:.4}); history {history}",
+            parts.join(", "),
+            self.learned.quality_validation_ndcg
+        )
     }
 
     /// The named model, the seconds its fit took, and its chosen setting; `None` for EASE when it
@@ -97,9 +101,14 @@ impl Fitted {
             "bpr" => single(Box::new(&m.bpr), "bpr"),
             "content" => single(Box::new(&m.content), "content"),
             "fast" => {
-                // Item-to-item plus 0.1 of the trending popularity: the server's `fast` formula.
+                // Item-to-item (its nearest neighbours) plus 0.1 of the trending popularity: the
+                // server's `fast` formula.
+                let nearest = algo::itemknn::Nearest {
+                    knn: &m.itemknn,
+                    cap: algo::itemknn::FAST_NEIGHBOURS,
+                };
                 let blend = Blend {
-                    members: vec![(Box::new(&m.itemknn), 1.0), (Box::new(&m.recent), 0.1)],
+                    members: vec![(Box::new(nearest), 1.0), (Box::new(&m.recent), 0.1)],
                     diversity: None,
                 };
                 (Box::new(blend), self.seconds, None)

@@ -1,4 +1,4 @@
-//! Choosing each model's settings on the validation split, within a time budget.
+//! Choosing each model's settings on the validation split, within a budget of predicted work.
 //!
 //! A server pointed at its users' own data cannot know in advance which regularisation, neighbour
 //! count or popularity half-life suits it, so every training run searches them on the validation
@@ -12,20 +12,25 @@
 //! Besides each model's own settings it chooses recency inside histories (`algo::recency`): how
 //! much more a user's newest items weigh, scored on the better of item-to-item and EASE.
 //!
-//! The budget is wall-clock time for the whole search: the cheap models (popularity's half-life,
-//! item-to-item, EASE, then recency inside histories) search first within half of it, then ALS
-//! and BPR side by side until its end. A further setting is tried only while the longest
-//! fit-and-score of that model so far still ends within the budget, so at ten million
-//! interactions, where one ALS fit takes longer than the default budget, the defaults stay (and the
+//! The budget is seconds of predicted work, not of the clock: each fit and its scoring is
+//! priced from the data's size before it runs ([`cost`]), so the same data and configuration
+//! make the same choices on an idle machine and a busy one. The cheap models (popularity's
+//! half-life, item-to-item, EASE, then recency inside histories) search first within half of it,
+//! each from what the ones before left; then ALS and BPR side by side, each within the rest. A
+//! further setting is tried only while its predicted cost still fits, so at ten million
+//! interactions, where one ALS fit costs more than the default budget, the defaults stay (and the
 //! report says so) without costing more than the one fit validation always needed. The default
 //! setting's fit is needed anyway (the blend weights are learned on it); it is scored only when a
 //! second setting can follow.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod cost;
 mod grids;
+
+use cost::Shape;
 
 use grids::{
     ALS_AXES, Axis, BPR_AXES, EASE_AXES, HALF_LIFE_AXES, HISTORY_AXES, ITEMKNN_AXES, als_params,
@@ -133,6 +138,8 @@ pub struct Searched<M> {
     pub values: Vec<f64>,
     pub model: M,
     pub choice: Choice,
+    /// Predicted seconds the search spent of its allowance ([`cost`]).
+    pub spent: f64,
 }
 
 /// The coordinate search (see the module docs) over `axes` for `model`, fitting with `fit` and
@@ -141,30 +148,29 @@ pub struct Searched<M> {
 fn search<M>(
     model: &str,
     axes: &[Axis],
-    until: Instant,
+    allowance: f64,
+    cost: impl Fn(&[f64]) -> f64,
     fit: impl Fn(&[f64]) -> Option<M>,
     score: impl Fn(&M) -> f64,
 ) -> Option<Searched<M>> {
     let value_of =
         |at: &[usize]| -> Vec<f64> { at.iter().zip(axes).map(|(&i, a)| a.values[i]).collect() };
     let mut at: Vec<usize> = axes.iter().map(|a| a.start).collect();
-    let started = Instant::now();
     let mut model_fit = fit(&value_of(&at))?;
-    // The longest fit-and-score so far: what the next setting is expected to cost.
-    let mut longest = started.elapsed();
+    // Predicted seconds spent: the default's fit and score count whether or not it is scored.
+    let first = cost(&value_of(&at));
+    let mut spent = first;
     let mut stopped = None;
     let mut tried = vec![at.clone()];
     let mut best = None;
-    let now = Instant::now();
-    if now + longest > until {
-        let left = until.saturating_duration_since(now).as_secs_f64();
+    if spent + first > allowance {
+        let left = (allowance - spent).max(0.0);
         stopped = Some(format!(
-            "kept the default: one fit takes {:.1} s, {left:.1} s of the tuning budget left",
-            longest.as_secs_f64()
+            "kept the default: one fit takes about {first:.1} s, {left:.1} s of the tuning \
+             budget left"
         ));
     } else {
         best = Some(score(&model_fit));
-        longest = started.elapsed();
         'rounds: for _round in 0..2 {
             let mut moved = false;
             for d in 0..axes.len() {
@@ -180,17 +186,16 @@ fn search<M>(
                     if tried.contains(&point) {
                         continue;
                     }
-                    if Instant::now() + longest > until {
+                    let next = cost(&value_of(&point));
+                    if spent + next > allowance {
                         stopped = Some("stopped at the tuning budget".to_string());
                         break;
                     }
-                    let t = Instant::now();
+                    spent += next;
                     let candidate = fit(&value_of(&point));
-                    longest = longest.max(t.elapsed());
                     tried.push(point.clone());
                     let Some(m) = candidate else { continue };
                     let ndcg = score(&m);
-                    longest = longest.max(t.elapsed());
                     if best_here.as_ref().is_none_or(|(_, b, _)| ndcg > *b) {
                         best_here = Some((point, ndcg, m));
                     }
@@ -227,6 +232,7 @@ fn search<M>(
         values,
         model: model_fit,
         choice,
+        spent,
     })
 }
 
@@ -255,16 +261,6 @@ pub fn popularity_of(data: &EvalData, half_life_days: Option<f64>) -> popularity
     popularity::fit(data.train.n_cols, data.train_events(), data.now, half_life)
 }
 
-/// Floating-point operations per second EASE's dense inverse runs at (nalgebra's Cholesky, one
-/// thread; about 1 s for ML-100K's 1,682 items on this project's 2-core machine): predicts a fit's
-/// time before it starts, since one fit is all a large catalogue could afford.
-const EASE_FLOPS: f64 = 5.0e9;
-
-/// The predicted seconds of one EASE fit on `n` items (a Cholesky factorisation and an inverse).
-pub fn ease_seconds(n: usize) -> f64 {
-    (n as f64).powi(3) / EASE_FLOPS
-}
-
 /// Every model the search tunes, fitted on the validation split's training part at its chosen
 /// setting, with the chosen settings and the report.
 pub struct Tuned {
@@ -285,21 +281,59 @@ pub fn tune(
     fixed_half_life: Option<Option<f64>>,
     steps: &Steps,
 ) -> Tuned {
-    let started = Instant::now();
-    let budget = budget.scaled(inner.train.nnz());
-    let until = started + budget;
-    // The cheap models search first, on both threads, within half of the budget; ALS and BPR
-    // then search side by side until its end. (Side by side with ALS and BPR the cheap chain
-    // started whenever a thread came free, sometimes after the whole budget.)
-    let until_cheap = started + budget / 2;
+    let budget = budget.scaled(inner.train.nnz()).as_secs_f64();
     let users = algo::validation_users(&inner.train, &inner.test, MAX_USERS);
     let users = &users[..];
+    let shape = Shape::of(inner, users);
+    // The cheap models search first, within half of the budget, each from what the ones before
+    // left; ALS and BPR then search side by side, each within the rest.
+    let cheap_allowance = budget / 2.0;
+    // Cheapest and most telling for new users first: popularity's half-life, then item-to-item,
+    // then EASE (whose single fit is the costliest of the three).
+    let cheap = || {
+        let recent = steps.time("validation popularity", || match fixed_half_life {
+            Some(days) => fixed_recent(inner, days),
+            None => search(
+                "recent",
+                &HALF_LIFE_AXES,
+                cheap_allowance,
+                |_| shape.popularity(),
+                |v| Some(popularity_of(inner, finite(v[0]))),
+                ndcg(inner, users),
+            ),
+        });
+        let mut left = cheap_allowance - recent.as_ref().map_or(0.0, |r| r.spent);
+        let knn = steps.time("validation item-to-item", || {
+            search(
+                "itemknn",
+                &ITEMKNN_AXES,
+                left,
+                |v| shape.itemknn(&itemknn_params(v)),
+                |v| Some(itemknn::fit(&inner.train, itemknn_params(v))),
+                ndcg(inner, users),
+            )
+            .expect("item-to-item always fits")
+        });
+        left -= knn.spent;
+        let ease = steps.time("validation ease", || {
+            ease_search(inner, users, &shape, left)
+        });
+        left -= ease.as_ref().map_or(0.0, |e| e.spent);
+        let history = steps.time("validation history recency", || {
+            history_search(&knn, ease.as_ref().ok(), inner, users, &shape, left)
+        });
+        left -= history.spent;
+        (knn, recent, ease, history, cheap_allowance - left)
+    };
+    let (knn, recent, ease, history, cheap_spent) = cheap();
+    let rest = budget - cheap_spent;
     let als_search = || {
         steps.time("validation als", || {
             search(
                 "als",
                 &ALS_AXES,
-                until,
+                rest,
+                |v| shape.als(&als_params(v)),
                 |v| Some(als::fit(&inner.train, als_params(v))),
                 ndcg(inner, users),
             )
@@ -310,42 +344,13 @@ pub fn tune(
             search(
                 "bpr",
                 &BPR_AXES,
-                until,
+                rest,
+                |v| shape.bpr(&bpr_params(v)),
                 |v| Some(bpr::fit(&inner.train, bpr_params(v))),
                 ndcg(inner, users),
             )
         })
     };
-    // Cheapest and most telling for new users first: popularity's half-life, then item-to-item,
-    // then EASE (whose single fit is the costliest of the three).
-    let cheap = || {
-        let recent = steps.time("validation popularity", || match fixed_half_life {
-            Some(days) => fixed_recent(inner, days),
-            None => search(
-                "recent",
-                &HALF_LIFE_AXES,
-                until_cheap,
-                |v| Some(popularity_of(inner, finite(v[0]))),
-                ndcg(inner, users),
-            ),
-        });
-        let knn = steps.time("validation item-to-item", || {
-            search(
-                "itemknn",
-                &ITEMKNN_AXES,
-                until_cheap,
-                |v| Some(itemknn::fit(&inner.train, itemknn_params(v))),
-                ndcg(inner, users),
-            )
-            .expect("item-to-item always fits")
-        });
-        let ease = steps.time("validation ease", || ease_search(inner, users, until_cheap));
-        let history = steps.time("validation history recency", || {
-            history_search(&knn, ease.as_ref().ok(), inner, users, until_cheap)
-        });
-        (knn, recent, ease, history)
-    };
-    let (knn, recent, ease, history) = cheap();
     let (als, bpr) = rayon::join(als_search, bpr_search);
     let (als, bpr, recent) = (
         als.expect("ALS always fits"),
@@ -408,29 +413,29 @@ fn fixed_recent(inner: &EvalData, days: Option<f64>) -> Option<Searched<populari
             tried: 0,
             stopped: None,
         },
+        spent: 0.0,
     })
 }
 
-/// EASE's search, when its catalogue is within the limit and a fit is predicted to take at most a
-/// quarter of what is left of the budget: the search's first fit and the final fit on all the
-/// data then take at most half of it (the prediction can be off by twice on a busy machine).
+/// EASE's search, when its catalogue is within the limit and a fit and its scoring are predicted
+/// to take at most a quarter of what is left of the cheap models' allowance: the search's first
+/// fit and the final fit on all the data then take at most half of it.
 fn ease_search(
     inner: &EvalData,
     users: &[usize],
-    until: Instant,
+    shape: &Shape,
+    left: f64,
 ) -> Result<Searched<ease::Ease>, String> {
     let n = inner.train.n_cols;
     let max_items = ease::Params::default().max_items;
-    let left = until
-        .saturating_duration_since(Instant::now())
-        .as_secs_f64();
+    let one = shape.ease();
     let why = if n > max_items {
         format!("{n} items, above its limit of {max_items}")
-    } else if ease_seconds(n) > left / 4.0 {
+    } else if one > left / 4.0 {
+        let left = left.max(0.0);
         format!(
-            "one fit on {n} items would take about {:.1} s, more than a quarter of the {left:.1} s \
-             of tuning budget left",
-            ease_seconds(n)
+            "one fit on {n} items would take about {one:.1} s, more than a quarter of the \
+             {left:.1} s of tuning budget left"
         )
     } else {
         let fit = |v: &[f64]| {
@@ -440,7 +445,7 @@ fn ease_search(
             };
             ease::fit(&inner.train, params)
         };
-        let searched = search("ease", &EASE_AXES, until, fit, ndcg(inner, users));
+        let searched = search("ease", &EASE_AXES, left, |_| one, fit, ndcg(inner, users));
         return searched.ok_or_else(|| "the fit declined the catalogue".to_string());
     };
     tracing::info!(reason = why, "EASE not used");
@@ -455,16 +460,27 @@ fn history_search(
     ease: Option<&Searched<ease::Ease>>,
     inner: &EvalData,
     users: &[usize],
-    until: Instant,
+    shape: &Shape,
+    left: f64,
 ) -> Searched<f64> {
     let ndcg = |c: &Choice| c.validation_ndcg.unwrap_or(0.0);
-    let model: &dyn Scorer = match ease {
-        Some(e) if ndcg(&e.choice) >= ndcg(&knn.choice) => &e.model,
-        _ => &knn.model,
+    let (model, cost): (&dyn Scorer, f64) = match ease {
+        Some(e) if ndcg(&e.choice) >= ndcg(&knn.choice) => (&e.model, shape.ease_scoring()),
+        _ => (
+            &knn.model,
+            shape.itemknn_scoring(itemknn_params(&knn.values).k),
+        ),
     };
     let score = |h: &f64| validation_ndcg_weighted(model, inner, users, finite(*h));
-    search("history", &HISTORY_AXES, until, |v| Some(v[0]), score)
-        .expect("the half-life is its own fit")
+    search(
+        "history",
+        &HISTORY_AXES,
+        left,
+        |_| cost,
+        |v| Some(v[0]),
+        score,
+    )
+    .expect("the half-life is its own fit")
 }
 
 #[cfg(test)]

@@ -13,9 +13,12 @@
 //! (`engine::Inputs::work`) times the CPU time per operation measured on that engine's recent
 //! jobs (a moving mean over inline and queued jobs alike; CPU time, so that a job preempted on a
 //! busy machine does not look expensive). A job runs inline when the prediction is at
-//! most `orchestrator.inline_below` (default 100 µs: the upper end of tokio's advice for the time
-//! between two `.await`s) and within the deadline. An engine not measured yet runs on the
-//! threads, which measures it.
+//! most `orchestrator.inline_below` and within the deadline. An engine not measured yet runs on
+//! the threads, which measures it. The default, 250 µs, is above tokio's advice for the time
+//! between two `.await`s (10-100 µs) on purpose: on a loaded machine a `quality` job on
+//! MovieLens 100K takes 100-250 µs of CPU (about 50 µs alone: two cores' caches are shared with
+//! the load), and at a 100 µs budget half of them queued, for a third less throughput and a p99 of
+//! 50 ms instead of 7 (docs/BENCHMARKS.md); a health check waits at most one such job.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

@@ -36,6 +36,13 @@ pub fn fit(data: TrainingData, version: u64, tuning: eval::Tuning) -> Snapshot {
             data.texts,
         )
     });
+    // Serving ranks each user's next items from everything they did up to now, so the settings
+    // are chosen on each user's newest interactions held out (per user by time).
+    tracing::info!(
+        validation = %set.validation,
+        why = "serving predicts each user's next items from their history so far",
+        "choosing settings on a validation split"
+    );
     let (members, learned) = eval::fit_and_learn(&set, true, tuning, &steps);
     let eval::Extras {
         popular_order,

@@ -75,22 +75,27 @@ type Matrix = SMatrix<f64, N_FEATURES, N_FEATURES>;
 fn fit_logistic(rows: &[([f32; N_FEATURES], bool)]) -> Ranker {
     let mut w = Vector::zeros();
     for _ in 0..NEWTON_STEPS {
+        // Sums over fixed chunks, added in chunk order: the same bits however the threads
+        // divide the work (a fold-and-reduce adds in the order the work was stolen).
         let (grad, hess) = rows
-            .par_iter()
-            .fold(
-                || (Vector::zeros(), Matrix::zeros()),
-                |(mut g, mut h), (x, y)| {
-                    let x = Vector::from_iterator(x.iter().map(|&v| v as f64));
-                    let p = 1.0 / (1.0 + (-w.dot(&x)).exp());
-                    g += x * (p - f64::from(u8::from(*y)));
-                    h += (x * x.transpose()) * (p * (1.0 - p)).max(1e-9);
-                    (g, h)
-                },
-            )
-            .reduce(
-                || (Vector::zeros(), Matrix::zeros()),
-                |a, b| (a.0 + b.0, a.1 + b.1),
-            );
+            .par_chunks(4096)
+            .map(|chunk| {
+                chunk.iter().fold(
+                    (Vector::zeros(), Matrix::zeros()),
+                    |(mut g, mut h), (x, y)| {
+                        let x = Vector::from_iterator(x.iter().map(|&v| v as f64));
+                        let p = 1.0 / (1.0 + (-w.dot(&x)).exp());
+                        g += x * (p - f64::from(u8::from(*y)));
+                        h += (x * x.transpose()) * (p * (1.0 - p)).max(1e-9);
+                        (g, h)
+                    },
+                )
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .fold((Vector::zeros(), Matrix::zeros()), |a, b| {
+                (a.0 + b.0, a.1 + b.1)
+            });
         let grad = grad + w * L2;
         let hess = hess + Matrix::identity() * L2;
         let Some(step) = hess.cholesky().map(|c| c.solve(&grad)) else {

@@ -140,7 +140,6 @@ fn no_budget_keeps_every_default_and_says_so() {
 fn ties_keep_the_default() {
     let inner = shifting_taste().inner_split(0.8);
     let users = algo::validation_users(&inner.train, &inner.test, MAX_USERS);
-    let far = Instant::now() + Duration::from_secs(600);
     let fit = |v: &[f64]| {
         let params = itemknn::Params {
             k: v[0] as usize,
@@ -151,7 +150,8 @@ fn ties_keep_the_default() {
     let searched = search(
         "itemknn",
         &ITEMKNN_AXES[..1],
-        far,
+        600.0,
+        |_| 0.01,
         fit,
         ndcg(&inner, &users),
     )
@@ -170,4 +170,78 @@ fn the_budget_shrinks_with_the_data() {
         budget.scaled(10 * FULL_BUDGET_UP_TO),
         Duration::from_secs(2)
     );
+}
+
+/// The budget counts predicted work, not time: with each setting priced at one second and three
+/// and a half seconds allowed, the default and two more are fitted, whatever the clock says.
+#[test]
+fn the_budget_counts_predicted_work() {
+    let inner = shifting_taste().inner_split(0.8);
+    let users = algo::validation_users(&inner.train, &inner.test, MAX_USERS);
+    let fit = |v: &[f64]| Some(popularity_of(&inner, finite(v[0])));
+    let searched = search(
+        "recent",
+        &HALF_LIFE_AXES,
+        3.5,
+        |_| 1.0,
+        fit,
+        ndcg(&inner, &users),
+    )
+    .unwrap();
+    assert_eq!(searched.choice.tried, 3, "{:?}", searched.choice);
+    assert_eq!(searched.spent, 3.0);
+    assert_eq!(
+        searched.choice.stopped.as_deref(),
+        Some("stopped at the tuning budget")
+    );
+    let searched = search(
+        "recent",
+        &HALF_LIFE_AXES,
+        1.5,
+        |_| 1.0,
+        fit,
+        ndcg(&inner, &users),
+    )
+    .unwrap();
+    assert_eq!(searched.choice.tried, 0, "only the default's fit, unscored");
+    assert!(
+        searched
+            .choice
+            .stopped
+            .as_deref()
+            .unwrap()
+            .starts_with("kept the default: one fit takes about 1.0 s"),
+        "{:?}",
+        searched.choice
+    );
+}
+
+/// The same data and budget make the same choices, to the bit of every validation score, on one
+/// thread and on several: nothing in the search depends on the clock or on how threads split work.
+#[test]
+fn tuning_is_deterministic() {
+    let inner = drifting_taste().inner_split(0.8);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("a thread pool");
+        pool.install(|| {
+            tune(
+                &inner,
+                Budget(Duration::from_millis(50)),
+                None,
+                &Steps::default(),
+            )
+            .choices
+        })
+    };
+    let one = run(1);
+    assert!(
+        one.iter()
+            .any(|c| c.stopped.as_deref() == Some("stopped at the tuning budget")),
+        "a budget that binds: {one:?}"
+    );
+    assert_eq!(one, run(3));
+    assert_eq!(one, run(1));
 }
