@@ -146,6 +146,43 @@ impl EvalData {
         inner
     }
 
+    /// Every `every`-th user (rows 0, `every`, `2 every`, ...) with their training and test
+    /// items, over the same catalogue: a sample spread evenly over the rows, the same for the same
+    /// data.
+    pub fn sample_users(&self, every: usize) -> EvalData {
+        let every = every.max(1);
+        let rows: Vec<usize> = (0..self.train.n_rows).step_by(every).collect();
+        let mut indptr = Vec::with_capacity(rows.len() + 1);
+        indptr.push(0);
+        let (mut indices, mut data, mut times) = (Vec::new(), Vec::new(), Vec::new());
+        for &u in &rows {
+            let span = self.train.indptr[u]..self.train.indptr[u + 1];
+            indices.extend_from_slice(&self.train.indices[span.clone()]);
+            data.extend_from_slice(&self.train.data[span.clone()]);
+            times.extend_from_slice(&self.train_times[span]);
+            indptr.push(indices.len());
+        }
+        EvalData {
+            train: Csr {
+                n_rows: rows.len(),
+                n_cols: self.train.n_cols,
+                indptr,
+                indices,
+                data,
+            },
+            test: rows.iter().map(|&u| self.test[u].clone()).collect(),
+            train_times: times,
+            user_ids: match self.user_ids.is_empty() {
+                true => Vec::new(),
+                false => rows.iter().map(|&u| self.user_ids[u].clone()).collect(),
+            },
+            item_ids: self.item_ids.clone(),
+            now: self.now,
+            item_texts: self.item_texts.clone(),
+            validation: self.validation,
+        }
+    }
+
     #[cfg(test)]
     pub(crate) fn for_tests(train: Csr, test: Vec<Vec<u32>>) -> Self {
         let times = vec![0; train.nnz()];

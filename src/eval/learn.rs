@@ -198,7 +198,25 @@ fn learn(
     steps: &Steps,
 ) -> (Learned, Vec<f32>) {
     let mut inner = steps.time("validation split", || data.inner_split(0.8));
-    let mut tuned = tune::tune(&inner, tuning.budget, tuning.half_life_days, steps);
+    // Too large for the budget: the settings, the blend and the ranker are learned on a sample.
+    let sample = tune::sample(&inner, tuning.budget);
+    let budget = match &sample {
+        Some((every, _)) => {
+            inner = steps.time("validation sample", || inner.sample_users(*every));
+            tuning.budget
+        }
+        None => Budget(tuning.budget.scaled(inner.train.nnz())),
+    };
+    let mut tuned = tune::tune(&inner, budget, tuning.half_life_days, steps);
+    if let Some((_, note)) = sample {
+        tuned.choices.push(Choice {
+            model: "sample".to_string(),
+            setting: note,
+            validation_ndcg: None,
+            tried: 0,
+            stopped: None,
+        });
+    }
     let members = Members {
         als: tuned.als,
         bpr: tuned.bpr,

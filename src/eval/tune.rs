@@ -17,11 +17,10 @@
 //! make the same choices on an idle machine and a busy one. The cheap models (popularity's
 //! half-life, item-to-item, EASE, then recency inside histories) search first within half of it,
 //! each from what the ones before left; then ALS and BPR side by side, each within the rest. A
-//! further setting is tried only while its predicted cost still fits, so at ten million
-//! interactions, where one ALS fit costs more than the default budget, the defaults stay (and the
-//! report says so) without costing more than the one fit validation always needed. The default
-//! setting's fit is needed anyway (the blend weights are learned on it); it is scored only when a
-//! second setting can follow.
+//! further setting is tried only while its predicted cost still fits. A validation split too large
+//! for the budget is searched on a sample of its users ([`sample`]), so that a large data set still
+//! gets a search instead of every default. The default setting's fit is needed anyway (the blend
+//! weights are learned on it); it is scored only when a second setting can follow.
 
 use std::time::Duration;
 
@@ -273,15 +272,67 @@ pub struct Tuned {
     pub choices: Vec<Choice>,
 }
 
+/// Settings of ALS and of BPR the search should afford within its half of the budget before it
+/// samples users.
+const SETTINGS_TO_AFFORD: f64 = 4.0;
+/// Fewest users a sample keeps: fewer, and the choices would follow noise more than the data.
+const MIN_SAMPLE_USERS: usize = 2000;
+
+/// The sample of users to search settings on, when the whole validation split is too large for
+/// the budget: every `k`-th user, `k` the smallest power of two with which ALS and BPR can each
+/// try [`SETTINGS_TO_AFFORD`] settings (by the predicted costs, so the same data gives the same
+/// sample), keeping at least [`MIN_SAMPLE_USERS`]. `None`: the whole split fits, there is no
+/// budget, or too few users to sample. The budget is then the configured one, not
+/// [`Budget::scaled`]'s: the sample is what keeps the search's cost in proportion.
+pub fn sample(inner: &EvalData, budget: Budget) -> Option<(usize, String)> {
+    let have = budget.0.as_secs_f64() / 2.0;
+    if have <= 0.0 {
+        return None;
+    }
+    let users = algo::validation_users(&inner.train, &inner.test, MAX_USERS);
+    let shape = Shape::of(inner, &users);
+    let start = |axes: &[Axis]| -> Vec<f64> { axes.iter().map(|a| a.values[a.start]).collect() };
+    let one = |s: &Shape| {
+        s.als(&als_params(&start(&ALS_AXES)))
+            .max(s.bpr(&bpr_params(&start(&BPR_AXES))))
+    };
+    let full = one(&shape);
+    if full * SETTINGS_TO_AFFORD <= have {
+        return None;
+    }
+    let rows = inner.train.n_rows;
+    let mut every = 1;
+    while rows / (every * 2) >= MIN_SAMPLE_USERS
+        && one(&shape.sampled(every)) * SETTINGS_TO_AFFORD > have
+    {
+        every *= 2;
+    }
+    (every > 1).then(|| {
+        let note = format!(
+            "1 in {every} users ({} of {rows}): one ALS or BPR fit on all of them is predicted to \
+             take {full:.1} s, {have:.1} s of the tuning budget is theirs",
+            rows.div_ceil(every)
+        );
+        tracing::info!(
+            every,
+            users = rows.div_ceil(every),
+            of = rows,
+            "settings chosen on a sample of users"
+        );
+        (every, note)
+    })
+}
+
 /// Searches every model's settings on `inner` (a validation split) within `budget` (see the
-/// module docs). `fixed_half_life`: the configured half-life, not searched.
+/// module docs; the caller scales it, [`Budget::scaled`], or samples users, [`sample`]).
+/// `fixed_half_life`: the configured half-life, not searched.
 pub fn tune(
     inner: &EvalData,
     budget: Budget,
     fixed_half_life: Option<Option<f64>>,
     steps: &Steps,
 ) -> Tuned {
-    let budget = budget.scaled(inner.train.nnz()).as_secs_f64();
+    let budget = budget.0.as_secs_f64();
     let users = algo::validation_users(&inner.train, &inner.test, MAX_USERS);
     let users = &users[..];
     let shape = Shape::of(inner, users);

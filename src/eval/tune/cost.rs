@@ -67,6 +67,19 @@ impl Shape {
         }
     }
 
+    /// The shape of every `every`-th user of this one (the catalogue whole).
+    pub fn sampled(&self, every: usize) -> Shape {
+        let k = every.max(1);
+        Shape {
+            rows: self.rows.div_ceil(k),
+            items: self.items,
+            nnz: self.nnz / k,
+            pairs: self.pairs / k as f64,
+            scored: self.scored.min(self.rows.div_ceil(k)),
+            history: self.history,
+        }
+    }
+
     /// Scoring every validation user: `per_item` operations per catalogue item, `per_history`
     /// per history item, and the top-10 selection over the catalogue.
     fn scoring(&self, per_item: f64, per_history: f64) -> f64 {

@@ -245,3 +245,43 @@ fn tuning_is_deterministic() {
     assert_eq!(one, run(3));
     assert_eq!(one, run(1));
 }
+
+/// A validation split too large for the budget is searched on every `k`-th user, `k` a power of
+/// two, keeping at least the minimum of users and saying so; one that fits, or no budget, is not
+/// sampled. The sample keeps each chosen user's rows whole.
+#[test]
+fn a_split_too_large_for_the_budget_is_sampled() {
+    // 8,000 users over 50 items, 20 positives each.
+    let positives: Vec<Positive> = (0..8_000)
+        .flat_map(|u| {
+            (0..20).map(move |k| Positive {
+                user: format!("u{u}"),
+                item: ((u * 7 + k * 3) % 50).to_string(),
+                timestamp: i64::from(k),
+            })
+        })
+        .collect();
+    let catalogue: Vec<String> = (0..50).map(|i| i.to_string()).collect();
+    let inner = split(&catalogue, positives, 0.8, Split::Temporal).inner_split(0.8);
+    assert_eq!(
+        sample(&inner, Budget(Duration::from_secs(600))),
+        None,
+        "it fits"
+    );
+    assert_eq!(
+        sample(&inner, Budget(Duration::ZERO)),
+        None,
+        "no budget, no search"
+    );
+    let (every, note) = sample(&inner, Budget(Duration::from_millis(200))).expect("a sample");
+    assert!(every.is_power_of_two() && every > 1, "{every}");
+    assert!(inner.train.n_rows / every >= MIN_SAMPLE_USERS, "{every}");
+    assert!(note.starts_with(&format!("1 in {every} users")), "{note}");
+    let sampled = inner.sample_users(every);
+    assert_eq!(sampled.train.n_rows, inner.train.n_rows.div_ceil(every));
+    for (row, u) in (0..inner.train.n_rows).step_by(every).enumerate() {
+        assert_eq!(sampled.train.row(row), inner.train.row(u));
+        assert_eq!(sampled.user_times(row), inner.user_times(u));
+        assert_eq!(sampled.test[row], inner.test[u]);
+    }
+}
