@@ -250,7 +250,7 @@ fn the_shape_of_a_given_split_is_inferred_from_its_times() {
     let temporal = shape(&|u, k, _| k + (u as usize % 2) >= 8);
     assert_eq!(temporal.split, Split::Temporal, "{temporal:?}");
     assert!(temporal.why.contains("0.0% of the users"), "{temporal:?}");
-    let random = shape(&|u, k, _| (k + u as usize) % 5 == 0);
+    let random = shape(&|u, k, _| (k + u as usize).is_multiple_of(5));
     assert_eq!(random.split, Split::Random { seed: 1 }, "{random:?}");
     assert!(random.why.starts_with("100.0% of the users"), "{random:?}");
 }
