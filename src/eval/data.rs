@@ -1,9 +1,7 @@
 //! Evaluation data: positives indexed to compact ids and split into train and test.
 
 use std::collections::HashMap;
-use std::path::Path;
 
-use anyhow::{Context, bail};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -201,13 +199,13 @@ impl EvalData {
 
 /// Interns string ids to dense indices in first-seen order.
 #[derive(Default)]
-struct Ids {
-    index: HashMap<String, u32>,
-    ids: Vec<String>,
+pub(super) struct Ids {
+    pub(super) index: HashMap<String, u32>,
+    pub(super) ids: Vec<String>,
 }
 
 impl Ids {
-    fn get(&mut self, id: &str) -> u32 {
+    pub(super) fn get(&mut self, id: &str) -> u32 {
         if let Some(&i) = self.index.get(id) {
             return i;
         }
@@ -347,7 +345,12 @@ fn matrix(
 }
 
 /// [`build`] with the interned ids.
-fn with_ids(users: Ids, items: Ids, train: Vec<(u32, u32, i64)>, test: Vec<Vec<u32>>) -> EvalData {
+pub(super) fn with_ids(
+    users: Ids,
+    items: Ids,
+    train: Vec<(u32, u32, i64)>,
+    test: Vec<Vec<u32>>,
+) -> EvalData {
     let mut data = build(users.ids.len(), items.ids.len(), train, test);
     data.user_ids = users.ids;
     data.item_ids = items.ids;
@@ -422,138 +425,6 @@ pub fn from_dataset(
         .map(|id| texts.get(id.as_str()).cloned().unwrap_or_default())
         .collect();
     split_data
-}
-
-/// A given train/test pair of tab-separated `user item rating timestamp` files (like ML-100K's
-/// `ua.base`/`ua.test`); ratings >= `min_rating` are positives. The catalogue is every item in
-/// either file. The validation split is carved the way `validation` says, or else in the shape
-/// the pair's timestamps show ([`infer_shape`], returned beside the data).
-pub fn from_files(
-    train: &Path,
-    test: &Path,
-    min_rating: f64,
-    validation: Option<Split>,
-) -> anyhow::Result<(EvalData, Shape)> {
-    let read = |path: &Path| -> anyhow::Result<Vec<(String, String, f64, i64)>> {
-        let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let text: String = text.iter().map(|&b| b as char).collect();
-        let mut rows = Vec::new();
-        for (n, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            let f: Vec<&str> = line.split('\t').collect();
-            if f.len() < 4 {
-                bail!(
-                    "{} line {}: expected user, item, rating, timestamp separated by tabs",
-                    path.display(),
-                    n + 1
-                );
-            }
-            let rating: f64 = f[2]
-                .trim()
-                .parse()
-                .with_context(|| format!("{} line {}: rating", path.display(), n + 1))?;
-            let ts: i64 = f[3]
-                .trim()
-                .parse()
-                .with_context(|| format!("{} line {}: timestamp", path.display(), n + 1))?;
-            rows.push((f[0].to_string(), f[1].to_string(), rating, ts));
-        }
-        Ok(rows)
-    };
-    let (train_rows, test_rows) = (read(train)?, read(test)?);
-    let mut users = Ids::default();
-    let mut items = Ids::default();
-    for (u, i, _, _) in train_rows.iter().chain(&test_rows) {
-        users.get(u);
-        items.get(i);
-    }
-    let times = |rows: &[(String, String, f64, i64)]| -> Vec<(u32, i64)> {
-        rows.iter()
-            .map(|(u, _, _, t)| (users.index[u], *t))
-            .collect()
-    };
-    let shape = infer_shape(&times(&train_rows), &times(&test_rows), users.ids.len());
-    let train: Vec<(u32, u32, i64)> = train_rows
-        .iter()
-        .filter(|r| r.2 >= min_rating)
-        .map(|(u, i, _, t)| (users.index[u], items.index[i], *t))
-        .collect();
-    let mut test = vec![Vec::new(); users.ids.len()];
-    for (u, i, r, _) in &test_rows {
-        if *r >= min_rating {
-            test[users.index[u] as usize].push(items.index[i]);
-        }
-    }
-    let mut data = with_ids(users, items, train, test);
-    data.validation = validation.unwrap_or(shape.split);
-    Ok((data, shape))
-}
-
-/// Most share of the rows (or users) allowed to break a shape's rule, for clocks that disagree
-/// by a little or a handful of late rows: above it the split is not that shape.
-const SHAPE_TOLERANCE: f64 = 0.01;
-
-/// The shape of a given train/test split, read off its rows' `(user, timestamp)`, and why.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Shape {
-    pub split: Split,
-    pub why: String,
-}
-
-/// Which [`Split`] a given train/test pair looks like: one time cut for everyone when (nearly)
-/// every test row is at or after the newest training row; per user by time when (nearly) every
-/// user's test rows are at or after that user's newest training row; otherwise random (seed 1
-/// for the validation split carved from it).
-pub fn infer_shape(train: &[(u32, i64)], test: &[(u32, i64)], n_users: usize) -> Shape {
-    let newest = train.iter().map(|r| r.1).max().unwrap_or(i64::MIN);
-    let early = test.iter().filter(|r| r.1 < newest).count();
-    let share = early as f64 / test.len().max(1) as f64;
-    if share <= SHAPE_TOLERANCE {
-        return Shape {
-            split: Split::GlobalTime,
-            why: format!(
-                "{:.1}% of the test rows are older than the newest training row",
-                share * 100.0
-            ),
-        };
-    }
-    let mut newest_of = vec![i64::MIN; n_users];
-    for &(u, t) in train {
-        newest_of[u as usize] = newest_of[u as usize].max(t);
-    }
-    let mut in_both = vec![false; n_users];
-    let mut broken = vec![false; n_users];
-    for &(u, t) in test {
-        let u = u as usize;
-        if newest_of[u] > i64::MIN {
-            in_both[u] = true;
-            broken[u] |= t < newest_of[u];
-        }
-    }
-    let users = in_both.iter().filter(|&&b| b).count();
-    let broken = broken.iter().filter(|&&b| b).count();
-    let user_share = broken as f64 / users.max(1) as f64;
-    if users > 0 && user_share <= SHAPE_TOLERANCE {
-        return Shape {
-            split: Split::Temporal,
-            why: format!(
-                "{:.1}% of the test rows are older than the newest training row, but {:.1}% of \
-                 the users have a test row older than their own newest training row",
-                share * 100.0,
-                user_share * 100.0
-            ),
-        };
-    }
-    Shape {
-        split: Split::Random { seed: 1 },
-        why: format!(
-            "{:.1}% of the users have a test row older than their own newest training row",
-            user_share * 100.0
-        ),
-    }
 }
 
 #[cfg(test)]

@@ -199,7 +199,7 @@ fn learn(
 ) -> (Learned, Vec<f32>) {
     let mut inner = steps.time("validation split", || data.inner_split(0.8));
     // Too large for the budget: the settings, the blend and the ranker are learned on a sample.
-    let sample = tune::sample(&inner, tuning.budget);
+    let sample = tune::sample(&inner, tuning.budget.0);
     let budget = match &sample {
         Some((every, _)) => {
             inner = steps.time("validation sample", || inner.sample_users(*every));

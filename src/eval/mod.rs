@@ -7,6 +7,7 @@
 //! one test item, and catalogue coverage is the share of items recommended to anyone.
 
 mod data;
+mod files;
 mod learn;
 mod models;
 mod score;
@@ -17,9 +18,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use data::{
-    EvalData, Positive, Shape, Split, from_dataset, from_files, infer_shape, now_of, split,
-};
+pub use data::{EvalData, Positive, Split, from_dataset, now_of, split};
+pub use files::{Shape, from_files, infer_shape};
 pub use learn::{
     Extras, Learned, Members, POPULAR_ORDER_LEN, QUALITY_MEMBERS, Tuning, fit_and_learn,
 };

@@ -28,8 +28,10 @@ use serde::{Deserialize, Serialize};
 
 mod cost;
 mod grids;
+mod sample;
 
-use cost::Shape;
+use cost::{MAX_USERS, Shape};
+pub use sample::sample;
 
 use grids::{
     ALS_AXES, Axis, BPR_AXES, EASE_AXES, HALF_LIFE_AXES, HISTORY_AXES, ITEMKNN_AXES, als_params,
@@ -126,10 +128,6 @@ impl Budget {
         scaled
     }
 }
-
-/// Most validation users a setting is scored on (spread evenly over the rows): enough to rank
-/// settings, and the scoring cost stays bounded on a million users.
-const MAX_USERS: usize = 2000;
 
 /// Where one search ended: the chosen values (one per axis), its model fitted on the validation
 /// split's training part, and the report.
@@ -272,57 +270,6 @@ pub struct Tuned {
     pub choices: Vec<Choice>,
 }
 
-/// Settings of ALS and of BPR the search should afford within its half of the budget before it
-/// samples users.
-const SETTINGS_TO_AFFORD: f64 = 4.0;
-/// Fewest users a sample keeps: fewer, and the choices would follow noise more than the data.
-const MIN_SAMPLE_USERS: usize = 2000;
-
-/// The sample of users to search settings on, when the whole validation split is too large for
-/// the budget: every `k`-th user, `k` the smallest power of two with which ALS and BPR can each
-/// try [`SETTINGS_TO_AFFORD`] settings (by the predicted costs, so the same data gives the same
-/// sample), keeping at least [`MIN_SAMPLE_USERS`]. `None`: the whole split fits, there is no
-/// budget, or too few users to sample. The budget is then the configured one, not
-/// [`Budget::scaled`]'s: the sample is what keeps the search's cost in proportion.
-pub fn sample(inner: &EvalData, budget: Budget) -> Option<(usize, String)> {
-    let have = budget.0.as_secs_f64() / 2.0;
-    if have <= 0.0 {
-        return None;
-    }
-    let users = algo::validation_users(&inner.train, &inner.test, MAX_USERS);
-    let shape = Shape::of(inner, &users);
-    let start = |axes: &[Axis]| -> Vec<f64> { axes.iter().map(|a| a.values[a.start]).collect() };
-    let one = |s: &Shape| {
-        s.als(&als_params(&start(&ALS_AXES)))
-            .max(s.bpr(&bpr_params(&start(&BPR_AXES))))
-    };
-    let full = one(&shape);
-    if full * SETTINGS_TO_AFFORD <= have {
-        return None;
-    }
-    let rows = inner.train.n_rows;
-    let mut every = 1;
-    while rows / (every * 2) >= MIN_SAMPLE_USERS
-        && one(&shape.sampled(every)) * SETTINGS_TO_AFFORD > have
-    {
-        every *= 2;
-    }
-    (every > 1).then(|| {
-        let note = format!(
-            "1 in {every} users ({} of {rows}): one ALS or BPR fit on all of them is predicted to \
-             take {full:.1} s, {have:.1} s of the tuning budget is theirs",
-            rows.div_ceil(every)
-        );
-        tracing::info!(
-            every,
-            users = rows.div_ceil(every),
-            of = rows,
-            "settings chosen on a sample of users"
-        );
-        (every, note)
-    })
-}
-
 /// Searches every model's settings on `inner` (a validation split) within `budget` (see the
 /// module docs; the caller scales it, [`Budget::scaled`], or samples users, [`sample`]).
 /// `fixed_half_life`: the configured half-life, not searched.
@@ -428,16 +375,7 @@ pub fn tune(
         }),
     }
     choices.push(history.choice);
-    for c in &choices {
-        tracing::info!(
-            model = c.model,
-            setting = c.setting,
-            validation_ndcg = c.validation_ndcg,
-            tried = c.tried,
-            stopped = c.stopped,
-            "chosen on the validation split"
-        );
-    }
+    choices.iter().for_each(log_choice);
     Tuned {
         settings,
         als: als.model,
@@ -447,6 +385,18 @@ pub fn tune(
         recent: recent.model,
         choices,
     }
+}
+
+/// One line of the training log per model searched.
+fn log_choice(c: &Choice) {
+    tracing::info!(
+        model = c.model,
+        setting = c.setting,
+        validation_ndcg = c.validation_ndcg,
+        tried = c.tried,
+        stopped = c.stopped,
+        "chosen on the validation split"
+    );
 }
 
 /// Popularity at the configured half-life (not searched).

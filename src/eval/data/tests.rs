@@ -223,34 +223,3 @@ fn popularity_events_carry_the_feedback_weights() {
         pop.scores
     );
 }
-
-/// A given split's shape is read off its timestamps: one cut for everyone, per user by time, or
-/// neither; each says why.
-#[test]
-fn the_shape_of_a_given_split_is_inferred_from_its_times() {
-    // 20 users with 10 events each, interleaved in time: user u's k-th at 20 k + u.
-    let rows: Vec<(u32, usize, i64)> = (0..20u32)
-        .flat_map(|u| (0..10).map(move |k| (u, k, 20 * k as i64 + i64::from(u))))
-        .collect();
-    let shape = |is_test: &dyn Fn(u32, usize, i64) -> bool| {
-        let (test, train): (Vec<_>, Vec<_>) = rows.iter().partition(|&&(u, k, t)| is_test(u, k, t));
-        let times = |part: Vec<&(u32, usize, i64)>| -> Vec<(u32, i64)> {
-            part.into_iter().map(|&(u, _, t)| (u, t)).collect()
-        };
-        infer_shape(&times(train), &times(test), 20)
-    };
-    let global = shape(&|_, _, t| t >= 160);
-    assert_eq!(global.split, Split::GlobalTime, "{global:?}");
-    assert!(
-        global.why.starts_with("0.0% of the test rows"),
-        "{global:?}"
-    );
-    // Odd users' last three events test, even users' last two: user 1's 7th (at 141) is older
-    // than user 2's (at 142, training), so the cut is not global; per user it is.
-    let temporal = shape(&|u, k, _| k + (u as usize % 2) >= 8);
-    assert_eq!(temporal.split, Split::Temporal, "{temporal:?}");
-    assert!(temporal.why.contains("0.0% of the users"), "{temporal:?}");
-    let random = shape(&|u, k, _| (k + u as usize).is_multiple_of(5));
-    assert_eq!(random.split, Split::Random { seed: 1 }, "{random:?}");
-    assert!(random.why.starts_with("100.0% of the users"), "{random:?}");
-}

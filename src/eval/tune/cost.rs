@@ -32,6 +32,10 @@ const SCORING_OPS_PER_SECOND: f64 = 2.5e9;
 /// Floating-point operations per second of EASE's dense Cholesky inverse (nalgebra, one thread).
 pub const EASE_FLOPS: f64 = 2.8e9;
 
+/// Most validation users a setting is scored on (spread evenly over the rows): enough to rank
+/// settings, and the scoring cost stays bounded on a million users.
+pub const MAX_USERS: usize = 2000;
+
 /// The sizes the predictions read: the validation split's training part and the users scored.
 #[derive(Debug, Clone, Copy)]
 pub struct Shape {

@@ -1,5 +1,6 @@
 //! Unit tests of the settings search.
 
+use super::sample::MIN_SAMPLE_USERS;
 use super::*;
 use crate::eval::data::{Positive, Split, split};
 use crate::eval::score::evaluate;
@@ -263,17 +264,9 @@ fn a_split_too_large_for_the_budget_is_sampled() {
         .collect();
     let catalogue: Vec<String> = (0..50).map(|i| i.to_string()).collect();
     let inner = split(&catalogue, positives, 0.8, Split::Temporal).inner_split(0.8);
-    assert_eq!(
-        sample(&inner, Budget(Duration::from_secs(600))),
-        None,
-        "it fits"
-    );
-    assert_eq!(
-        sample(&inner, Budget(Duration::ZERO)),
-        None,
-        "no budget, no search"
-    );
-    let (every, note) = sample(&inner, Budget(Duration::from_millis(200))).expect("a sample");
+    assert_eq!(sample(&inner, Duration::from_secs(600)), None, "it fits");
+    assert_eq!(sample(&inner, Duration::ZERO), None, "no budget, no search");
+    let (every, note) = sample(&inner, Duration::from_millis(200)).expect("a sample");
     assert!(every.is_power_of_two() && every > 1, "{every}");
     assert!(inner.train.n_rows / every >= MIN_SAMPLE_USERS, "{every}");
     assert!(note.starts_with(&format!("1 in {every} users")), "{note}");
