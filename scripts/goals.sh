@@ -153,7 +153,7 @@ if wants http || wants ingest; then
   log "http: a server with its answer cache (training on ML-100K first)"
   serve 18301 "$OUT/server.log"
   fit=$(grep -m1 'training finished' "$OUT/server.log" | sed -n 's/.*fit_s=\([0-9.]*\).*/\1/p')
-  row "training on ML-100K (fit, tuning included) <= 30 s" "${fit} s" "$(awk -v f="$fit" 'BEGIN { print (f <= 30) }')"
+  row "training on ML-100K (fit, tuning included) <= 30 s" "$(printf '%.1f' "$fit") s" "$(awk -v f="$fit" 'BEGIN { print (f <= 30) }')"
   if wants http; then
     rounds 18301 "$OUT/http.txt" recommend recommend_fast recommend_quality
     ratio_row "$OUT/http.txt" recommend "HTTP auto (answer cache) >= 0.6x trivial, p99 <= 5 ms" 0.6 5
