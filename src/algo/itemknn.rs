@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use super::{Csr, History, Scorer, score_by_neighbours, top_k_similar};
+use super::{Csr, History, Scorer, score_by_nearest, score_by_neighbours, top_k_similar};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Params {
@@ -114,12 +114,7 @@ pub struct Nearest<'a> {
 
 impl Scorer for Nearest<'_> {
     fn score(&self, _user: Option<usize>, history: History<'_>, scores: &mut [f32]) {
-        scores.fill(0.0);
-        for (&j, &w) in history.items.iter().zip(history.weights) {
-            for &(i, sim) in self.knn.nearest(j, self.cap) {
-                scores[i as usize] += sim * w;
-            }
-        }
+        score_by_nearest(&self.knn.neighbours, self.cap, history, scores);
     }
 }
 

@@ -236,9 +236,20 @@ pub(crate) fn score_by_neighbours(
     history: History<'_>,
     scores: &mut [f32],
 ) {
+    score_by_nearest(neighbours, usize::MAX, history, scores);
+}
+
+/// [`score_by_neighbours`] over the first `cap` neighbours of each list (lists are best first).
+pub(crate) fn score_by_nearest(
+    neighbours: &[Vec<(u32, f32)>],
+    cap: usize,
+    history: History<'_>,
+    scores: &mut [f32],
+) {
     scores.fill(0.0);
     for (&j, &w) in history.items.iter().zip(history.weights) {
-        for &(i, sim) in &neighbours[j as usize] {
+        let list = &neighbours[j as usize];
+        for &(i, sim) in &list[..list.len().min(cap)] {
             scores[i as usize] += sim * w;
         }
     }

@@ -101,7 +101,7 @@ pub async fn run(opts: Opts, config: Config) -> anyhow::Result<()> {
         }
         Source::Files { train, test } => {
             let threshold = config.recommend.rating_threshold;
-            let (data, shape) = eval::from_files(train, test, threshold, validation)?;
+            let (data, shape) = eval::from_files(train, test, threshold)?;
             about = format!(
                 "split: given; its timestamps show {} ({})",
                 shape.split, shape.why

@@ -9,14 +9,9 @@ use super::data::{EvalData, Ids, Split, with_ids};
 
 /// A given train/test pair of tab-separated `user item rating timestamp` files (like ML-100K's
 /// `ua.base`/`ua.test`); ratings >= `min_rating` are positives. The catalogue is every item in
-/// either file. The validation split is carved the way `validation` says, or else in the shape
-/// the pair's timestamps show ([`infer_shape`], returned beside the data).
-pub fn from_files(
-    train: &Path,
-    test: &Path,
-    min_rating: f64,
-    validation: Option<Split>,
-) -> anyhow::Result<(EvalData, Shape)> {
+/// either file. The validation split is carved in the shape the pair's timestamps show
+/// ([`infer_shape`], returned beside the data).
+pub fn from_files(train: &Path, test: &Path, min_rating: f64) -> anyhow::Result<(EvalData, Shape)> {
     let read = |path: &Path| -> anyhow::Result<Vec<(String, String, f64, i64)>> {
         let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let text: String = text.iter().map(|&b| b as char).collect();
@@ -71,7 +66,7 @@ pub fn from_files(
         }
     }
     let mut data = with_ids(users, items, train, test);
-    data.validation = validation.unwrap_or(shape.split);
+    data.validation = shape.split;
     Ok((data, shape))
 }
 

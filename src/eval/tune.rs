@@ -102,10 +102,11 @@ pub fn describe(choices: &[Choice]) -> String {
 #[derive(Debug, Clone, Copy)]
 pub struct Budget(pub Duration);
 
-/// Training interactions up to which the whole budget is spent; above, it shrinks in proportion.
-/// Each fit grows with the data while the search's gain does not: at ten million interactions,
-/// where one ALS fit takes over a minute, the whole default budget would add a fifth to a
-/// training run that has to stay within three minutes, and could not finish one more ALS fit.
+/// Training interactions up to which the whole budget is spent when the search runs on every
+/// user; above, it shrinks in proportion. A split too large for the budget is searched on a
+/// sample of users instead ([`sample`]), at the whole budget; this applies when it cannot be
+/// sampled (too few users for a sample), where each fit grows with the data while the search's
+/// gain does not.
 pub const FULL_BUDGET_UP_TO: usize = 1_000_000;
 
 impl Budget {

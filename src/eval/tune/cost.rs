@@ -30,7 +30,7 @@ const BPR_UNCACHED_SLOWDOWN: f64 = 3.5;
 /// Scoring's rate: vectorised sums and selections over the catalogue, on every core.
 const SCORING_OPS_PER_SECOND: f64 = 2.5e9;
 /// Floating-point operations per second of EASE's dense Cholesky inverse (nalgebra, one thread).
-pub const EASE_FLOPS: f64 = 2.8e9;
+const EASE_FLOPS: f64 = 2.8e9;
 
 /// Most validation users a setting is scored on (spread evenly over the rows): enough to rank
 /// settings, and the scoring cost stays bounded on a million users.
