@@ -57,7 +57,7 @@ quality_row() { # label json_file
 import json, sys
 label, path = sys.argv[1], sys.argv[2]
 rows = {r["model"]: r["ndcg"] for r in json.load(open(path))}
-peers = {m: rows[m] for m in ("popularity", "recent", "itemknn", "ease", "als", "bpr") if m in rows}
+peers = {m: rows[m] for m in ("popularity", "recent", "itemknn", "rp3beta", "ease", "als", "bpr") if m in rows}
 best = max(peers, key=peers.get)
 smart = rows["smart"]
 print(f"NDCG@10 smart >= best tuned peer, {label}\t"

@@ -20,6 +20,7 @@ pub mod matrix;
 pub mod popularity;
 pub mod reasons;
 pub mod recency;
+pub mod rp3beta;
 pub mod smart;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use crate::config::Config;
-use crate::data::{Dataset, movielens};
+use crate::data::{Dataset, implicit, movielens};
 use crate::db::Pool;
 use crate::eval::{self, EvalData};
 use crate::metrics::Metrics;
@@ -80,6 +80,20 @@ pub enum Source {
     /// A given split: tab-separated `user item rating timestamp` files; ratings >=
     /// recommend.rating_threshold (4) are positives.
     Files { train: PathBuf, test: PathBuf },
+    /// A generated implicit-feedback world shaped like a news feed (`data::implicit`): views,
+    /// likes and purchases (each positive under the default policy), items published over time
+    /// that fade, drifting tastes, many users with 1-3 events; split by `--split`.
+    World {
+        /// Items in the catalogue.
+        #[arg(long, default_value_t = implicit::Spec::default().items)]
+        items: usize,
+        /// Users.
+        #[arg(long, default_value_t = implicit::Spec::default().users)]
+        users: usize,
+        /// The world's seed (`--seed` is the split's).
+        #[arg(long, default_value_t = implicit::Spec::default().seed)]
+        world_seed: u64,
+    },
     /// The configured database: positive feedback (the server's rule: types in
     /// recommend.positive_weights, ratings >= recommend.rating_threshold) is positive; split by
     /// `--split`.
@@ -107,6 +121,29 @@ pub async fn run(opts: Opts, config: Config) -> anyhow::Result<()> {
                 shape.split, shape.why
             );
             data
+        }
+        Source::World {
+            items,
+            users,
+            world_seed,
+        } => {
+            let spec = implicit::Spec {
+                items: *items,
+                users: *users,
+                seed: *world_seed,
+                ..Default::default()
+            };
+            if !(1..=1_000_000).contains(&spec.items) || !(1..=10_000_000).contains(&spec.users) {
+                anyhow::bail!("--items must be 1..=1000000 and --users 1..=10000000");
+            }
+            let ds = implicit::generate(spec);
+            about = format!(
+                "world: {} items, {} users, {} events (seed {world_seed}); {about}",
+                ds.items.len(),
+                ds.users.len(),
+                ds.feedback.len()
+            );
+            eval::from_dataset(&ds.items, &ds.feedback, positive, 0.8, split)
         }
         Source::Store => {
             let pool = Pool::open(&config.db, Metrics::new().pool).await?;

@@ -41,10 +41,11 @@ pub struct Report {
 }
 
 /// The models `reco evaluate` knows, in report order.
-pub const MODELS: [&str; 11] = [
+pub const MODELS: [&str; 12] = [
     "popularity",
     "recent",
     "itemknn",
+    "rp3beta",
     "ease",
     "als",
     "bpr",

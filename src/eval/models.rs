@@ -1,6 +1,7 @@
 //! The models `reco evaluate` scores, built from one fit-and-learn step ([`Fitted`]): the single
 //! models at the settings chosen on validation, and the engines the way the server composes them.
 
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use super::data::EvalData;
@@ -8,6 +9,7 @@ use super::learn::{
     Extras, Learned, Members, QUALITY_MEMBERS, Tuning, blend, fit_and_learn, smart,
 };
 use super::steps::Steps;
+use super::tune::{self, Budget};
 use crate::algo::blend::{Blend, Diversity};
 use crate::algo::{self, Scorer};
 
@@ -22,6 +24,12 @@ pub struct Fitted {
     /// Seconds of each fitting step, and of the whole fit-and-learn step.
     steps: Vec<(String, f64)>,
     seconds: f64,
+    budget: Budget,
+    /// RP3beta, a peer the server does not serve: searched and fitted when first asked for, with
+    /// the seconds of its final fit and its chosen setting.
+    rp3beta: OnceLock<(algo::rp3beta::Rp3Beta, f64, String)>,
+    /// EASE for the table when training's budget declined it, found the same way.
+    ease_peer: OnceLock<Option<(algo::ease::Ease, f64, String)>>,
 }
 
 impl Fitted {
@@ -36,7 +44,46 @@ impl Fitted {
             extras,
             steps: steps.into_list(),
             seconds: started.elapsed().as_secs_f64(),
+            budget: tuning.budget,
+            rp3beta: OnceLock::new(),
+            ease_peer: OnceLock::new(),
         }
+    }
+
+    /// EASE searched and fitted for the table (training's own search declined it); `None` above
+    /// its catalogue limit.
+    fn ease_peer(&self, data: &EvalData) -> Option<&(algo::ease::Ease, f64, String)> {
+        let peer = self.ease_peer.get_or_init(|| {
+            let searched = tune::ease_peer(data, self.budget)?;
+            let started = Instant::now();
+            let params = algo::ease::Params {
+                lambda: searched.values[0],
+                ..Default::default()
+            };
+            let model = algo::ease::fit(&data.train, params)?;
+            let setting = format!(
+                "{} (a peer: training's budget declined it)",
+                shown(&searched.choice)
+            );
+            Some((model, started.elapsed().as_secs_f64(), setting))
+        });
+        peer.as_ref()
+    }
+
+    /// RP3beta searched on a validation split of `data` (as the served models are) and fitted on
+    /// all of its training part.
+    fn rp3beta(&self, data: &EvalData) -> &(algo::rp3beta::Rp3Beta, f64, String) {
+        self.rp3beta.get_or_init(|| {
+            let searched = tune::rp3beta_search(data, self.budget);
+            let started = Instant::now();
+            let params = tune::rp3beta_params(&searched.values);
+            let model = algo::rp3beta::fit(&data.train, params);
+            (
+                model,
+                started.elapsed().as_secs_f64(),
+                shown(&searched.choice),
+            )
+        })
     }
 
     /// Seconds of the final fit of `step`.
@@ -48,17 +95,7 @@ impl Fitted {
     /// The chosen setting of a tuned model, as the report shows it.
     fn chosen(&self, model: &str) -> Option<String> {
         let c = self.learned.choices.iter().find(|c| c.model == model)?;
-        let mut text = c.setting.clone();
-        if let Some(ndcg) = c.validation_ndcg {
-            text.push_str(&format!(
-                " (validation NDCG@10 {ndcg:.4}, {} tried)",
-                c.tried
-            ));
-        }
-        if let Some(why) = &c.stopped {
-            text.push_str(&format!("; {why}"));
-        }
-        Some(text)
+        Some(shown(c))
     }
 
     /// `quality`'s weights and the recency inside histories it reads with, as the report shows
@@ -96,7 +133,17 @@ impl Fitted {
             }
             "recent" => single(Box::new(&m.recent), "popularity"),
             "itemknn" => single(Box::new(&m.itemknn), "item-to-item"),
-            "ease" => single(Box::new(m.ease.as_ref()?), "ease"),
+            "ease" => match &m.ease {
+                Some(ease) => single(Box::new(ease), "ease"),
+                None => {
+                    let (model, seconds, setting) = self.ease_peer(data)?;
+                    (Box::new(model), *seconds, Some(setting.clone()))
+                }
+            },
+            "rp3beta" => {
+                let (model, seconds, setting) = self.rp3beta(data);
+                (Box::new(model), *seconds, Some(setting.clone()))
+            }
             "als" => single(Box::new(&m.als), "als"),
             "bpr" => single(Box::new(&m.bpr), "bpr"),
             "content" => single(Box::new(&m.content), "content"),
@@ -151,4 +198,20 @@ impl Fitted {
         let setting = setting.or_else(|| self.chosen(name));
         Some((scorer, seconds, setting))
     }
+}
+
+/// A choice as the report shows it: the setting, its validation NDCG@10 and why the search
+/// stopped, when it stopped early.
+fn shown(c: &tune::Choice) -> String {
+    let mut text = c.setting.clone();
+    if let Some(ndcg) = c.validation_ndcg {
+        text.push_str(&format!(
+            " (validation NDCG@10 {ndcg:.4}, {} tried)",
+            c.tried
+        ));
+    }
+    if let Some(why) = &c.stopped {
+        text.push_str(&format!("; {why}"));
+    }
+    text
 }

@@ -28,9 +28,12 @@ use serde::{Deserialize, Serialize};
 
 mod cost;
 mod grids;
+mod peers;
 mod sample;
 
 use cost::{MAX_USERS, Shape};
+pub use grids::rp3beta_params;
+pub use peers::{ease as ease_peer, rp3beta as rp3beta_search};
 pub use sample::sample;
 
 use grids::{

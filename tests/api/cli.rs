@@ -325,6 +325,45 @@ fn database_passwords_never_reach_the_output() {
     assert!(!all.contains("hunter2"), "{all}");
 }
 
+/// `reco evaluate world`: the generated implicit world, split by `--split`, with RP3beta and
+/// recent popularity among the rows, and what was generated said first.
+#[test]
+fn evaluate_on_the_generated_world() {
+    let out = reco()
+        .args(["evaluate", "world", "--items", "300", "--users", "2000"])
+        .args(["--split", "global-time", "--json"])
+        .args(["--models", "recent,rp3beta,smart"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("world: 300 items, 2000 users"), "{stderr}");
+    assert!(stderr.contains("split: global-time"), "{stderr}");
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let models: Vec<&str> = reports
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["model"].as_str().unwrap())
+        .collect();
+    assert_eq!(models, ["recent", "rp3beta", "smart"]);
+    for r in reports.as_array().unwrap() {
+        assert!(r["ndcg"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["users"].as_u64().unwrap() > 100, "{r}");
+    }
+    let setting = reports[1]["setting"].as_str().unwrap();
+    assert!(
+        setting.contains("alpha") && setting.contains("beta"),
+        "{setting}"
+    );
+    let out = reco()
+        .args(["evaluate", "world", "--items", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--items"));
+}
+
 #[test]
 fn evaluate_on_a_given_split_prints_json() {
     let dir = tempfile::tempdir().unwrap();

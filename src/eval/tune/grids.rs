@@ -1,6 +1,6 @@
 //! The grid of values each model's search walks, and the parameters a point of it stands for.
 
-use crate::algo::{als, bpr, itemknn};
+use crate::algo::{als, bpr, itemknn, rp3beta};
 
 /// One setting's values, smallest first, and where the search starts.
 pub struct Axis {
@@ -104,5 +104,32 @@ pub fn itemknn_params(v: &[f64]) -> itemknn::Params {
     itemknn::Params {
         k: v[0] as usize,
         shrinkage: v[1] as f32,
+    }
+}
+
+pub const RP3BETA_AXES: [Axis; 3] = [
+    Axis {
+        name: "neighbours",
+        values: &[25.0, 50.0, 100.0, 200.0, 400.0],
+        start: 2,
+    },
+    Axis {
+        name: "alpha",
+        values: &[0.25, 0.5, 0.75, 1.0, 1.5],
+        start: 3,
+    },
+    Axis {
+        name: "beta",
+        values: &[0.0, 0.1, 0.2, 0.3, 0.4, 0.6],
+        start: 3,
+    },
+];
+
+/// RP3beta's parameters at the values of [`RP3BETA_AXES`].
+pub fn rp3beta_params(v: &[f64]) -> rp3beta::Params {
+    rp3beta::Params {
+        k: v[0] as usize,
+        alpha: v[1] as f32,
+        beta: v[2] as f32,
     }
 }
