@@ -140,16 +140,7 @@ pub fn generate(spec: Spec) -> Dataset {
         add(&mut taste, &centres[favourites[0]], 1.0);
         seen.clear();
         for &t in &times {
-            if rng.random_bool(TOPIC_CHANGE) {
-                // A new interest: half the way from the taste to the new topic's centre.
-                let slot = rng.random_range(0..2);
-                favourites[slot] = rng.random_range(0..TOPICS);
-                let centre = centres[favourites[slot]];
-                taste
-                    .iter_mut()
-                    .zip(centre)
-                    .for_each(|(x, c)| *x = 0.5 * (*x + c));
-            }
+            drift(&mut favourites, &mut taste, &centres, &mut rng);
             let topic = if rng.random_bool(FAVOURITE) {
                 favourites[rng.random_range(0..2)]
             } else {
@@ -168,19 +159,10 @@ pub fn generate(spec: Spec) -> Dataset {
             };
             seen.insert(i);
             let d = &drafts[i as usize];
-            let matched = sigmoid(dot(&taste, &d.traits) / (DIM as f32).sqrt() - 1.0);
-            let r: f32 = rng.random();
-            let kind = if r < 0.08 * matched {
-                "purchase"
-            } else if r < 0.4 * matched {
-                "like"
-            } else {
-                "view"
-            };
             feedback.push(Feedback {
                 user_id: id.clone(),
                 item_id: format!("n{i}"),
-                feedback_type: kind.to_string(),
+                feedback_type: kind(&taste, d, &mut rng).to_string(),
                 value: 1.0,
                 timestamp: at(t),
             });
@@ -198,6 +180,38 @@ pub fn generate(spec: Spec) -> Dataset {
         items,
         users,
         feedback,
+    }
+}
+
+/// With a small chance per event, a new interest: one favourite topic replaced by another, the
+/// taste half the way to its centre.
+fn drift(
+    favourites: &mut [usize; 2],
+    taste: &mut [f32; DIM],
+    centres: &[[f32; DIM]],
+    rng: &mut ChaCha8Rng,
+) {
+    if rng.random_bool(TOPIC_CHANGE) {
+        let slot = rng.random_range(0..2);
+        favourites[slot] = rng.random_range(0..TOPICS);
+        let centre = centres[favourites[slot]];
+        taste
+            .iter_mut()
+            .zip(centre)
+            .for_each(|(x, c)| *x = 0.5 * (*x + c));
+    }
+}
+
+/// What reading `d` with `taste` leaves: the closer the match, the likelier a like or a purchase.
+fn kind(taste: &[f32; DIM], d: &Draft, rng: &mut ChaCha8Rng) -> &'static str {
+    let matched = sigmoid(dot(taste, &d.traits) / (DIM as f32).sqrt() - 1.0);
+    let r: f32 = rng.random();
+    if r < 0.08 * matched {
+        "purchase"
+    } else if r < 0.4 * matched {
+        "like"
+    } else {
+        "view"
     }
 }
 

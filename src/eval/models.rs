@@ -54,7 +54,7 @@ impl Fitted {
     /// its catalogue limit.
     fn ease_peer(&self, data: &EvalData) -> Option<&(algo::ease::Ease, f64, String)> {
         let peer = self.ease_peer.get_or_init(|| {
-            let searched = tune::ease_peer(data, self.budget)?;
+            let searched = tune::ease_peer(data, self.budget.0)?;
             let started = Instant::now();
             let params = algo::ease::Params {
                 lambda: searched.values[0],
@@ -74,7 +74,7 @@ impl Fitted {
     /// all of its training part.
     fn rp3beta(&self, data: &EvalData) -> &(algo::rp3beta::Rp3Beta, f64, String) {
         self.rp3beta.get_or_init(|| {
-            let searched = tune::rp3beta_search(data, self.budget);
+            let searched = tune::rp3beta_search(data, self.budget.0);
             let started = Instant::now();
             let params = tune::rp3beta_params(&searched.values);
             let model = algo::rp3beta::fit(&data.train, params);

@@ -4,10 +4,13 @@
 //! table still compares against it. Searched like the served models, on a validation split shaped
 //! like the test split (sampled the same way when it is too large).
 
+use std::time::Duration;
+
 use super::super::data::EvalData;
 use super::cost::{MAX_USERS, Shape};
 use super::grids::{EASE_AXES, RP3BETA_AXES, rp3beta_params};
-use super::{Budget, Searched, ndcg, sample, search};
+use super::sample::sample;
+use super::search::{Searched, ndcg, search};
 use crate::algo::{self, ease, itemknn, rp3beta};
 
 /// Settings a declined EASE peer may always try, whatever the budget: a table without EASE would
@@ -16,9 +19,9 @@ const EASE_PEER_SETTINGS: f64 = 4.0;
 
 /// The validation split of `data`'s training part the searches run on (a sample of its users when
 /// it is too large for `budget`), and its validation users.
-fn validation(data: &EvalData, budget: Budget) -> (EvalData, Vec<usize>) {
+fn validation(data: &EvalData, budget: Duration) -> (EvalData, Vec<usize>) {
     let mut inner = data.inner_split(0.8);
-    if let Some((every, _)) = sample(&inner, budget.0) {
+    if let Some((every, _)) = sample(&inner, budget) {
         inner = inner.sample_users(every);
     }
     let users = algo::validation_users(&inner.train, &inner.test, MAX_USERS);
@@ -26,7 +29,7 @@ fn validation(data: &EvalData, budget: Budget) -> (EvalData, Vec<usize>) {
 }
 
 /// RP3beta's search, within half of `budget`.
-pub fn rp3beta(data: &EvalData, budget: Budget) -> Searched<rp3beta::Rp3Beta> {
+pub fn rp3beta(data: &EvalData, budget: Duration) -> Searched<rp3beta::Rp3Beta> {
     let (inner, users) = validation(data, budget);
     let shape = Shape::of(&inner, &users);
     // A walk costs what item-to-item's co-occurrence count does.
@@ -39,7 +42,7 @@ pub fn rp3beta(data: &EvalData, budget: Budget) -> Searched<rp3beta::Rp3Beta> {
     search(
         "rp3beta",
         &RP3BETA_AXES,
-        budget.0.as_secs_f64() / 2.0,
+        budget.as_secs_f64() / 2.0,
         cost,
         |v| Some(rp3beta::fit(&inner.train, rp3beta_params(v))),
         ndcg(&inner, &users),
@@ -49,11 +52,11 @@ pub fn rp3beta(data: &EvalData, budget: Budget) -> Searched<rp3beta::Rp3Beta> {
 
 /// EASE's search for the table, within half of `budget` or [`EASE_PEER_SETTINGS`] fits,
 /// whichever is more; `None` above its catalogue limit.
-pub fn ease(data: &EvalData, budget: Budget) -> Option<Searched<ease::Ease>> {
+pub fn ease(data: &EvalData, budget: Duration) -> Option<Searched<ease::Ease>> {
     let (inner, users) = validation(data, budget);
     let shape = Shape::of(&inner, &users);
     let one = shape.ease();
-    let allowance = (budget.0.as_secs_f64() / 2.0).max(EASE_PEER_SETTINGS * one);
+    let allowance = (budget.as_secs_f64() / 2.0).max(EASE_PEER_SETTINGS * one);
     let fit = |v: &[f64]| {
         let params = ease::Params {
             lambda: v[0],
