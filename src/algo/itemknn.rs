@@ -6,7 +6,9 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use super::{Csr, History, Scorer, score_by_nearest, score_by_neighbours, top_k_similar};
+use super::{
+    Csr, History, Scorer, co_occurrences, score_by_nearest, score_by_neighbours, top_k_similar,
+};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Params {
@@ -45,28 +47,11 @@ pub fn fit(user_items: &Csr, params: Params) -> ItemKnn {
         .map_init(
             || vec![0f32; n_items],
             |co, i| {
-                // Co-occurrence counts of item i with every item sharing a user.
-                let (users, _) = item_users.row(i);
-                let mut touched = Vec::new();
-                for &u in users {
-                    for &j in user_items.row(u as usize).0 {
-                        if j as usize != i {
-                            if co[j as usize] == 0.0 {
-                                touched.push(j);
-                            }
-                            co[j as usize] += 1.0;
-                        }
-                    }
-                }
-                let sims: Vec<(u32, f32)> = touched
-                    .iter()
-                    .map(|&j| {
-                        let c = co[j as usize];
-                        co[j as usize] = 0.0;
-                        (
-                            j,
-                            c / ((counts[i] * counts[j as usize]).sqrt() + params.shrinkage),
-                        )
+                let sims: Vec<(u32, f32)> = co_occurrences(user_items, &item_users, i, |_| 1.0, co)
+                    .into_iter()
+                    .map(|(j, c)| {
+                        let norm = (counts[i] * counts[j as usize]).sqrt() + params.shrinkage;
+                        (j, c / norm)
                     })
                     .collect();
                 top_k_similar(sims, params.k)

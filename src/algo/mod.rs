@@ -217,6 +217,35 @@ pub fn rank_index(key: u64) -> u32 {
     !(!key as u32)
 }
 
+/// Item `i`'s co-occurrences: for every other item `j` that shares a user with `i`, the sum of
+/// `weight(u)` over the users `u` they share (added in the order of `i`'s users), in the order the
+/// items were first met. `acc` is catalogue-long scratch, all zeros before and after. Item-to-item's
+/// cosine and RP3beta's walk are each a function of these sums.
+pub(crate) fn co_occurrences(
+    user_items: &Csr,
+    item_users: &Csr,
+    i: usize,
+    weight: impl Fn(u32) -> f32,
+    acc: &mut [f32],
+) -> Vec<(u32, f32)> {
+    let mut touched = Vec::new();
+    for &u in item_users.row(i).0 {
+        let w = weight(u);
+        for &j in user_items.row(u as usize).0 {
+            if j as usize != i {
+                if acc[j as usize] == 0.0 {
+                    touched.push(j);
+                }
+                acc[j as usize] += w;
+            }
+        }
+    }
+    touched
+        .into_iter()
+        .map(|j| (j, std::mem::take(&mut acc[j as usize])))
+        .collect()
+}
+
 /// Keeps the `k` most similar entries, best first (ties by index).
 pub(crate) fn top_k_similar(mut sims: Vec<(u32, f32)>, k: usize) -> Vec<(u32, f32)> {
     let by_sim = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));

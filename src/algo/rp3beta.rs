@@ -13,7 +13,7 @@
 
 use rayon::prelude::*;
 
-use super::{Csr, History, Scorer, score_by_neighbours, top_k_similar};
+use super::{Csr, History, Scorer, co_occurrences, score_by_neighbours, top_k_similar};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Params {
@@ -61,25 +61,10 @@ pub fn fit(user_items: &Csr, params: Params) -> Rp3Beta {
         .map_init(
             || vec![0f32; n_items],
             |walk, i| {
-                let mut touched = Vec::new();
-                for &u in item_users.row(i).0 {
-                    let step = user_step[u as usize];
-                    for &j in user_items.row(u as usize).0 {
-                        if j as usize != i {
-                            if walk[j as usize] == 0.0 {
-                                touched.push(j);
-                            }
-                            walk[j as usize] += step;
-                        }
-                    }
-                }
-                let sims: Vec<(u32, f32)> = touched
-                    .iter()
-                    .map(|&j| {
-                        let w = walk[j as usize] * item_step[i] * penalty[j as usize];
-                        walk[j as usize] = 0.0;
-                        (j, w)
-                    })
+                let step = |u: u32| user_step[u as usize];
+                let sims: Vec<(u32, f32)> = co_occurrences(user_items, &item_users, i, step, walk)
+                    .into_iter()
+                    .map(|(j, w)| (j, w * item_step[i] * penalty[j as usize]))
                     .collect();
                 top_k_similar(sims, params.k)
             },

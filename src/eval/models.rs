@@ -30,6 +30,8 @@ pub struct Fitted {
     rp3beta: OnceLock<(algo::rp3beta::Rp3Beta, f64, String)>,
     /// EASE for the table when training's budget declined it, found the same way.
     ease_peer: OnceLock<Option<(algo::ease::Ease, f64, String)>>,
+    /// The validation split the peers are searched on, carved once for both.
+    peer_validation: OnceLock<tune::Validation>,
 }
 
 impl Fitted {
@@ -47,14 +49,21 @@ impl Fitted {
             budget: tuning.budget,
             rp3beta: OnceLock::new(),
             ease_peer: OnceLock::new(),
+            peer_validation: OnceLock::new(),
         }
+    }
+
+    /// The validation split of `data` the peers are searched on.
+    fn peer_validation(&self, data: &EvalData) -> &tune::Validation {
+        self.peer_validation
+            .get_or_init(|| tune::validation(data, self.budget.0))
     }
 
     /// EASE searched and fitted for the table (training's own search declined it); `None` above
     /// its catalogue limit.
     fn ease_peer(&self, data: &EvalData) -> Option<&(algo::ease::Ease, f64, String)> {
         let peer = self.ease_peer.get_or_init(|| {
-            let searched = tune::ease_peer(data, self.budget.0)?;
+            let searched = tune::ease_peer(self.peer_validation(data), self.budget.0)?;
             let started = Instant::now();
             let params = algo::ease::Params {
                 lambda: searched.values[0],
@@ -63,7 +72,7 @@ impl Fitted {
             let model = algo::ease::fit(&data.train, params)?;
             let setting = format!(
                 "{} (a peer: training's budget declined it)",
-                shown(&searched.choice)
+                searched.choice.shown()
             );
             Some((model, started.elapsed().as_secs_f64(), setting))
         });
@@ -74,14 +83,14 @@ impl Fitted {
     /// all of its training part.
     fn rp3beta(&self, data: &EvalData) -> &(algo::rp3beta::Rp3Beta, f64, String) {
         self.rp3beta.get_or_init(|| {
-            let searched = tune::rp3beta_search(data, self.budget.0);
+            let searched = tune::rp3beta_search(self.peer_validation(data), self.budget.0);
             let started = Instant::now();
             let params = tune::rp3beta_params(&searched.values);
             let model = algo::rp3beta::fit(&data.train, params);
             (
                 model,
                 started.elapsed().as_secs_f64(),
-                shown(&searched.choice),
+                searched.choice.shown(),
             )
         })
     }
@@ -95,7 +104,7 @@ impl Fitted {
     /// The chosen setting of a tuned model, as the report shows it.
     fn chosen(&self, model: &str) -> Option<String> {
         let c = self.learned.choices.iter().find(|c| c.model == model)?;
-        Some(shown(c))
+        Some(c.shown())
     }
 
     /// `quality`'s weights and the recency inside histories it reads with, as the report shows
@@ -198,20 +207,4 @@ impl Fitted {
         let setting = setting.or_else(|| self.chosen(name));
         Some((scorer, seconds, setting))
     }
-}
-
-/// A choice as the report shows it: the setting, its validation NDCG@10 and why the search
-/// stopped, when it stopped early.
-fn shown(c: &tune::Choice) -> String {
-    let mut text = c.setting.clone();
-    if let Some(ndcg) = c.validation_ndcg {
-        text.push_str(&format!(
-            " (validation NDCG@10 {ndcg:.4}, {} tried)",
-            c.tried
-        ));
-    }
-    if let Some(why) = &c.stopped {
-        text.push_str(&format!("; {why}"));
-    }
-    text
 }

@@ -32,7 +32,7 @@ mod search;
 
 use cost::{MAX_USERS, Shape};
 pub use grids::rp3beta_params;
-pub use peers::{ease as ease_peer, rp3beta as rp3beta_search};
+pub use peers::{Validation, ease as ease_peer, rp3beta as rp3beta_search, validation};
 pub use sample::sample;
 pub use search::{Choice, Searched};
 use search::{ndcg, search, show};

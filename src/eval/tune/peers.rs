@@ -17,21 +17,27 @@ use crate::algo::{self, ease, itemknn, rp3beta};
 /// compare `smart` against weaker peers only.
 const EASE_PEER_SETTINGS: f64 = 4.0;
 
-/// The validation split of `data`'s training part the searches run on (a sample of its users when
-/// it is too large for `budget`), and its validation users.
-fn validation(data: &EvalData, budget: Duration) -> (EvalData, Vec<usize>) {
+/// The validation split the peers are searched on, carved once for all of them.
+pub struct Validation {
+    inner: EvalData,
+    users: Vec<usize>,
+}
+
+/// The validation split of `data`'s training part, carved as training's own is (a sample of its
+/// users when it is too large for `budget`), and its validation users.
+pub fn validation(data: &EvalData, budget: Duration) -> Validation {
     let mut inner = data.inner_split(0.8);
     if let Some((every, _)) = sample(&inner, budget) {
         inner = inner.sample_users(every);
     }
     let users = algo::validation_users(&inner.train, &inner.test, MAX_USERS);
-    (inner, users)
+    Validation { inner, users }
 }
 
 /// RP3beta's search, within half of `budget`.
-pub fn rp3beta(data: &EvalData, budget: Duration) -> Searched<rp3beta::Rp3Beta> {
-    let (inner, users) = validation(data, budget);
-    let shape = Shape::of(&inner, &users);
+pub fn rp3beta(v: &Validation, budget: Duration) -> Searched<rp3beta::Rp3Beta> {
+    let (inner, users) = (&v.inner, &v.users);
+    let shape = Shape::of(inner, users);
     // A walk costs what item-to-item's co-occurrence count does.
     let cost = |v: &[f64]| {
         shape.itemknn(&itemknn::Params {
@@ -45,16 +51,16 @@ pub fn rp3beta(data: &EvalData, budget: Duration) -> Searched<rp3beta::Rp3Beta> 
         budget.as_secs_f64() / 2.0,
         cost,
         |v| Some(rp3beta::fit(&inner.train, rp3beta_params(v))),
-        ndcg(&inner, &users),
+        ndcg(inner, users),
     )
     .expect("RP3beta always fits")
 }
 
 /// EASE's search for the table, within half of `budget` or [`EASE_PEER_SETTINGS`] fits,
 /// whichever is more; `None` above its catalogue limit.
-pub fn ease(data: &EvalData, budget: Duration) -> Option<Searched<ease::Ease>> {
-    let (inner, users) = validation(data, budget);
-    let shape = Shape::of(&inner, &users);
+pub fn ease(v: &Validation, budget: Duration) -> Option<Searched<ease::Ease>> {
+    let (inner, users) = (&v.inner, &v.users);
+    let shape = Shape::of(inner, users);
     let one = shape.ease();
     let allowance = (budget.as_secs_f64() / 2.0).max(EASE_PEER_SETTINGS * one);
     let fit = |v: &[f64]| {
@@ -70,6 +76,6 @@ pub fn ease(data: &EvalData, budget: Duration) -> Option<Searched<ease::Ease>> {
         allowance,
         |_| one,
         fit,
-        ndcg(&inner, &users),
+        ndcg(inner, users),
     )
 }

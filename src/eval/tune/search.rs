@@ -23,6 +23,24 @@ pub struct Choice {
     pub stopped: Option<String>,
 }
 
+impl Choice {
+    /// The choice as a report shows it: the setting, its validation NDCG@10 and why the search
+    /// stopped, when it stopped early.
+    pub fn shown(&self) -> String {
+        let mut text = self.setting.clone();
+        if let Some(ndcg) = self.validation_ndcg {
+            text.push_str(&format!(
+                " (validation NDCG@10 {ndcg:.4}, {} tried)",
+                self.tried
+            ));
+        }
+        if let Some(why) = &self.stopped {
+            text.push_str(&format!("; {why}"));
+        }
+        text
+    }
+}
+
 /// Where one search ended: the chosen values (one per axis), its model fitted on the validation
 /// split's training part, and the report.
 pub struct Searched<M> {
