@@ -5,11 +5,13 @@
 //!
 //! The fit inverts a dense catalogue × catalogue matrix (Cholesky, in `f64` through nalgebra, the
 //! crate ALS already uses), so it is for catalogues up to [`Params::max_items`]: its time grows
-//! with the cube of the catalogue and its weights with the square (1,682 items: 11 MB).
+//! with the cube of the catalogue and its weights with the square. The weights are kept in half
+//! precision ([`super::compact`]; 1,682 items: 5.7 MB): a request adds one catalogue-long row per
+//! history item, and reading the rows is what it waits for.
 
 use nalgebra::DMatrix;
 
-use super::{Csr, History, Scorer};
+use super::{Csr, History, Scorer, compact};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Params {
@@ -29,22 +31,48 @@ impl Default for Params {
 }
 
 /// The fitted weights, row-major: row `i` holds `B_i·`, what item `i` in a history adds to every
-/// item's score.
+/// item's score, times `scale`, in half precision.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Ease {
     n: usize,
-    weights: Vec<f32>,
+    /// Binary16 bits of each weight times `scale` ([`compact::scale_for`]).
+    weights: Vec<u16>,
+    scale: f32,
 }
 
 impl Ease {
-    /// Whether the weights are those of an `n`-item catalogue (a decoded snapshot's check).
-    pub fn fits(&self, n: usize) -> bool {
-        self.n == n && self.weights.len() == n * n
+    /// From row-major `f32` weights of an `n`-item catalogue.
+    fn new(n: usize, weights: &[f32]) -> Self {
+        let scale = compact::scale_for(weights);
+        Self {
+            n,
+            weights: compact::to_bits(weights, scale),
+            scale,
+        }
     }
 
-    /// The row of item `i`: what it adds to every item's score.
-    pub fn row(&self, i: u32) -> &[f32] {
+    /// Whether the weights are those of an `n`-item catalogue (a decoded snapshot's check).
+    pub fn fits(&self, n: usize) -> bool {
+        self.n == n && self.weights.len() == n * n && self.scale.is_normal()
+    }
+
+    /// The row of item `i` (scaled bits): what it adds to every item's score.
+    fn row(&self, i: u32) -> &[u16] {
         &self.weights[i as usize * self.n..][..self.n]
+    }
+
+    /// The weight item `i` adds to item `j`'s score (as stored: rounded to half precision).
+    pub fn weight(&self, i: u32, j: u32) -> f32 {
+        compact::value(self.row(i)[j as usize]) / self.scale
+    }
+
+    /// Item `j`'s score from the unweighted history `items`: its column in their rows.
+    pub fn column_sum(&self, items: &[u32], j: u32) -> f32 {
+        let sum: f32 = items
+            .iter()
+            .map(|&i| compact::value(self.row(i)[j as usize]))
+            .sum();
+        sum / self.scale
     }
 }
 
@@ -85,7 +113,7 @@ pub fn fit(user_items: &Csr, params: Params) -> Option<Ease> {
             }
         }
     }
-    Some(Ease { n, weights })
+    Some(Ease::new(n, &weights))
 }
 
 /// Most history items a score sums rows of (the heaviest: under recency, the newest): a request's
@@ -95,64 +123,25 @@ pub const MAX_HISTORY: usize = 1000;
 impl Scorer for Ease {
     fn score(&self, _user: Option<usize>, history: History<'_>, scores: &mut [f32]) {
         scores.fill(0.0);
-        let mut rows: Vec<(u32, f32)> = history
-            .items
-            .iter()
-            .copied()
-            .zip(history.weights.iter().copied())
-            .collect();
-        if rows.len() > MAX_HISTORY {
-            rows.select_nth_unstable_by(MAX_HISTORY, |a, b| b.1.total_cmp(&a.1));
-            rows.truncate(MAX_HISTORY);
+        let all = (history.items.iter().copied()).zip(history.weights.iter().copied());
+        if history.items.len() <= MAX_HISTORY {
+            return self.add_rows(all, scores);
         }
-        self.add_rows(&rows, scores);
+        let mut rows: Vec<(u32, f32)> = all.collect();
+        rows.select_nth_unstable_by(MAX_HISTORY, |a, b| b.1.total_cmp(&a.1));
+        rows.truncate(MAX_HISTORY);
+        self.add_rows(rows, scores);
     }
 }
 
 impl Ease {
-    /// `scores += Σ x × row(i)` over `rows`, in their order. Four rows share each pass over
-    /// `scores`, which is then loaded and stored once per four rows instead of once per row; each
-    /// item's sum still adds row after row in the same order (no fused multiply-add), so the scores
-    /// are bit-identical to adding one row at a time. With AVX2 (detected at run time, as in
-    /// [`super::factors`]) the same loop is compiled eight items wide.
-    fn add_rows(&self, rows: &[(u32, f32)], scores: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU was just found to support AVX2, the only requirement of the call.
-            unsafe { self.add_rows_avx2(rows, scores) };
-            return;
-        }
-        self.add_rows_portable(rows, scores);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn add_rows_avx2(&self, rows: &[(u32, f32)], scores: &mut [f32]) {
-        self.add_rows_portable(rows, scores);
-    }
-
-    #[inline(always)]
-    fn add_rows_portable(&self, rows: &[(u32, f32)], scores: &mut [f32]) {
+    /// `scores += Σ x × row(i)` over `rows`, in their order ([`compact::add_rows`]; the scale is
+    /// undone on each `x`, a power of two).
+    fn add_rows(&self, rows: impl IntoIterator<Item = (u32, f32)>, scores: &mut [f32]) {
         let n = scores.len().min(self.n);
-        let scores = &mut scores[..n];
-        let mut quads = rows.chunks_exact(4);
-        for quad in &mut quads {
-            let [(a, xa), (b, xb), (c, xc), (d, xd)] = [quad[0], quad[1], quad[2], quad[3]];
-            let (a, b, c, d) = (
-                &self.row(a)[..n],
-                &self.row(b)[..n],
-                &self.row(c)[..n],
-                &self.row(d)[..n],
-            );
-            for j in 0..n {
-                scores[j] = scores[j] + xa * a[j] + xb * b[j] + xc * c[j] + xd * d[j];
-            }
-        }
-        for &(i, x) in quads.remainder() {
-            for (s, &w) in scores.iter_mut().zip(self.row(i)) {
-                *s += x * w;
-            }
-        }
+        let unscale = 1.0 / self.scale;
+        let rows = rows.into_iter().map(|(i, x)| (self.row(i), x * unscale));
+        compact::add_rows(rows, &mut scores[..n]);
     }
 }
 
@@ -169,10 +158,10 @@ mod tests {
         let model = fit(&ui, Params::default()).unwrap();
         assert_prefers_own_block(&model, &ui);
         for i in 0..10 {
-            assert_eq!(model.weights[i * 10 + i], 0.0);
+            assert_eq!(model.weight(i, i), 0.0);
             for j in 0..10 {
                 if (i < 5) != (j < 5) {
-                    assert!(model.weights[i * 10 + j] <= 0.0, "{i} -> {j}");
+                    assert!(model.weight(i, j) <= 0.0, "{i} -> {j}");
                 }
             }
         }
@@ -183,32 +172,33 @@ mod tests {
         assert!(fit(&ui, small).is_none(), "over the catalogue limit");
     }
 
-    /// Rows added four at a time give each item the bits of adding them one at a time, for
-    /// histories that do and do not fill their last four and catalogues of any width.
+    /// A score is the sum of the history's rows as stored, for histories that do and do not
+    /// fill their last four and catalogues of any width; the stored weights are the fitted ones
+    /// to within half precision.
     #[test]
-    fn rows_in_fours_add_as_rows_one_by_one() {
+    fn scores_sum_the_stored_rows() {
         use rand::{RngExt, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
         for n in [1, 7, 8, 9, 33, 1682] {
             let weights: Vec<f32> = (0..n * n).map(|_| rng.random::<f32>() - 0.5).collect();
-            let model = Ease { n, weights };
+            let model = Ease::new(n, &weights);
+            for (k, &w) in weights.iter().enumerate().step_by(97) {
+                let stored = model.weight((k / n) as u32, (k % n) as u32);
+                assert!((stored - w).abs() <= 0.5 / 1024.0, "{w} -> {stored}");
+            }
             for len in [0, 1, 3, 4, 5, 9, 13] {
                 let rows: Vec<(u32, f32)> = (0..len)
                     .map(|_| (rng.random_range(0..n as u32), rng.random::<f32>() * 2.0))
                     .collect();
-                let mut want = vec![0f32; n];
-                for &(i, x) in &rows {
-                    for (s, &w) in want.iter_mut().zip(model.row(i)) {
-                        *s += x * w;
-                    }
-                }
                 let mut got = vec![0f32; n];
-                model.add_rows(&rows, &mut got);
-                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&got), bits(&want), "{n} items, {len} rows");
-                let mut portable = vec![0f32; n];
-                model.add_rows_portable(&rows, &mut portable);
-                assert_eq!(bits(&portable), bits(&want), "{n} items, {len} rows");
+                model.add_rows(rows.iter().copied(), &mut got);
+                for (j, &g) in got.iter().enumerate() {
+                    let want: f64 = rows
+                        .iter()
+                        .map(|&(i, x)| f64::from(x) * f64::from(model.weight(i, j as u32)))
+                        .sum();
+                    assert!((f64::from(g) - want).abs() < 1e-5, "{n} items, {len} rows");
+                }
             }
         }
     }
@@ -222,7 +212,7 @@ mod tests {
         for i in 0..n - 1 {
             weights[i * n + i + 1] = 1.0;
         }
-        let model = Ease { n, weights };
+        let model = Ease::new(n, &weights);
         let items: Vec<u32> = (0..n as u32).collect();
         // The two lightest rows are items 0's and 1's: they are dropped, so items 1 and 2 get
         // nothing; the other 1,000 are summed (the last item adds to none).

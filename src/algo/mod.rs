@@ -10,6 +10,7 @@ pub mod accumulate;
 pub mod als;
 pub mod blend;
 pub mod bpr;
+pub mod compact;
 pub mod content;
 pub mod diversity;
 pub mod ease;

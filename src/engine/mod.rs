@@ -137,6 +137,7 @@ impl Engine {
         // The scoring layouts are built here, not by the first request after the swap.
         snapshot.als.blocks();
         snapshot.bpr.blocks();
+        snapshot.itemknn.prepare();
         self.snapshot.store(Some(snapshot));
         let _ =
             self.events_since_training

@@ -64,8 +64,9 @@ pub struct Snapshot {
 /// is not self-describing: another layout would decode into garbage).
 const MAGIC: &[u8; 8] = b"RECOSNAP";
 /// Bumped whenever `Snapshot`, a model it holds or the encoding changes shape (4: zstd; 5: EASE,
-/// popularity in the blend, smart's short route, the tuning report; 6: recency inside histories).
-pub const FORMAT: u32 = 6;
+/// popularity in the blend, smart's short route, the tuning report; 6: recency inside histories;
+/// 7: EASE's weights in half precision).
+pub const FORMAT: u32 = 7;
 /// zstd's level: its default, fast on factor matrices that compress little anyway.
 const LEVEL: i32 = 3;
 /// Room for the longest string a snapshot holds (an id, a category name, a step's name): postcard

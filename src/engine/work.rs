@@ -3,9 +3,9 @@
 //! operation it has measured, is small, and hands it to the engine threads otherwise.
 //!
 //! The count follows what the engines do: `quality` (and `smart`, whose longest route is
-//! `quality`) scores every item with two factor models, EASE's rows of the liked items and their
-//! neighbour lists,
-//! selects a candidate pool and diversifies it; `enhanced` scores every item with one factor
+//! `quality`) scores every item with the weighted members of its blend (factor models, EASE's
+//! rows of the liked items, item-to-item's rows or lists), selects a candidate pool and
+//! diversifies it; `enhanced` scores every item with one factor
 //! model, gathers neighbours of up to 200 liked items and ranks a few hundred candidates. Only the
 //! proportions matter: the orchestrator learns the time per operation for each engine.
 
@@ -37,6 +37,10 @@ pub fn estimate(asked: &Asked<'_>, kind: EngineKind) -> u64 {
             })
             .sum()
     };
+    // The entries of the liked items' lists of one kind.
+    let lists = |len: &dyn Fn(usize) -> usize| -> u64 {
+        asked.liked_trained().map(|j| len(j as usize) as u64).sum()
+    };
     let q = asked.q;
     let walk = (q.n + q.exclude.len()) as u64;
     match kind {
@@ -55,16 +59,26 @@ pub fn estimate(asked: &Asked<'_>, kind: EngineKind) -> u64 {
                 .filter(|&(member, _)| weighted(member))
                 .map(|(_, f)| f as u64)
                 .sum::<u64>();
-            // EASE adds one catalogue-long row per liked item (at most its cap).
+            // EASE, and item-to-item when its lists are dense rows, add one catalogue-long row
+            // per liked item (EASE at most its cap); sparse lists cost their entries.
+            let liked = |cap: usize| asked.liked_trained().take(cap).count() as u64;
             let ease_rows = match &snap.ease {
-                Some(_) if weighted(4) => {
-                    asked.liked_trained().take(ease::MAX_HISTORY).count() as u64
-                }
+                Some(_) if weighted(4) => liked(ease::MAX_HISTORY),
                 _ => 0,
             };
+            let (knn_rows, knn_entries) = match weighted(2) {
+                true if snap.itemknn.dense_rows() => (liked(usize::MAX), 0),
+                true => (0, lists(&|j| snap.itemknn.neighbours[j].len())),
+                false => (0, 0),
+            };
+            let content = match weighted(3) {
+                true => lists(&|j| snap.content.neighbours[j].len()),
+                false => 0,
+            };
             // Scoring, blending and selecting over the catalogue; the pool's walk and MMR.
-            items * (factors + ease_rows + 16)
-                + neighbours(usize::MAX)
+            items * (factors + ease_rows + knn_rows + 16)
+                + knn_entries
+                + content
                 + pool * (picks * PER_MMR_STEP + 8)
                 + 4 * walk
                 + q.n as u64 * PER_ANSWER

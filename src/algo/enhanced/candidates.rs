@@ -258,14 +258,8 @@ impl Models<'_> {
         let neighbour_items: Vec<u32> = sources.neighbour_top.iter().map(|x| x.0).collect();
         // EASE's score of a candidate: its column in the rows of the history's items (at most
         // EASE's cap), read for the candidates only.
-        let ease_rows: Vec<&[f32]> = match self.ease {
-            Some(e) => {
-                let rows = history.items.iter().take(ease::MAX_HISTORY);
-                rows.map(|&j| e.row(j)).collect()
-            }
-            None => Vec::new(),
-        };
-        let ease_score = |i: u32| ease_rows.iter().map(|row| row[i as usize]).sum::<f32>();
+        let ease_rows = &history.items[..history.items.len().min(ease::MAX_HISTORY)];
+        let ease_score = |i: u32| self.ease.map_or(0.0, |e| e.column_sum(ease_rows, i));
         let ease_max = max_of(&ease_score);
         for c in out.iter_mut() {
             let i = c.item;
