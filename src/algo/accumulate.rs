@@ -179,6 +179,12 @@ impl Sums {
         &self.sums[..self.n]
     }
 
+    /// Every item's sum, to add to directly, when the touched list is not kept (`None`
+    /// otherwise): additions must keep a touched item's sum positive and leave the others 0.
+    pub fn all_mut(&mut self) -> Option<&mut [f32]> {
+        self.whole.then(|| &mut self.sums[..self.n])
+    }
+
     pub fn contains(&self, item: u32) -> bool {
         self.sum(item) > 0.0
     }

@@ -40,6 +40,9 @@ pub struct ItemKnn {
     /// first use, not stored).
     #[serde(skip)]
     dense: OnceLock<Option<Dense>>,
+    /// The same rows of each list's first [`FAST_NEIGHBOURS`] (`fast`'s sums), when they pay.
+    #[serde(skip)]
+    nearest: OnceLock<Option<Dense>>,
 }
 
 /// Every neighbour list as one catalogue-long row of similarities (zero where an item is not a
@@ -50,7 +53,8 @@ pub struct ItemKnn {
 /// one neighbour at a time: on MovieLens 100K (400 neighbours of 1,682 items) the
 /// neighbour-by-neighbour sum was the largest part of a `quality` request, and a row is half the
 /// list's bytes (1.7 KB against 3.2 KB). NDCG@10 of item-to-item moved by at most 0.0007 on
-/// MovieLens' three splits.
+/// MovieLens' three splits. `fast`'s sums (each list's first [`FAST_NEIGHBOURS`]) have rows of
+/// their own, read when a request touches most of the catalogue anyway.
 #[derive(Debug, Clone)]
 struct Dense {
     n: usize,
@@ -63,15 +67,17 @@ struct Dense {
 pub const MAX_DENSE_ITEMS: usize = 4096;
 
 impl Dense {
-    fn of(lists: &[Vec<(u32, f32)>]) -> Option<Self> {
+    /// The rows of each list's first `cap` neighbours, when they pay.
+    fn of(lists: &[Vec<(u32, f32)>], cap: usize) -> Option<Self> {
         let n = lists.len();
-        let entries: usize = lists.iter().map(Vec::len).sum();
+        let lists: Vec<&[(u32, f32)]> = lists.iter().map(|l| &l[..l.len().min(cap)]).collect();
+        let entries: usize = lists.iter().map(|l| l.len()).sum();
         if n == 0 || n > MAX_DENSE_ITEMS || entries * 16 < n * n {
             return None;
         }
         let mut rows = vec![0u8; n * n];
         let mut steps = vec![0f32; n];
-        for ((row, list), step) in rows.chunks_exact_mut(n).zip(lists).zip(&mut steps) {
+        for ((row, &list), step) in rows.chunks_exact_mut(n).zip(&lists).zip(&mut steps) {
             let max = list.iter().fold(0f32, |m, &(_, s)| m.max(s));
             *step = max / 255.0;
             for &(i, sim) in list {
@@ -123,12 +129,35 @@ impl ItemKnn {
             neighbours,
             longest: OnceLock::new(),
             dense: OnceLock::new(),
+            nearest: OnceLock::new(),
         }
     }
 
     /// Builds the scoring layout (the dense rows, when they pay) now rather than on first use.
     pub fn prepare(&self) {
         self.dense();
+        self.nearest_rows();
+    }
+
+    fn nearest_rows(&self) -> Option<&Dense> {
+        self.nearest
+            .get_or_init(|| Dense::of(&self.neighbours, FAST_NEIGHBOURS))
+            .as_ref()
+    }
+
+    /// Adds `x` times the first [`FAST_NEIGHBOURS`] similarities of each `(source, x)` to
+    /// `sums` (at most the catalogue long) as byte rows, when the lists are long for their
+    /// catalogue (see [`Dense`]); `false`, and nothing added, otherwise.
+    pub fn add_nearest_rows(&self, sources: &[(u32, f32)], sums: &mut [f32]) -> bool {
+        let Some(rows) = self.nearest_rows() else {
+            return false;
+        };
+        let n = sums.len().min(rows.n);
+        let rows_of = sources
+            .iter()
+            .map(|&(j, x)| (rows.row(j), x * rows.steps[j as usize]));
+        compact::add_byte_rows(rows_of, &mut sums[..n]);
+        true
     }
 
     /// Whether scoring adds catalogue-long rows (see [`Dense`]) rather than neighbour lists.
@@ -138,7 +167,7 @@ impl ItemKnn {
 
     fn dense(&self) -> Option<&Dense> {
         self.dense
-            .get_or_init(|| Dense::of(&self.neighbours))
+            .get_or_init(|| Dense::of(&self.neighbours, usize::MAX))
             .as_ref()
     }
 
@@ -178,6 +207,15 @@ pub struct Nearest<'a> {
 
 impl Scorer for Nearest<'_> {
     fn score(&self, _user: Option<usize>, history: History<'_>, scores: &mut [f32]) {
+        if self.cap == FAST_NEIGHBOURS {
+            scores.fill(0.0);
+            let sources: Vec<(u32, f32)> = (history.items.iter().copied())
+                .zip(history.weights.iter().copied())
+                .collect();
+            if self.knn.add_nearest_rows(&sources, scores) {
+                return;
+            }
+        }
         score_by_nearest(&self.knn.neighbours, self.cap, history, scores);
     }
 }
@@ -274,7 +312,24 @@ mod tests {
         for (d, l) in dense.iter().zip(&lists) {
             assert!((d - l).abs() <= step * 1.75 / 2.0 + 1e-6, "{d} vs {l}");
         }
+        // `fast`'s sums: the same rows, unweighted.
+        let mut nearest = vec![0f32; 10];
+        let sources: Vec<(u32, f32)> = items.iter().map(|&j| (j, 1.0)).collect();
+        assert!(model.add_nearest_rows(&sources, &mut nearest));
+        let ones = [1.0f32; 3];
+        let unweighted = History {
+            items: &items,
+            weights: &ones,
+        };
+        score_by_nearest(&model.neighbours, FAST_NEIGHBOURS, unweighted, &mut lists);
+        for (d, l) in nearest.iter().zip(&lists) {
+            assert!((d - l).abs() <= step * 3.0 / 2.0 + 1e-6, "{d} vs {l}");
+            assert_eq!(*d > 0.0, *l > 0.0, "the same items touched");
+        }
         let sparse = ItemKnn::new((0..100).map(|i| vec![((i + 1) % 100, 0.5)]).collect());
         assert!(!sparse.dense_rows(), "one neighbour of 100 items");
+        let mut untouched = vec![0f32; 100];
+        assert!(!sparse.add_nearest_rows(&[(0, 1.0)], &mut untouched));
+        assert!(untouched.iter().all(|&s| s == 0.0));
     }
 }

@@ -112,8 +112,16 @@ pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
             .iter()
             .map(|&j| knn.nearest(j, FAST_NEIGHBOURS).len());
         sc.prepare(snap.n_items, adds.sum());
-        for &j in &sources {
-            sc.add_neighbours(knn.nearest(j, FAST_NEIGHBOURS));
+        // When most items get touched anyway, the lists as byte rows (eight items an
+        // instruction) if the catalogue has them; else one neighbour at a time.
+        let rows: Vec<(u32, f32)> = sources.iter().map(|&j| (j, 1.0)).collect();
+        if !sc
+            .all_mut()
+            .is_some_and(|all| knn.add_nearest_rows(&rows, all))
+        {
+            for &j in &sources {
+                sc.add_neighbours(knn.nearest(j, FAST_NEIGHBOURS));
+            }
         }
         // Seen items never make the list: leaving them out before sorting keeps the sorted prefix
         // short (it was deepened by the history's length to make up for them).
