@@ -9,7 +9,9 @@
 # the order of the two swapped every round. Each route's requests/s is divided by the same
 # server's trivial handler (`GET /health/live`) in the same round, and the medians over the
 # rounds are printed: a single run per server swings by a fifth on a shared machine, and the
-# servers' conditions drift between runs. Routes: `trivial`, or a wrk script in scripts/bench/
+# servers' conditions drift between runs. Each route's server CPU time per request (user and
+# system, from /proc) is printed too: it moves far less with the machine's load than requests/s,
+# and shows a change of a few percent that the ratios cannot. Routes: `trivial`, or a wrk script in scripts/bench/
 # (without `.lua`). Uses $RECO_BENCH_DATABASE_URL (admin URL; default
 # postgres://postgres@127.0.0.1:5432/postgres); creates the database reco_bench on it if missing.
 set -euo pipefail
@@ -44,20 +46,24 @@ for _ in $(seq 120); do
   before=$(( $(cpu $A) + $(cpu $B) )); sleep 1
   [ $(( $(cpu $A) + $(cpu $B) - before )) -le 3 ] && break
 done
-run() { # port route -> "rps p99"
+run() { # port pid route -> "rps p99 cpu_us_per_request"
   local script=()
-  [ "$2" = trivial ] || script=(-s "scripts/bench/$2.lua")
-  local path=/; [ "$2" = trivial ] && path=/health/live
+  [ "$3" = trivial ] || script=(-s "scripts/bench/$3.lua")
+  local path=/; [ "$3" = trivial ] && path=/health/live
+  local before; before=$(cpu "$2")
   wrk -t2 -c64 -d"$DURATION" --latency "${script[@]}" "http://127.0.0.1:$1$path" |
-    awk '$1 == "Requests/sec:" { rps = $2 } $1 == "99%" { p99 = $2 } END { print rps, p99 }'
+    awk -v ticks="$(getconf CLK_TCK)" -v before="$before" -v after_file="/proc/$2/stat" '
+      $1 == "Requests/sec:" { rps = $2 } $1 == "99%" { p99 = $2 } $2 == "requests" && $3 == "in" { n = $1 }
+      END { getline stat < after_file; split(stat, f, " "); used = f[14] + f[15] - before
+            printf "%s %s %.1f\n", rps, p99, used * 1e6 / ticks / n }'
 }
 : > "$OUT/ab.txt"
 for round in $(seq "$ROUNDS"); do
   for route in "${ROUTES[@]}"; do
     sides=(old new); [ $((round % 2)) = 0 ] && sides=(new old)
     for side in "${sides[@]}"; do
-      port=18199; [ "$side" = new ] && port=18200
-      echo "$round $side $route $(run $port "$route")" | tee -a "$OUT/ab.txt"
+      port=18199 pid=$A; [ "$side" = new ] && port=18200 pid=$B
+      echo "$round $side $route $(run $port $pid "$route")" | tee -a "$OUT/ab.txt"
     done
   done
 done
@@ -65,16 +71,20 @@ python3 - "$OUT/ab.txt" <<'PY'
 import collections, statistics, sys
 runs = collections.defaultdict(dict)
 for line in open(sys.argv[1]):
-    r, side, route, rps, p99 = line.split()
-    runs[(side, r)][route] = (float(rps), p99)
+    r, side, route, rps, p99, cpu = line.split()
+    runs[(side, r)][route] = (float(rps), p99, float(cpu))
 for side in ("old", "new"):
     rounds = [v for (s, _), v in sorted(runs.items()) if s == side]
     trivial = [v["trivial"][0] for v in rounds if "trivial" in v]
-    print(f"{side}: trivial median {statistics.median(trivial):,.0f} req/s" if trivial else side)
+    cpu = [v["trivial"][2] for v in rounds if "trivial" in v]
+    print(f"{side}: trivial median {statistics.median(trivial):,.0f} req/s, "
+          f"{statistics.median(cpu):.1f} µs server CPU per request" if trivial else side)
     for route in sorted({k for v in rounds for k in v} - {"trivial"}):
         ratios = [v[route][0] / v["trivial"][0] for v in rounds if route in v and "trivial" in v]
         p99s = " ".join(v[route][1] for v in rounds if route in v)
+        cpu = statistics.median(v[route][2] for v in rounds if route in v)
         if ratios:
             print(f"  {route:20} median {statistics.median(ratios):.3f}x "
-                  f"({min(ratios):.3f}-{max(ratios):.3f}), p99 per round: {p99s}")
+                  f"({min(ratios):.3f}-{max(ratios):.3f}), {cpu:.1f} µs server CPU per request, "
+                  f"p99 per round: {p99s}")
 PY

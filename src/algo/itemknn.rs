@@ -54,12 +54,16 @@ pub struct ItemKnn {
 /// neighbour-by-neighbour sum was the largest part of a `quality` request, and a row is half the
 /// list's bytes (1.7 KB against 3.2 KB). NDCG@10 of item-to-item moved by at most 0.0007 on
 /// MovieLens' three splits. `fast`'s sums (each list's first [`FAST_NEIGHBOURS`]) have rows of
-/// their own, read when a request touches most of the catalogue anyway.
+/// their own, read when a request touches most of the catalogue anyway, with one step for all
+/// rows (the largest similarity over 255): `fast` adds its rows unweighted, so a shared step
+/// lets it count them in integers ([`compact::count_byte_rows`]).
 #[derive(Debug, Clone)]
 struct Dense {
     n: usize,
-    /// Each row's largest similarity over 255.
+    /// What one unit of each row is worth: its largest similarity over 255, or (`shared`) the
+    /// largest of all.
     steps: Vec<f32>,
+    shared: Option<f32>,
     rows: Vec<u8>,
 }
 
@@ -67,24 +71,30 @@ struct Dense {
 pub const MAX_DENSE_ITEMS: usize = 4096;
 
 impl Dense {
-    /// The rows of each list's first `cap` neighbours, when they pay.
-    fn of(lists: &[Vec<(u32, f32)>], cap: usize) -> Option<Self> {
+    /// The rows of each list's first `cap` neighbours, when they pay; `shared`: with one step.
+    fn of(lists: &[Vec<(u32, f32)>], cap: usize, shared: bool) -> Option<Self> {
         let n = lists.len();
         let lists: Vec<&[(u32, f32)]> = lists.iter().map(|l| &l[..l.len().min(cap)]).collect();
         let entries: usize = lists.iter().map(|l| l.len()).sum();
         if n == 0 || n > MAX_DENSE_ITEMS || entries * 16 < n * n {
             return None;
         }
+        let largest = |list: &[(u32, f32)]| list.iter().fold(0f32, |m, &(_, s)| m.max(s));
+        let shared = shared.then(|| lists.iter().fold(0f32, |m, l| m.max(largest(l))) / 255.0);
         let mut rows = vec![0u8; n * n];
         let mut steps = vec![0f32; n];
         for ((row, &list), step) in rows.chunks_exact_mut(n).zip(&lists).zip(&mut steps) {
-            let max = list.iter().fold(0f32, |m, &(_, s)| m.max(s));
-            *step = max / 255.0;
+            *step = shared.unwrap_or(largest(list) / 255.0);
             for &(i, sim) in list {
                 row[i as usize] = (sim / *step).round().clamp(1.0, 255.0) as u8;
             }
         }
-        Some(Self { n, steps, rows })
+        Some(Self {
+            n,
+            steps,
+            shared,
+            rows,
+        })
     }
 
     fn row(&self, i: u32) -> &[u8] {
@@ -141,18 +151,24 @@ impl ItemKnn {
 
     fn nearest_rows(&self) -> Option<&Dense> {
         self.nearest
-            .get_or_init(|| Dense::of(&self.neighbours, FAST_NEIGHBOURS))
+            .get_or_init(|| Dense::of(&self.neighbours, FAST_NEIGHBOURS, true))
             .as_ref()
     }
 
     /// Adds `x` times the first [`FAST_NEIGHBOURS`] similarities of each `(source, x)` to
     /// `sums` (at most the catalogue long) as byte rows, when the lists are long for their
-    /// catalogue (see [`Dense`]); `false`, and nothing added, otherwise.
+    /// catalogue (see [`Dense`]); `false`, and nothing added, otherwise. Unweighted sources
+    /// (every `x` 1, as `fast`'s) are counted in integers.
     pub fn add_nearest_rows(&self, sources: &[(u32, f32)], sums: &mut [f32]) -> bool {
         let Some(rows) = self.nearest_rows() else {
             return false;
         };
         let n = sums.len().min(rows.n);
+        if let Some(step) = rows.shared.filter(|_| sources.iter().all(|s| s.1 == 1.0)) {
+            let counted: Vec<&[u8]> = sources.iter().map(|&(j, _)| rows.row(j)).collect();
+            compact::count_byte_rows(&counted, step, &mut sums[..n]);
+            return true;
+        }
         let rows_of = sources
             .iter()
             .map(|&(j, x)| (rows.row(j), x * rows.steps[j as usize]));
@@ -167,7 +183,7 @@ impl ItemKnn {
 
     fn dense(&self) -> Option<&Dense> {
         self.dense
-            .get_or_init(|| Dense::of(&self.neighbours, usize::MAX))
+            .get_or_init(|| Dense::of(&self.neighbours, usize::MAX, false))
             .as_ref()
     }
 
@@ -312,7 +328,9 @@ mod tests {
         for (d, l) in dense.iter().zip(&lists) {
             assert!((d - l).abs() <= step * 1.75 / 2.0 + 1e-6, "{d} vs {l}");
         }
-        // `fast`'s sums: the same rows, unweighted.
+        // `fast`'s sums: each list's first neighbours with one step for all rows, unweighted,
+        // counted; each of the three rows within a step (a similarity under half a step keeps
+        // one).
         let mut nearest = vec![0f32; 10];
         let sources: Vec<(u32, f32)> = items.iter().map(|&j| (j, 1.0)).collect();
         assert!(model.add_nearest_rows(&sources, &mut nearest));
@@ -323,7 +341,7 @@ mod tests {
         };
         score_by_nearest(&model.neighbours, FAST_NEIGHBOURS, unweighted, &mut lists);
         for (d, l) in nearest.iter().zip(&lists) {
-            assert!((d - l).abs() <= step * 3.0 / 2.0 + 1e-6, "{d} vs {l}");
+            assert!((d - l).abs() <= step * 3.0 + 1e-6, "{d} vs {l}");
             assert_eq!(*d > 0.0, *l > 0.0, "the same items touched");
         }
         let sparse = ItemKnn::new((0..100).map(|i| vec![((i + 1) % 100, 0.5)]).collect());
