@@ -95,6 +95,26 @@ impl Blend {
         *sample[..len].select_nth_unstable(rank).1
     }
 
+    /// [`Blend::keys`] before the [`Blend::floor`] for `prefix`, or every key when fewer than
+    /// `prefix` come before it (an unlucky sample); whether keys were left out.
+    fn keys_for(
+        &self,
+        sums: &[f32],
+        pop: &[f32],
+        seen: &[bool],
+        prefix: usize,
+        order: &mut Vec<u64>,
+        more: usize,
+    ) -> bool {
+        let floor = self.floor(sums, pop, seen, prefix);
+        self.keys(sums, pop, seen, floor, order, more);
+        if floor == u64::MAX || order.len() >= prefix {
+            return floor != u64::MAX;
+        }
+        self.keys(sums, pop, seen, u64::MAX, order, more);
+        false
+    }
+
     /// [`keys_of`] over the whole catalogue (`sums`, `pop` and `seen` per item): the touched
     /// unseen items' keys that rank at or before `floor`. In steps of [`STEP`] items, every key of a step first (the same
     /// arithmetic for each item, which the compiler turns into vector instructions: the division
@@ -217,23 +237,16 @@ pub fn recommend(asked: &Asked<'_>) -> Vec<Scored> {
         let candidates = |prefix: usize, order: &mut Vec<u64>| -> bool {
             let head = prefix.min(snap.popular_order.len()).saturating_add(1);
             // Whether keys past a floor were left out: there are more candidates than `order`.
-            let mut floored = false;
-            match sc.touched() {
-                Some(touched) => keys_of(touched.iter().copied(), order, head, score, unseen),
-                None => {
-                    let n = snap.n_items;
-                    let (all, pop, seen) =
-                        (sc.all(), &snap.popularity.scores[..n], marked.first(n));
-                    let floor = blend.floor(all, pop, seen, prefix);
-                    blend.keys(all, pop, seen, floor, order, head);
-                    floored = floor != u64::MAX;
-                    // Too few before the floor (an unlucky sample): every key.
-                    if floored && order.len() < prefix {
-                        blend.keys(all, pop, seen, u64::MAX, order, head);
-                        floored = false;
-                    }
+            let floored = match sc.touched() {
+                Some(touched) => {
+                    keys_of(touched.iter().copied(), order, head, score, unseen);
+                    false
                 }
-            }
+                None => {
+                    let (n, pop) = (snap.n_items, &snap.popularity.scores);
+                    blend.keys_for(sc.all(), &pop[..n], marked.first(n), prefix, order, head)
+                }
+            };
             // Only selected here: the prefix is sorted once, with the untouched head.
             let mut cut = order.len() > prefix || floored;
             // The worst key the prefix keeps so far: an untouched item ranked below it cannot
