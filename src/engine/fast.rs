@@ -116,9 +116,10 @@ impl Blend {
     }
 
     /// [`keys_of`] over the whole catalogue (`sums`, `pop` and `seen` per item): the touched
-    /// unseen items' keys that rank at or before `floor`. In steps of [`STEP`] items, every key of a step first (the same
-    /// arithmetic for each item, which the compiler turns into vector instructions: the division
-    /// per item was the pass's bottleneck, one at a time), then the kept ones compacted.
+    /// unseen items' keys that rank at or before `floor`. In steps of [`STEP`] items, every key
+    /// of a step first (the same arithmetic for each item, which the compiler turns into vector
+    /// instructions: the division per item was the pass's bottleneck, one at a time), then the
+    /// kept ones compacted.
     fn keys(
         &self,
         sums: &[f32],
